@@ -1,0 +1,119 @@
+"""`python -m pipeline <command>`: the entry point Make calls. Each stage command takes a run directory.
+
+    python -m pipeline resolve smoke --set train.steps=50   # validate + freeze runs/smoke/config.yaml
+    python -m pipeline train runs/smoke
+    python -m pipeline report runs/smoke --out reports/smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from pipeline.errors import UserError
+
+log = logging.getLogger("pipeline")
+
+
+def _offline_defaults() -> None:
+    # Compute nodes have no internet: never let a stage hang on the hub. `make data` opts out explicitly.
+    if os.environ.get("LABNOTE_ONLINE") != "1":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def cmd_resolve(args) -> None:
+    from pipeline.config.load import load_experiment
+    from pipeline.config.resolve import freeze
+    from pipeline.rundir import RunDir
+
+    cfg = load_experiment(args.experiment, args.set)
+    if args.check:
+        print(f"{args.experiment}: ok")
+        return
+    run = RunDir.for_experiment(args.experiment) if args.run_dir is None else RunDir(args.run_dir)
+    changed = freeze(cfg, run, [tok for chunk in args.set for tok in shlex.split(chunk)])
+    log.info("resolved %s; changed stamps: %s", args.experiment, [s for s, c in changed.items() if c] or "none")
+
+
+def cmd_data(args) -> None:
+    from pipeline.config.load import load_experiment
+    from pipeline.data.fetch import fetch
+
+    fetch(load_experiment(args.experiment, args.set))
+
+
+def _stage(name: str):
+    def run(args) -> None:
+        from datetime import datetime, timezone
+
+        from pipeline.config.resolve import config_hash, load_resolved
+        from pipeline.provenance import record_stage
+        from pipeline.rundir import RunDir
+
+        run_dir = Path(args.run_dir)
+        cfg = load_resolved(run_dir)
+        started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+        func = _stage_function(name)
+        out = func(cfg, run_dir) if name != "report" else func(cfg, run_dir, Path(args.out))
+        ended = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if name != "report" and int(os.environ.get("RANK", "0")) == 0:
+            record_stage(RunDir(run_dir), name, started, ended, time.perf_counter() - t0, config_hash(cfg))
+        log.info("%s -> %s (%.1f s)", name, out, time.perf_counter() - t0)
+    return run
+
+
+def _stage_function(name: str):
+    if name == "prepare":
+        from pipeline.data.prepare import run_prepare as f
+    elif name == "train":
+        from pipeline.train.loop import run_train as f
+    elif name == "eval":
+        from pipeline.evaluate.stage import run_eval as f
+    else:
+        from pipeline.report.render import run_report as f
+    return f
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description="labnote: experiments that write their reports")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("resolve", help="validate an experiment and freeze it into its run directory")
+    p.add_argument("experiment")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.steps=50")
+    p.add_argument("--run-dir", default=None, help="default runs/<experiment>")
+    p.add_argument("--check", action="store_true", help="validate only, write nothing")
+    p.set_defaults(func=cmd_resolve)
+    p = sub.add_parser("data", help="prefetch hub datasets/tokenizers into HF_HOME (needs internet)")
+    p.add_argument("experiment")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_data)
+    for name, text in (("prepare", "tokenizer + token streams"), ("train", "train (resumes)"),
+                       ("eval", "perplexity on the held-out split"), ("report", "render the Markdown report")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run_dir")
+        if name == "report":
+            p.add_argument("--out", required=True, help="report directory, e.g. reports/smoke")
+        p.set_defaults(func=_stage(name))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    _offline_defaults()
+    try:
+        args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0

@@ -1,0 +1,188 @@
+"""The experiment schema: one typed section per concern, composed into `Experiment`.
+
+Every field's unit or meaning is in its description; defaults live here and nowhere else.
+Validation is structural (types, ranges, unknown keys); rules that span sections are in
+`Experiment._cross_checks` so that a bad file fails at load, before any stage runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- model
+class ModelConfig(Section):
+    arch: Literal["llama", "gpt2", "gpt_neox", "qwen2", "mistral"] = Field(
+        "llama", description="transformers model_type, built with AutoModelForCausalLM.from_config")
+    dim: PositiveInt = Field(128, description="hidden size")
+    layers: PositiveInt = Field(2, description="transformer blocks")
+    heads: PositiveInt = Field(4, description="attention heads")
+    kv_heads: PositiveInt | None = Field(None, description="key/value heads (GQA); default = heads")
+    ffn_dim: PositiveInt | None = Field(None, description="MLP hidden size; default = 4*dim (gpt2) or 8/3*dim (llama)")
+    vocab_size: PositiveInt | None = Field(None, description="default: the tokenizer's vocabulary size")
+    max_seq_len: PositiveInt = Field(256, description="positions the model supports (tokens)")
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    tie_embeddings: bool = True
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] = "sdpa"
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> "ModelConfig":
+        if self.dim % self.heads:
+            raise ValueError(f"model.heads: must divide model.dim={self.dim}, got {self.heads}")
+        kv = self.kv_heads or self.heads
+        if self.heads % kv:
+            raise ValueError(f"model.kv_heads: must divide model.heads={self.heads}, got {kv}")
+        return self
+
+
+# --------------------------------------------------------------------------- data
+class BuiltinSource(Section):
+    type: Literal["builtin"]
+    name: Literal["gensim-wiki", "kjv"] = Field(
+        description="text shipped inside a pip package (offline): gensim's Wikipedia sample or the King James Bible")
+
+
+class HFSource(Section):
+    type: Literal["hf"]
+    name: str = Field(description="datasets.load_dataset path, e.g. 'wikitext'")
+    config: str | None = Field(None, description="dataset config, e.g. 'wikitext-2-raw-v1'")
+    text_field: str = "text"
+    revision: str | None = None
+    data_files: dict[str, list[str]] | None = Field(
+        None, description="split -> local files, for file builders such as name: text / json / parquet")
+
+
+class FilesSource(Section):
+    type: Literal["files"]
+    format: Literal["text", "jsonl"] = Field("text", description="text: one document per blank-line-separated block")
+    text_field: str = Field("text", description="key holding the text in each JSONL object")
+    train: list[Path] = Field(min_length=1)
+    validation: list[Path] = Field(default_factory=list)
+    test: list[Path] = Field(default_factory=list)
+
+
+Source = Annotated[Union[BuiltinSource, HFSource, FilesSource], Field(discriminator="type")]
+
+
+class BPETokenizer(Section):
+    type: Literal["bpe"]
+    vocab_size: Annotated[int, Field(ge=260)] = Field(description="includes the 256 byte symbols and specials")
+    min_frequency: PositiveInt = 2
+
+
+class PretrainedTokenizer(Section):
+    type: Literal["pretrained"]
+    path: str = Field(description="local directory or hub name of a tokenizer")
+
+
+class ByteTokenizer(Section):
+    type: Literal["bytes"]
+
+
+Tokenizer = Annotated[Union[BPETokenizer, PretrainedTokenizer, ByteTokenizer], Field(discriminator="type")]
+
+
+class DataConfig(Section):
+    source: Source
+    tokenizer: Tokenizer = Field(default_factory=lambda: ByteTokenizer(type="bytes"))
+    seq_len: PositiveInt | None = Field(None, description="training sequence length (tokens); default model.max_seq_len")
+    val_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = Field(
+        0.05, description="share of documents held out when the source has no validation split")
+    test_fraction: Annotated[float, Field(ge=0.0, lt=0.5)] = Field(
+        0.05, description="share of documents held out when the source has no test split")
+    max_documents: PositiveInt | None = Field(None, description="use only the first N documents (debug runs)")
+
+
+# --------------------------------------------------------------------------- train
+class TrainConfig(Section):
+    steps: PositiveInt | None = Field(None, description="optimizer steps; exactly one of steps/epochs")
+    epochs: PositiveInt | None = None
+    batch_size: PositiveInt = Field(8, description="sequences per micro-batch (per process)")
+    grad_accum: PositiveInt = Field(1, description="micro-batches per optimizer step")
+    lr: Annotated[float, Field(gt=0.0)] = Field(1e-3, description="peak learning rate")
+    min_lr_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = Field(0.1, description="cosine floor as a share of lr")
+    warmup_steps: NonNegInt = 0
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    clip: Annotated[float, Field(ge=0.0)] = Field(1.0, description="max grad norm; 0 disables clipping")
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False
+    log_every: PositiveInt = Field(10, description="steps between metrics.jsonl lines")
+    eval_every: PositiveInt = Field(50, description="steps between validation passes")
+    eval_batches: PositiveInt = Field(8, description="validation batches per pass")
+    checkpoint_every: PositiveInt = Field(100, description="steps between checkpoints (the last step always saves)")
+    keep_checkpoints: PositiveInt = Field(2, description="newest N checkpoints kept on disk")
+    stop_on_nonfinite: bool = Field(True, description="stop when the loss becomes NaN/Inf")
+
+    @model_validator(mode="after")
+    def _steps_xor_epochs(self) -> "TrainConfig":
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("train.steps: give exactly one of train.steps or train.epochs")
+        if self.warmup_steps and self.steps and self.warmup_steps >= self.steps:
+            raise ValueError(f"train.warmup_steps: must be < train.steps={self.steps}, got {self.warmup_steps}")
+        return self
+
+
+# --------------------------------------------------------------------------- eval
+class PerplexityConfig(Section):
+    split: Literal["test", "validation"] = "test"
+    batch_size: PositiveInt = 8
+    seq_len: PositiveInt | None = Field(None, description="default data.seq_len")
+    max_batches: PositiveInt | None = Field(None, description="default: the whole split")
+    precision: Literal["fp32", "fp16", "bf16"] | None = Field(None, description="default train.precision")
+
+
+class EvalConfig(Section):
+    perplexity: PerplexityConfig = Field(default_factory=PerplexityConfig)
+    checkpoint: PositiveInt | None = Field(None, description="step to evaluate; default the latest")
+
+
+# --------------------------------------------------------------------------- report
+class ReportConfig(Section):
+    title: str | None = None
+    language: Literal["en"] = "en"
+    compare_to: str | None = Field(None, description="another experiment to compare with")
+    max_table_rows: Annotated[int, Field(ge=5)] = Field(25, description="training table is thinned to this many rows")
+
+
+class Experiment(Section):
+    name: str
+    description: str = ""
+    extends: str | None = Field(None, description="parent experiment (file stem in experiments/)")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    train: TrainConfig
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Experiment":
+        positions = self.model.max_seq_len
+        if self.data.seq_len and self.data.seq_len > positions:
+            raise ValueError(f"data.seq_len: must be <= model.max_seq_len={positions}, got {self.data.seq_len}")
+        ppl_len = self.eval.perplexity.seq_len
+        if ppl_len and ppl_len > positions:
+            raise ValueError(f"eval.perplexity.seq_len: must be <= model.max_seq_len={positions}, got {ppl_len}")
+        tok = self.data.tokenizer
+        if self.model.vocab_size and isinstance(tok, BPETokenizer) and self.model.vocab_size < tok.vocab_size:
+            raise ValueError(f"model.vocab_size: must be >= data.tokenizer.vocab_size={tok.vocab_size}, "
+                             f"got {self.model.vocab_size}")
+        return self
+
+    @property
+    def seq_len(self) -> int:
+        return self.data.seq_len or self.model.max_seq_len

@@ -1,0 +1,28 @@
+"""`make data EXP=…`: fill the Hugging Face cache (HF_HOME) on a machine with internet, for offline stages."""
+
+from __future__ import annotations
+
+import logging
+
+from pipeline.config.schema import Experiment, HFSource, PretrainedTokenizer
+
+log = logging.getLogger(__name__)
+
+
+def fetch(cfg: Experiment) -> list[str]:
+    """Download what the experiment reads from the hub; return what was fetched."""
+    fetched = []
+    source, tok = cfg.data.source, cfg.data.tokenizer
+    if isinstance(source, HFSource):
+        import datasets
+
+        datasets.load_dataset(source.name, source.config, revision=source.revision, data_files=source.data_files)
+        fetched.append(f"dataset {source.name}/{source.config or ''}")
+    if isinstance(tok, PretrainedTokenizer):
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(tok.path)
+        fetched.append(f"tokenizer {tok.path}")
+    for item in fetched or ["nothing: this experiment reads only local or built-in data"]:
+        log.info("fetched %s", item)
+    return fetched

@@ -1,0 +1,130 @@
+"""Provenance: where, when, from which code and config each stage ran (`runs/<EXP>/provenance.json`).
+
+Secrets never land here: environment variables are recorded only from an allow-list of prefixes, and
+any name that looks secret (KEY, TOKEN, SECRET, PASSWORD, ...) is dropped even then (seed 000 leaked a
+W&B API key into its report).
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from pipeline.atomic import write_json
+from pipeline.rundir import RunDir
+
+ENV_PREFIXES = ("SLURM_", "PJM_", "APPTAINER_", "SINGULARITY_", "HF_", "CUDA_", "NCCL_", "OMP_", "TORCH",
+                "PYTORCH_", "LABNOTE_", "CONTAINER", "WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_")
+SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE", re.I)
+PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "lm_eval", "peft", "numpy", "pandas", "pydantic")
+
+
+def safe_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if env is None else env
+    return {k: v for k, v in sorted(env.items()) if k.startswith(ENV_PREFIXES) and not SECRET.search(k)}
+
+
+def _run(cmd: list[str]) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
+def git_state() -> dict:
+    commit = _run(["git", "rev-parse", "HEAD"])
+    if commit is None:
+        return {"commit": None, "dirty": None, "diff_sha256": None}
+    # Generated reports are outputs, not code: they do not make the tree dirty.
+    status = _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports"]) or ""
+    diff = _run(["git", "diff", "HEAD", "--", ".", ":!reports"]) or ""
+    return {"commit": commit.strip(), "dirty": bool(status.strip()),
+            "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None}
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info() -> dict:
+    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "gpus": []}
+    try:
+        import torch
+    except ImportError:
+        return info
+    info["torch_threads"] = torch.get_num_threads()
+    if torch.cuda.is_available():
+        info["cuda"] = torch.version.cuda
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            info["gpus"].append({"name": props.name, "memory_gib": round(props.total_memory / 2**30, 2),
+                                 "capability": f"{props.major}.{props.minor}"})
+        if shutil.which("nvidia-smi"):
+            driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+            info["driver"] = driver.splitlines()[0].strip() if driver else None
+    return info
+
+
+def scheduler_info(env: dict[str, str] | None = None) -> dict:
+    env = os.environ if env is None else env
+    if "SLURM_JOB_ID" in env:
+        return {"scheduler": "slurm", "job_id": env["SLURM_JOB_ID"], "nodes": env.get("SLURM_JOB_NODELIST")}
+    if "PJM_JOBID" in env:
+        return {"scheduler": "pjm", "job_id": env["PJM_JOBID"]}
+    return {"scheduler": None, "job_id": None}
+
+
+def container_info(env: dict[str, str] | None = None) -> dict:
+    env = os.environ if env is None else env
+    image = env.get("APPTAINER_CONTAINER") or env.get("SINGULARITY_CONTAINER")
+    if image:
+        return {"runtime": "apptainer", "image": image, "sha256": env.get("LABNOTE_IMAGE_SHA256")}
+    if Path("/run/.containerenv").exists() or Path("/.dockerenv").exists():
+        return {"runtime": "oci", "image": env.get("LABNOTE_IMAGE"), "sha256": env.get("LABNOTE_IMAGE_SHA256")}
+    return {"runtime": None, "image": None, "sha256": None}
+
+
+def environment_snapshot() -> dict:
+    return {"host": socket.gethostname(), "user": getpass.getuser(), "platform": platform.platform(),
+            "git": git_state(), "versions": versions(), "device": device_info(),
+            "scheduler": scheduler_info(), "container": container_info(), "env": safe_environment()}
+
+
+def record_stage(run: RunDir, stage: str, started: str, ended: str, duration_s: float, config_hash: str,
+                 extra: dict | None = None) -> None:
+    """Merge this stage's entry into provenance.json (stages run one after another, never concurrently)."""
+    prov = json.loads(run.provenance.read_text()) if run.provenance.is_file() else {"stages": {}}
+    snap = environment_snapshot()
+    prov.update({"experiment": run.root.name, "config_hash": config_hash, "config_file": "config.yaml", **snap})
+    prov.setdefault("stages", {})[stage] = {
+        "started_utc": started, "ended_utc": ended, "duration_s": round(duration_s, 3), "argv": sys.argv,
+        "host": snap["host"], "job_id": snap["scheduler"]["job_id"], "git_commit": snap["git"]["commit"],
+        **(extra or {})}
+    write_json(run.provenance, prov)

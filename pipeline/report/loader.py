@@ -1,0 +1,118 @@
+"""Read a run directory into tidy pandas tables and plain dicts. Reads files only; never imports torch.
+
+A damaged file (a torn last JSONL line from a killed run, unreadable JSON) does not stop the report:
+it is recorded in `Run.problems` and the checks turn it into a finding.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from pipeline.rundir import RunDir
+
+METRIC_COLUMNS = ["step", "epoch", "loss", "grad_norm", "lr", "tokens", "tokens_per_s", "step_time_s",
+                  "data_time_s", "mem_peak_gib"]
+VALIDATION_COLUMNS = ["step", "epoch", "val_loss", "val_perplexity", "val_accuracy", "val_tokens"]
+
+
+@dataclass
+class Run:
+    name: str
+    root: Path
+    config: dict
+    metrics: pd.DataFrame
+    validation: pd.DataFrame
+    done: dict | None = None
+    provenance: dict | None = None
+    resolve: dict | None = None
+    prepared: dict | None = None
+    perplexity: dict | None = None
+    checkpoints: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def steps_planned(self) -> int | None:
+        if self.done:
+            return self.done.get("steps_planned")
+        return self.config.get("train", {}).get("steps")
+
+    @property
+    def steps_done(self) -> int:
+        if self.done:
+            return int(self.done.get("steps_done", 0))
+        return int(self.metrics["step"].max()) if len(self.metrics) else 0
+
+    @property
+    def vocab_size(self) -> int | None:
+        return (self.prepared or {}).get("vocab_size") or self.config.get("model", {}).get("vocab_size")
+
+    @property
+    def status(self) -> str:
+        """completed / partial / failed / not started, from the data, never from the config alone."""
+        if self.done and self.done.get("status") == "stopped_nonfinite":
+            return "failed"
+        if not len(self.metrics) and not self.done:
+            return "not started"
+        planned = self.steps_planned
+        if self.done and self.done.get("status") == "completed" and planned and self.steps_done >= planned:
+            return "completed"
+        return "partial"
+
+
+def read_jsonl(path: Path, columns: list[str], problems: list[str]) -> pd.DataFrame:
+    rows = []
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                where = "last line (truncated write?)" if lineno == len(lines) else f"line {lineno}"
+                problems.append(f"{path.parent.name}/{path.name}: {where} is not valid JSON and was skipped")
+                continue
+            if not isinstance(obj, dict) or "step" not in obj:
+                problems.append(f"{path.parent.name}/{path.name}: line {lineno} has no 'step' and was skipped")
+                continue
+            rows.append(obj)
+    frame = pd.DataFrame(rows)
+    for col in columns:
+        if col not in frame:
+            frame[col] = pd.Series(dtype="float64")
+        # Non-finite values are written as the strings "nan"/"inf"; to_numeric maps them back.
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    if len(frame):
+        frame = frame.sort_values("step").drop_duplicates("step", keep="last").reset_index(drop=True)
+    return frame
+
+
+def read_json(path: Path, problems: list[str]) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        problems.append(f"{path.relative_to(path.parents[1])}: not valid JSON ({exc.msg}); ignored")
+        return None
+
+
+def load_run(run_dir: Path) -> Run:
+    run, problems = RunDir(Path(run_dir)), []
+    config = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run.config.is_file() else {}
+    checkpoints = [{"step": int(p.name), "path": f"checkpoints/{p.name}",
+                    "size_bytes": sum(f.stat().st_size for f in p.rglob("*") if f.is_file())}
+                   for p in run.checkpoint_dirs()]
+    return Run(
+        name=config.get("name", run.root.name), root=run.root, config=config,
+        metrics=read_jsonl(run.metrics, METRIC_COLUMNS, problems),
+        validation=read_jsonl(run.validation, VALIDATION_COLUMNS, problems),
+        done=read_json(run.train_done, problems), provenance=read_json(run.provenance, problems),
+        resolve=read_json(run.root / "resolve.json", problems),
+        prepared=read_json(run.prepared / "stats.json", problems),
+        perplexity=read_json(run.perplexity, problems), checkpoints=checkpoints, problems=problems)

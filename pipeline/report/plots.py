@@ -1,0 +1,58 @@
+"""Matplotlib (Agg) figures written next to the report as PNG; the template links them relatively."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+
+from pipeline.report.loader import Run  # noqa: E402
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def loss_plot(run: Run, out: Path) -> str | None:
+    if not len(run.metrics):
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(run.metrics["step"], run.metrics["loss"], label="training loss", lw=1.2)
+    if len(run.validation):
+        ax.plot(run.validation["step"], run.validation["val_loss"], "o-", label="validation loss", lw=1.5, ms=4)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy loss (nats/token)")
+    ax.set_title(f"{run.name}: loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, out / "loss.png")
+
+
+def series_plot(run: Run, out: Path, column: str, ylabel: str, filename: str, log_y: bool = False) -> str | None:
+    frame = run.metrics.dropna(subset=[column]) if len(run.metrics) else run.metrics
+    if not len(frame):
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot(frame["step"], frame[column], lw=1.2)
+    if log_y and (frame[column] > 0).all():
+        ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{run.name}: {ylabel}")
+    ax.grid(alpha=0.3)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4)) if not log_y else None
+    return _save(fig, out / filename)
+
+
+def make_plots(run: Run, out: Path) -> dict[str, str | None]:
+    out.mkdir(parents=True, exist_ok=True)
+    return {"loss": loss_plot(run, out),
+            "lr": series_plot(run, out, "lr", "learning rate", "lr.png"),
+            "grad_norm": series_plot(run, out, "grad_norm", "gradient norm (before clipping)", "grad_norm.png",
+                                     log_y=True)}

@@ -1,0 +1,112 @@
+"""Report stage: run directory -> `reports/<EXP>/report.md` + PNG plots.
+
+loader (files -> tables) -> checks (findings) -> plots (PNG) -> Jinja2 template (formatting only).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from tabulate import tabulate
+
+from pipeline.atomic import write_text
+from pipeline.config.schema import Experiment
+from pipeline.report import tables
+from pipeline.report.checks import run_checks
+from pipeline.report.loader import Run, load_run
+from pipeline.report.plots import make_plots
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+MISSING = "—"
+
+
+# --------------------------------------------------------------------------- filters (formatting only)
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def fmt_num(x, spec: str = ".4f") -> str:
+    if _missing(x):
+        return MISSING
+    if isinstance(x, str):
+        return x
+    return format(x, spec)
+
+
+def fmt_bytes(n) -> str:
+    if _missing(n):
+        return MISSING
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return str(n)
+
+
+def fmt_table(rows, columns: dict[str, list[str]]) -> str:
+    """GitHub-flavoured Markdown table; `columns` maps field -> [header, format spec]."""
+    records = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
+    body = [[fmt_num(r.get(key), spec) for key, (_, spec) in columns.items()] for r in records]
+    headers = [header for header, _ in columns.values()]
+    align = ["left" if spec == "s" else "right" for _, spec in columns.values()]
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True, colalign=align)
+
+
+def environment(templates: Path = TEMPLATES, lang: str = "en") -> Environment:
+    env = Environment(loader=FileSystemLoader(templates / lang), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    env.filters.update(num=fmt_num, bytes=fmt_bytes, table=fmt_table)
+    return env
+
+
+# --------------------------------------------------------------------------- context
+def _first_last(frame, column):
+    values = frame[column].dropna() if len(frame) else []
+    return (float(values.iloc[0]), float(values.iloc[-1])) if len(values) else (None, None)
+
+
+def build_context(run: Run, cfg: Experiment, report_dir: Path) -> dict:
+    max_rows = cfg.report.max_table_rows
+    val_first, val_last = _first_last(run.validation, "val_loss")
+    loss_first, loss_last = _first_last(run.metrics, "loss")
+    seq_len = cfg.seq_len
+    splits = (run.prepared or {}).get("splits", {})
+    resolve = run.resolve or {}
+    findings = run_checks(run)
+    return {
+        "title": cfg.report.title or run.name, "name": run.name, "description": cfg.description,
+        "generated_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": run.status, "steps_done": run.steps_done, "steps_planned": run.steps_planned,
+        "loss": {"first": loss_first, "last": loss_last}, "val": {"first": val_first, "last": val_last},
+        "val_change_pct": (100 * (val_last - val_first) / val_first) if val_first and val_last is not None else None,
+        "best_val": tables.best_validation(run), "throughput": tables.throughput(run),
+        "tokens_seen": int(run.metrics["tokens"].max()) if len(run.metrics) else None,
+        "train_time_s": ((run.provenance or {}).get("stages", {}).get("train") or {}).get("duration_s"),
+        "done": run.done or {}, "params": (run.done or {}).get("parameters", {}),
+        "config": cfg.model_dump(mode="json"), "seq_len": seq_len, "prepared": run.prepared or {},
+        "splits": [{"split": k, **v, "sequences": v["tokens"] // seq_len} for k, v in splits.items()],
+        "training": tables.training_table(run, max_rows), "validation": tables.validation_table(run, max_rows),
+        "n_metrics": len(run.metrics), "n_validation": len(run.validation),
+        "plots": make_plots(run, report_dir), "ppl": run.perplexity,
+        "checkpoints": run.checkpoints, "findings": findings,
+        "n_errors": sum(f.severity == "error" for f in findings),
+        "prov": run.provenance or {}, "overrides": resolve.get("overrides", []),
+        "config_hash": (run.provenance or {}).get("config_hash") or resolve.get("config_hash"),
+    }
+
+
+def render(run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = TEMPLATES) -> Path:
+    run = load_run(run_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    context = build_context(run, cfg, report_dir)
+    text = environment(templates, cfg.report.language).get_template("report.md.j2").render(**context)
+    out = report_dir / "report.md"
+    write_text(out, text)
+    return out
+
+
+def run_report(cfg: Experiment, run_dir: Path, report_dir: Path) -> Path:
+    return render(run_dir, cfg, report_dir)

@@ -1,0 +1,42 @@
+"""Display tables: pick, thin and derive columns from the loader's frames. No formatting here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.report.loader import Run
+
+
+def thin(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    """Evenly spaced rows, always keeping the first and the last."""
+    if len(frame) <= max_rows:
+        return frame
+    idx = np.unique(np.linspace(0, len(frame) - 1, max_rows).round().astype(int))
+    return frame.iloc[idx]
+
+
+def training_table(run: Run, max_rows: int) -> pd.DataFrame:
+    shown = thin(run.metrics, max_rows).copy()
+    shown["delta_loss"] = shown["loss"].diff()  # change since the previous row shown
+    return shown[["step", "loss", "delta_loss", "grad_norm", "lr", "tokens_per_s"]]
+
+
+def validation_table(run: Run, max_rows: int) -> pd.DataFrame:
+    return thin(run.validation, max_rows)[["step", "val_loss", "val_perplexity", "val_accuracy"]]
+
+
+def throughput(run: Run) -> dict:
+    """Median/min/max tokens/s, excluding the first log interval (it includes start-up and warm-up)."""
+    tps = run.metrics["tokens_per_s"].dropna().iloc[1:] if len(run.metrics) > 1 else pd.Series(dtype=float)
+    if not len(tps):
+        return {}
+    return {"median": float(tps.median()), "min": float(tps.min()), "max": float(tps.max()),
+            "step_time_s": float(run.metrics["step_time_s"].iloc[1:].median())}
+
+
+def best_validation(run: Run) -> dict | None:
+    val = run.validation.dropna(subset=["val_loss"])
+    if not len(val):
+        return None
+    return val.loc[val["val_loss"].idxmin()].to_dict()

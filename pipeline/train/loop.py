@@ -1,0 +1,216 @@
+"""Train stage: resolved config + prepared data -> `train/metrics.jsonl`, `train/validation.jsonl`,
+`checkpoints/<step>/`, `train/DONE`.
+
+Rerunning resumes from the newest complete checkpoint made with the same train inputs; if the inputs
+changed, the old outputs are moved to `archive/` (never deleted) and training starts over.
+
+>>> run_train(load_resolved(Path("runs/smoke")), Path("runs/smoke"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline.atomic import write_json
+from pipeline.config.resolve import config_hash, stage_hash, to_yaml
+from pipeline.config.schema import Experiment
+from pipeline.data.prepare import load_tokens
+from pipeline.evaluate.scoring import autocast_for, score
+from pipeline.rundir import RunDir
+from pipeline.train import checkpoint as ckpt
+from pipeline.train.batches import BatchPlan, DeviceBatches, as_sequences
+from pipeline.train.metrics_log import JsonlLog, utc_now
+from pipeline.train.optim import build_optimizer, build_scheduler
+from pipeline.train.runtime import Runtime, archive_stale_outputs, peak_memory_gib, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Interval:
+    """Accumulates device-side values between log steps so the hot loop never waits for the GPU."""
+
+    start_time: float = field(default_factory=time.perf_counter)
+    steps: int = 0
+    data_time: float = 0.0
+
+
+class Trainer:
+    def __init__(self, cfg: Experiment, run: RunDir, rt: Runtime):
+        from transformers import AutoTokenizer
+
+        from pipeline.model import build_model
+
+        self.cfg, self.run, self.rt = cfg, run, rt
+        tc = cfg.train
+        seed_everything(tc.seed)
+        self.tokenizer = AutoTokenizer.from_pretrained(run.prepared / "tokenizer")
+        self.model = build_model(cfg.model, len(self.tokenizer), self.tokenizer.eos_token_id).to(rt.device)
+        self.train_seq = as_sequences(load_tokens(run.root, "train"), cfg.seq_len)
+        self.val_seq = as_sequences(load_tokens(run.root, "validation"), cfg.seq_len)
+        self.plan = BatchPlan(len(self.train_seq), tc.batch_size, tc.grad_accum, rt.world_size, rt.rank)
+        if self.plan.steps_per_epoch < 1:
+            from pipeline.errors import DataError
+
+            raise DataError(f"train.batch_size: {len(self.train_seq)} training sequences of {cfg.seq_len} tokens "
+                            f"cannot fill one step of {self.plan.sequences_per_step} sequences")
+        self.total_steps = tc.steps or tc.epochs * self.plan.steps_per_epoch
+        self.optimizer = build_optimizer(self.model, tc, rt.device)
+        self.scheduler = build_scheduler(self.optimizer, tc, self.total_steps)
+        self.scaler = torch.amp.GradScaler(rt.device.type, enabled=tc.precision == "fp16")
+        self.step_model = rt.wrap(torch.compile(self.model) if tc.compile else self.model)
+        self.metrics = JsonlLog(run.metrics, enabled=rt.is_main)
+        self.validation = JsonlLog(run.validation, enabled=rt.is_main)
+        self.tokens_per_step = self.plan.sequences_per_step * cfg.seq_len
+        self.stop_requested = False
+
+    # ------------------------------------------------------------------ state
+    def resume(self, train_hash: str) -> int:
+        latest = self.run.latest_checkpoint()
+        if latest is None:
+            return 0
+        state = ckpt.load_train_state(latest)
+        from safetensors.torch import load_file
+
+        weights = load_file(latest / "model.safetensors", device=str(self.rt.device))
+        self.model.load_state_dict(weights, strict=False)  # tied weights are stored once
+        if self.cfg.model.tie_embeddings:
+            self.model.tie_weights()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        step = state["step"]
+        self.metrics.truncate_after(step)
+        self.validation.truncate_after(step)
+        log.info("resumed from %s (step %d of %d)", latest, step, self.total_steps)
+        return step
+
+    def save(self, step: int, train_hash: str) -> None:
+        if not self.rt.is_main:
+            return
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict(), "train_hash": train_hash,
+                 "data_position": {"step": step, "epoch": step / self.plan.steps_per_epoch}}
+        ckpt.save_checkpoint(self.run, step, self.model, self.tokenizer, state, to_yaml(self.cfg),
+                             self.cfg.train.keep_checkpoints)
+
+    # ------------------------------------------------------------------ steps
+    def train_step(self, micro_batches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        tc = self.cfg.train
+        loss_sum = torch.zeros((), device=self.rt.device)
+        for i, batch in enumerate(micro_batches):
+            with self.rt.no_sync(self.step_model, last=i == len(micro_batches) - 1):
+                with autocast_for(self.rt.device, tc.precision):
+                    loss = self.step_model(input_ids=batch, labels=batch).loss / len(micro_batches)
+                self.scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip if tc.clip > 0 else math.inf)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return loss_sum, grad_norm
+
+    def validate(self, step: int) -> dict:
+        tc = self.cfg.train
+        rows = self.val_seq[: tc.eval_batches * tc.batch_size]
+        batches = (torch.from_numpy(rows[i:i + tc.batch_size].astype("int64"))
+                   for i in range(0, len(rows), tc.batch_size))
+        result = score(self.model, batches, self.rt.device, tc.precision)
+        record = {"step": step, "epoch": round(step / self.plan.steps_per_epoch, 4), "val_loss": result["loss"],
+                  "val_perplexity": result["perplexity"], "val_accuracy": result["accuracy"],
+                  "val_tokens": result["tokens"], "time_utc": utc_now()}
+        self.validation.append(record)
+        return record
+
+    def log_step(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor, iv: Interval) -> dict:
+        self.rt.synchronize()
+        elapsed = time.perf_counter() - iv.start_time
+        record = {"step": step, "epoch": round(step / self.plan.steps_per_epoch, 4), "loss": loss.item(),
+                  "grad_norm": grad_norm.item(), "lr": self.lr_applied,
+                  "tokens": step * self.tokens_per_step,
+                  "tokens_per_s": iv.steps * self.tokens_per_step / elapsed if elapsed > 0 else None,
+                  "step_time_s": elapsed / max(iv.steps, 1), "data_time_s": iv.data_time / max(iv.steps, 1),
+                  "mem_peak_gib": peak_memory_gib(self.rt.device), "time_utc": utc_now()}
+        self.metrics.append(record)
+        return record
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, train_hash: str) -> dict:
+        tc = self.cfg.train
+        start = self.resume(train_hash)
+        batches = DeviceBatches(self.train_seq, self.plan, tc.seed, self.rt.device)
+        bar = tqdm(total=self.total_steps, initial=start, desc="train", unit="step", disable=not self.rt.is_main
+                   or None, dynamic_ncols=True)
+        status, iv, fault_at = "completed", Interval(), int(os.environ.get("LABNOTE_FAULT_AT_STEP", "0"))
+        if start == 0:
+            self.validate(0)  # the untrained baseline: a loss near ln(vocab) shows the pipeline is sane
+        self.step_model.train()
+        step, t_data = start, time.perf_counter()
+        for index, micro in batches.steps(start, self.total_steps):
+            iv.data_time += time.perf_counter() - t_data
+            step = index + 1
+            self.lr_applied = self.optimizer.param_groups[0]["lr"]  # a Python float: reading it costs no sync
+            loss, grad_norm = self.train_step(micro)
+            iv.steps += 1
+            bar.update(1)
+            last = step == self.total_steps
+            if step % tc.log_every == 0 or last:
+                rec = self.log_step(step, loss, grad_norm, iv)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+                if bar.disable:
+                    log.info("step %d/%d loss %.4f lr %.2e %.0f tok/s", step, self.total_steps, rec["loss"],
+                             rec["lr"], rec["tokens_per_s"])
+                iv = Interval()
+                if not math.isfinite(rec["loss"]) and tc.stop_on_nonfinite:
+                    status = "stopped_nonfinite"
+            if step % tc.eval_every == 0 or last or status != "completed":
+                val = self.validate(step)
+                log.info("step %d validation loss %.4f ppl %.2f", step, val["val_loss"], val["val_perplexity"])
+            if step == fault_at:  # test hook: a real signal to this process (KILL: hard kill, TERM: preemption)
+                os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("LABNOTE_FAULT_SIGNAL", "KILL")))
+            if step % tc.checkpoint_every == 0 or last or status != "completed" or self.stop_requested:
+                self.save(step, train_hash)
+            if status != "completed" or self.stop_requested:
+                break
+            t_data = time.perf_counter()
+        bar.close()
+        if self.stop_requested:
+            status = "interrupted"
+        return {"status": status, "steps_done": step, "steps_planned": self.total_steps,
+                "steps_per_epoch": self.plan.steps_per_epoch, "tokens_per_step": self.tokens_per_step,
+                "train_hash": train_hash, "resumed_from": start or None}
+
+
+def run_train(cfg: Experiment, run_dir: Path) -> Path:
+    run = RunDir(run_dir)
+    train_hash = stage_hash(run_dir, "train") or config_hash(cfg)
+    rt = Runtime.create(cfg.train.device)
+    if rt.is_main:
+        archive_stale_outputs(run, train_hash)
+    trainer = Trainer(cfg, run, rt)
+    previous = signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
+    try:
+        summary = trainer.fit(train_hash)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    from pipeline.model import parameter_counts
+
+    summary.update(parameters=parameter_counts(trainer.model), device=str(rt.device), world_size=rt.world_size)
+    if rt.is_main and summary["status"] != "interrupted":
+        write_json(run.train_done, summary)
+    rt.close()
+    if summary["status"] == "interrupted":
+        raise SystemExit(143)  # SIGTERM (scheduler time limit / preemption): checkpoint saved, rerun resumes
+    return run.train

@@ -1,0 +1,50 @@
+"""Shared fixtures: the repository root and tiny experiments that train in seconds on CPU."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"  # present on developer machines and CI, absent on a user's clone
+
+# A model and data small enough that a whole train stage takes a few seconds on 2 CPU cores.
+TINY = {
+    "description": "tiny test run",
+    "model": {"arch": "llama", "dim": 32, "layers": 1, "heads": 2, "max_seq_len": 32},
+    "data": {"source": {"type": "builtin", "name": "kjv"}, "tokenizer": {"type": "bpe", "vocab_size": 300},
+             "max_documents": 60, "seq_len": 32},
+    "train": {"steps": 12, "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "log_every": 2, "eval_every": 4,
+              "eval_batches": 2, "checkpoint_every": 5, "keep_checkpoints": 2, "seed": 0},
+    "eval": {"perplexity": {"batch_size": 4, "max_batches": 4}},
+}
+
+
+def write_experiment(root: Path, name: str, body: dict) -> Path:
+    path = root / "experiments" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def pipeline_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("LABNOTE_FAULT_AT_STEP", None)
+    env.update(extra)
+    return env
+
+
+def pipeline_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", *args]
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Path:
+    """A working directory with experiments/tiny.yaml (stages resolve experiments/ and runs/ from the cwd)."""
+    write_experiment(tmp_path, "tiny", TINY)
+    return tmp_path

@@ -16,7 +16,7 @@ MAKEFLAGS += --no-print-directory
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
-PY := $(VENV)/bin/python
+PY ?= $(VENV)/bin/python
 EXP ?= smoke
 SET ?=
 RUN := runs/$(EXP)
@@ -30,7 +30,8 @@ export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-VENV_STAMP := $(VENV)/.installed
+# `make … PY=/path/to/python` uses an existing environment instead of building .venv.
+VENV_STAMP := $(if $(filter command line,$(origin PY)),,$(VENV)/.installed)
 TEMPLATE_FILES := $(shell find templates -type f 2>/dev/null)
 REPORT_CODE := $(wildcard pipeline/report/*.py)
 
@@ -40,11 +41,11 @@ REPORT_CODE := $(wildcard pipeline/report/*.py)
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
 
-venv: $(VENV_STAMP)
+venv: $(VENV)/.installed
 
-$(VENV_STAMP): requirements.txt requirements.lock
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -c requirements.lock
+$(VENV)/.installed: requirements.txt requirements.lock
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements.txt -c requirements.lock
 	@touch $@
 
 # ---------------------------------------------------------------------------- stages

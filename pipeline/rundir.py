@@ -51,6 +51,10 @@ class RunDir:
         return self.train / "validation.jsonl"
 
     @property
+    def plan(self) -> Path:
+        return self.train / "plan.json"
+
+    @property
     def train_done(self) -> Path:
         return self.train / "DONE"
 

@@ -76,7 +76,12 @@ def _dotted_keys(tree: dict, prefix: str) -> Iterable[str]:
 def _load_chain(name: str, root: Path, origin: dict[str, str], seen: tuple[str, ...] = ()) -> dict:
     if name in seen:
         raise ConfigError(f"{experiment_path(seen[-1], root)}: extends: cycle {' -> '.join(seen + (name,))}")
-    path = experiment_path(name, root)
+    try:
+        path = experiment_path(name, root)
+    except ConfigError as exc:
+        if not seen:
+            raise
+        raise ConfigError(f"{root / (seen[-1] + '.yaml')}: extends: {exc}") from None
     raw = _read_yaml(path)
     parent = raw.get("extends")
     merged: dict = {}
@@ -142,12 +147,26 @@ _TYPE_WORDS = {
 }
 
 
+_TAGS = {"data.source": "builtin, hf, files", "data.tokenizer": "bpe, bytes, pretrained"}
+
+
+def _priority(err: dict) -> int:
+    # An unknown key explains a "missing" error next to it (a typo such as `trian:`), so report it first.
+    return {"extra_forbidden": 0, "missing": 2}.get(err["type"], 1)
+
+
 def _describe(exc: ValidationError, origin: dict[str, str], default_file: str) -> str:
-    err = exc.errors()[0]
+    err = sorted(exc.errors(), key=_priority)[0]
     loc = _display_loc(err["loc"])
     key = ".".join(str(p) for p in loc) or "(top level)"
-    where = _origin_of(key, origin, default_file)
     kind, given = err["type"], err.get("input")
+    if kind == "value_error":
+        msg = str(err["ctx"]["error"])
+        # Cross-field validators start their message with the key at fault; blame the file that set it.
+        named = msg.split(":", 1)[0] if ":" in msg.split(" ")[0] else None
+        where = _origin_of(named or key, origin, default_file)
+        return f"{where}: {msg}" if named else f"{where}: {key}: {msg}"
+    where = _origin_of(key, origin, default_file)
     if kind == "extra_forbidden":
         fields = _fields_at(err["loc"][:-1])
         hint = difflib.get_close_matches(str(loc[-1]), fields, n=1)
@@ -155,15 +174,14 @@ def _describe(exc: ValidationError, origin: dict[str, str], default_file: str) -
         return f"{where}: {key}: unknown key; {tail}"
     if kind == "missing":
         return f"{where}: {key}: required key is missing"
-    if kind == "value_error":
-        msg = str(err["ctx"]["error"])
-        # Cross-field validators already name their key at the start of the message.
-        return f"{where}: {msg}" if ":" in msg.split(" ")[0] else f"{where}: {key}: {msg}"
-    if kind in ("literal_error", "union_tag_invalid"):
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"{where}: {key}: expected one of {expected}, got {given!r}"
-    if kind == "union_tag_not_found":
-        return f"{where}: {key}: missing 'type' (expected one of {err['ctx']['expected_tags']})"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tags = err.get("ctx", {}).get("expected_tags") or _TAGS.get(key, "")
+        got = given.get("type") if isinstance(given, dict) else given
+        if kind == "union_tag_not_found":
+            return f"{where}: {key}.type: required key is missing (expected one of {tags})"
+        return f"{where}: {key}.type: expected one of {tags}, got {got!r}"
+    if kind == "literal_error":
+        return f"{where}: {key}: expected one of {err.get('ctx', {}).get('expected', '')}, got {given!r}"
     if kind in _TYPE_WORDS:
         return f"{where}: {key}: expected {_TYPE_WORDS[kind]}, got {given!r}"
     return f"{where}: {key}: {err['msg'].lower()}, got {given!r}"

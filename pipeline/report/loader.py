@@ -28,6 +28,7 @@ class Run:
     metrics: pd.DataFrame
     validation: pd.DataFrame
     done: dict | None = None
+    plan: dict | None = None
     provenance: dict | None = None
     resolve: dict | None = None
     prepared: dict | None = None
@@ -37,8 +38,9 @@ class Run:
 
     @property
     def steps_planned(self) -> int | None:
-        if self.done:
-            return self.done.get("steps_planned")
+        for source in (self.done, self.plan):
+            if source and source.get("steps_planned"):
+                return source["steps_planned"]
         return self.config.get("train", {}).get("steps")
 
     @property
@@ -112,7 +114,7 @@ def load_run(run_dir: Path) -> Run:
         name=config.get("name", run.root.name), root=run.root, config=config,
         metrics=read_jsonl(run.metrics, METRIC_COLUMNS, problems),
         validation=read_jsonl(run.validation, VALIDATION_COLUMNS, problems),
-        done=read_json(run.train_done, problems), provenance=read_json(run.provenance, problems),
+        done=read_json(run.train_done, problems), plan=read_json(run.plan, problems), provenance=read_json(run.provenance, problems),
         resolve=read_json(run.root / "resolve.json", problems),
         prepared=read_json(run.prepared / "stats.json", problems),
         perplexity=read_json(run.perplexity, problems), checkpoints=checkpoints, problems=problems)

@@ -9,7 +9,7 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
 from tabulate import tabulate
 
 from pipeline.atomic import write_text
@@ -25,7 +25,8 @@ MISSING = "—"
 
 # --------------------------------------------------------------------------- filters (formatting only)
 def _missing(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
+    # Partial runs lack files (no DONE, no provenance): their fields arrive as Undefined and print as "—".
+    return x is None or isinstance(x, Undefined) or (isinstance(x, float) and math.isnan(x))
 
 
 def fmt_num(x, spec: str = ".4f") -> str:
@@ -56,7 +57,7 @@ def fmt_table(rows, columns: dict[str, list[str]]) -> str:
 
 
 def environment(templates: Path = TEMPLATES, lang: str = "en") -> Environment:
-    env = Environment(loader=FileSystemLoader(templates / lang), undefined=StrictUndefined,
+    env = Environment(loader=FileSystemLoader(templates / lang), undefined=ChainableUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters.update(num=fmt_num, bytes=fmt_bytes, table=fmt_table)
     return env

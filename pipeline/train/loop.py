@@ -150,6 +150,9 @@ class Trainer:
     def fit(self, train_hash: str) -> dict:
         tc = self.cfg.train
         start = self.resume(train_hash)
+        if self.rt.is_main:  # written first, so a run killed early still says how long it was meant to be
+            write_json(self.run.plan, {"steps_planned": self.total_steps, "steps_per_epoch": self.plan.steps_per_epoch,
+                                       "tokens_per_step": self.tokens_per_step, "train_hash": train_hash})
         batches = DeviceBatches(self.train_seq, self.plan, tc.seed, self.rt.device)
         bar = tqdm(total=self.total_steps, initial=start, desc="train", unit="step", disable=not self.rt.is_main
                    or None, dynamic_ncols=True)

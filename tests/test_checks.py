@@ -1,0 +1,235 @@
+"""Report sanity checks: every rule in RULES fires on a run built to trigger it and stays quiet otherwise."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.report import checks
+from pipeline.report.checks import RULES, SEVERITY_ORDER, run_checks
+from pipeline.report.loader import METRIC_COLUMNS, VALIDATION_COLUMNS, Run
+
+
+# --------------------------------------------------------------------------- helpers
+def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """A table shaped like the loader's: every expected column present and numeric, sorted by step."""
+    df = pd.DataFrame(rows)
+    for col in columns:
+        if col not in df:
+            df[col] = pd.Series(dtype="float64")
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    if len(df):
+        df = df.sort_values("step").reset_index(drop=True)
+    return df
+
+
+def metric_rows(steps, loss=lambda s: 5.0 - s / 1000) -> list[dict]:
+    return [{"step": s, "epoch": s / 1000, "loss": loss(s), "grad_norm": 1.0, "lr": 1e-3, "tokens": s * 512,
+             "tokens_per_s": 1000.0, "step_time_s": 0.5, "data_time_s": 0.01, "mem_peak_gib": 0.1} for s in steps]
+
+
+def val_rows(pairs) -> list[dict]:
+    return [{"step": s, "epoch": s / 1000, "val_loss": v, "val_perplexity": math.exp(v) if math.isfinite(v) else v,
+             "val_accuracy": 0.1, "val_tokens": 1024} for s, v in pairs]
+
+
+def make_run(*, steps: int | None = 100, metrics: list[dict] | None = None, validation: list[dict] | None = None,
+             done: dict | None = None, perplexity: dict | None = None, provenance: dict | None = None,
+             prepared: dict | None = None, problems: list[str] | None = None, config: dict | None = None) -> Run:
+    """A healthy, finished 100-step run unless told otherwise."""
+    if config is None:
+        config = {"name": "t", "model": {}, "train": {"steps": steps}}
+    if metrics is None:
+        metrics = metric_rows(range(10, (steps or 100) + 1, 10))
+    if validation is None:
+        validation = val_rows([(0, 6.0), (50, 4.0), ((steps or 100), 3.0)])
+    return Run(name="t", root=Path("runs/t"), config=config,
+               metrics=frame(metrics, METRIC_COLUMNS), validation=frame(validation, VALIDATION_COLUMNS),
+               done=done, perplexity=perplexity, provenance=provenance, prepared=prepared, problems=problems or [])
+
+
+def completed(steps: int = 100) -> dict:
+    return {"status": "completed", "steps_done": steps, "steps_planned": steps}
+
+
+def healthy() -> Run:
+    return make_run(done=completed(), prepared={"vocab_size": 2048},
+                    perplexity={"step": 100, "perplexity": 30.0, "nan_count": 0, "inf_count": 0},
+                    provenance={"git": {"commit": "0123456789abcdef", "dirty": False, "diff_sha256": None}})
+
+
+
+
+# --------------------------------------------------------------------------- fire / no-fire tables
+# rule name -> (run that triggers it, expected severity, substrings the message must contain)
+FIRES = {
+    "run_incomplete": [
+        (lambda: make_run(steps=1000, metrics=metric_rows(range(10, 101, 10))), "error",
+         ["100 of 1000", "(10%)", "partial"]),
+        (lambda: make_run(steps=300, done={"status": "completed", "steps_done": 150, "steps_planned": 300}),
+         "error", ["150 of 300", "(50%)"]),
+    ],
+    "nonfinite_loss": [
+        (lambda: make_run(metrics=metric_rows(range(10, 101, 10), loss=lambda s: math.nan if s >= 70 else 4.0)),
+         "error", ["4 non-finite training loss", "first at step 70"]),
+        (lambda: make_run(validation=val_rows([(0, 6.0), (50, math.inf), (100, 3.0)])), "error",
+         ["1 non-finite validation loss", "first at step 50"]),
+        (lambda: make_run(perplexity={"step": 100, "perplexity": 12.0, "nan_count": 2, "inf_count": 1}), "error",
+         ["2 NaN and 1 Inf batches"]),
+        (lambda: make_run(done={"status": "stopped_nonfinite", "steps_done": 40, "steps_planned": 100}), "error",
+         ["training stopped at step 40"]),
+    ],
+    "loss_not_decreasing": [
+        (lambda: make_run(validation=val_rows([(0, 5.0), (50, 4.8), (100, 4.99)])), "warning",
+         ["validation loss", "5.0000", "4.9900", "-0.2%"]),
+        (lambda: make_run(validation=val_rows([(0, 5.0), (100, 5.5)])), "warning", ["5.0000", "5.5000", "+10.0%"]),
+        (lambda: make_run(validation=[], metrics=metric_rows(range(10, 81, 10), loss=lambda s: 3.0 + s / 1000)),
+         "warning", ["training loss", "3.0150", "3.0750"]),
+    ],
+    "untrained_perplexity": [
+        (lambda: make_run(perplexity={"step": 100, "perplexity": 1500.0}, prepared={"vocab_size": 2048}), "warning",
+         ["1,500.0", "0.73x", "2,048"]),
+        (lambda: make_run(perplexity={"step": 100, "perplexity": 300.0},
+                          config={"name": "t", "model": {"vocab_size": 512}, "train": {"steps": 100}}),
+         "warning", ["300.0", "0.59x", "512"]),
+    ],
+    "validation_rising": [
+        (lambda: make_run(validation=val_rows([(0, 6.0), (50, 4.0), (100, 4.5)])), "warning",
+         ["best 4.0000 (step 50)", "4.5000 at step 100"]),
+    ],
+    "eval_not_final_checkpoint": [
+        (lambda: make_run(steps=300, done=completed(300), perplexity={"step": 200, "perplexity": 10.0}), "warning",
+         ["step-200 checkpoint", "reached step 300"]),
+    ],
+    "damaged_files": [
+        (lambda: make_run(problems=["train/metrics.jsonl: last line (truncated write?) is not valid JSON and was "
+                                    "skipped", "train/DONE: not valid JSON (Expecting value); ignored"]), "warning",
+         ["train/metrics.jsonl: last line", "train/DONE"]),
+    ],
+    "uncommitted_code": [
+        (lambda: make_run(provenance={"git": {"commit": "0123456789abcdef", "dirty": True,
+                                              "diff_sha256": "abcdef0123456789ffff"}}), "info",
+         ["abcdef012345", "0123456789", "uncommitted"]),
+    ],
+}
+
+# rule name -> runs on which it must stay quiet (the healthy run plus the edge just inside its threshold)
+QUIET = {
+    "run_incomplete": [healthy,
+                       lambda: make_run(steps=None, config={"name": "t", "train": {"epochs": 1}}, metrics=metric_rows(
+                           range(10, 51, 10)))],  # nothing planned to compare with
+    "nonfinite_loss": [healthy,
+                       lambda: make_run(perplexity={"step": 100, "perplexity": 12.0, "nan_count": 0, "inf_count": 0})],
+    "loss_not_decreasing": [healthy,
+                            lambda: make_run(validation=val_rows([(0, 5.0), (100, 4.9)])),  # -2% is a drop
+                            lambda: make_run(validation=[], metrics=metric_rows([10, 20, 30]))],  # too few points
+    "untrained_perplexity": [healthy,
+                             lambda: make_run(perplexity={"step": 100, "perplexity": 1000.0},
+                                              prepared={"vocab_size": 2048}),  # 0.49x < 0.5x
+                             lambda: make_run(perplexity={"step": 100, "perplexity": 1500.0})],  # vocab unknown
+    "validation_rising": [healthy,
+                          lambda: make_run(validation=val_rows([(0, 6.0), (50, 4.0), (100, 4.07)])),  # within 2%
+                          lambda: make_run(validation=val_rows([(0, 6.0), (100, 7.0)]))],  # fewer than 3 passes
+    "eval_not_final_checkpoint": [healthy, lambda: make_run(perplexity=None)],
+    "damaged_files": [healthy],
+    "uncommitted_code": [healthy,
+                         lambda: make_run(provenance={"git": {"commit": None, "dirty": None, "diff_sha256": None}}),
+                         lambda: make_run(provenance=None)],
+}
+
+RULES_BY_NAME = {rule.__name__: rule for rule in RULES}
+
+
+def test_every_rule_has_a_firing_and_a_quiet_case():
+    assert set(FIRES) == set(RULES_BY_NAME) == set(QUIET)
+
+
+@pytest.mark.parametrize("name, index", [(n, i) for n, cases in FIRES.items() for i in range(len(cases))])
+def test_rule_fires(name, index):
+    build, severity, parts = FIRES[name][index]
+    finding = RULES_BY_NAME[name](build())
+    assert finding is not None, f"{name} did not fire"
+    assert finding.rule == name
+    assert finding.severity == severity
+    for part in parts:
+        assert part in finding.message, f"{part!r} not in {finding.message!r}"
+    # the full check list reports it too
+    assert name in [f.rule for f in run_checks(build())]
+
+
+@pytest.mark.parametrize("name, index", [(n, i) for n, cases in QUIET.items() for i in range(len(cases))])
+def test_rule_stays_quiet(name, index):
+    run = QUIET[name][index]()
+    assert RULES_BY_NAME[name](run) is None
+
+
+def test_healthy_run_has_no_findings():
+    run = healthy()
+    assert run.status == "completed"
+    assert run_checks(run) == []
+
+
+# --------------------------------------------------------------------------- the seed scenario
+def test_killed_run_with_100_of_1000_steps_is_partial_and_an_error():
+    run = make_run(steps=1000, metrics=metric_rows(range(10, 101, 10)), done=None)
+    assert run.steps_planned == 1000 and run.steps_done == 100
+    assert run.status == "partial"
+    findings = run_checks(run)
+    incomplete = [f for f in findings if f.rule == "run_incomplete"]
+    assert len(incomplete) == 1
+    assert incomplete[0].severity == "error"
+    assert "100 of 1000" in incomplete[0].message
+    assert findings[0].severity == "error"
+
+
+# --------------------------------------------------------------------------- Run.status
+@pytest.mark.parametrize("kwargs, status", [
+    (dict(done=completed(100)), "completed"),
+    (dict(done={"status": "completed", "steps_done": 120, "steps_planned": 100}), "completed"),
+    (dict(steps=None, config={"name": "t", "train": {"epochs": 2}},
+          done={"status": "completed", "steps_done": 930, "steps_planned": 930}), "completed"),
+    (dict(done=None), "partial"),  # metrics but no DONE: killed
+    (dict(done={"status": "completed", "steps_done": 60, "steps_planned": 100}), "partial"),
+    (dict(done={"status": "interrupted", "steps_done": 60, "steps_planned": 100}), "partial"),
+    (dict(done={"status": "stopped_nonfinite", "steps_done": 40, "steps_planned": 100}), "failed"),
+    (dict(done={"status": "stopped_nonfinite", "steps_done": 100, "steps_planned": 100}), "failed"),
+    (dict(metrics=[], validation=[], done=None), "not started"),
+])
+def test_run_status(kwargs, status):
+    assert make_run(**kwargs).status == status
+
+
+def test_steps_done_prefers_done_over_metrics():
+    run = make_run(metrics=metric_rows([10, 20, 30]), done={"status": "completed", "steps_done": 35,
+                                                             "steps_planned": 35})
+    assert run.steps_done == 35 and run.steps_planned == 35
+    assert make_run(metrics=metric_rows([10, 20, 30])).steps_done == 30
+
+
+# --------------------------------------------------------------------------- ordering
+def test_run_checks_orders_errors_before_warnings_before_info():
+    run = make_run(
+        steps=1000, metrics=metric_rows(range(10, 101, 10), loss=lambda s: math.nan if s == 100 else 4.0),
+        validation=val_rows([(0, 6.0), (50, 4.0), (100, 4.5)]),
+        perplexity={"step": 50, "perplexity": 1900.0}, prepared={"vocab_size": 2048},
+        problems=["train/metrics.jsonl: line 3 is not valid JSON and was skipped"],
+        provenance={"git": {"commit": "abc", "dirty": True, "diff_sha256": "f" * 64}})
+    findings = run_checks(run)
+    severities = [f.severity for f in findings]
+    assert severities == sorted(severities, key=SEVERITY_ORDER.get)
+    assert severities[0] == "error" and severities[-1] == "info"
+    assert {"error", "warning", "info"} == set(severities)
+    rules = [f.rule for f in findings]
+    assert rules[:2] == ["run_incomplete", "nonfinite_loss"]  # errors first, in RULES order
+    assert rules[-1] == "uncommitted_code"
+    assert set(rules) >= {"untrained_perplexity", "validation_rising", "eval_not_final_checkpoint", "damaged_files"}
+
+
+def test_run_checks_with_explicit_rules_and_reverse_order():
+    run = make_run(steps=1000, metrics=metric_rows(range(10, 101, 10)),
+                   provenance={"git": {"commit": "abc", "dirty": True, "diff_sha256": "0" * 64}})
+    findings = run_checks(run, rules=[checks.uncommitted_code, checks.damaged_files, checks.run_incomplete])
+    assert [f.rule for f in findings] == ["run_incomplete", "uncommitted_code"]

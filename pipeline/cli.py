@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # Stages know the run directory, not how the user named the experiment: fill in the hint here.
+        name = getattr(args, "experiment", None) or Path(getattr(args, "run_dir", "") or "<exp>").name
+        print(f"error: {str(exc).replace('EXP=<exp>', f'EXP={name}')}", file=sys.stderr)
         return exc.exit_code
     return 0

@@ -84,6 +84,7 @@ def test_resume_after_hard_kill_matches_uninterrupted_run(prepared: Path, uninte
     killed = run(prepared, "train", rel, LABNOTE_FAULT_AT_STEP="7")
     assert killed.returncode == -signal.SIGKILL
     assert not (run_dir / "train" / "DONE").exists()
+    assert json.loads((run_dir / "train" / "plan.json").read_text())["steps_planned"] == 12
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["0000000005"]
     ok(run(prepared, "train", rel))
     resumed, straight = lines(run_dir / "train" / "metrics.jsonl"), lines(uninterrupted / "train" / "metrics.jsonl")

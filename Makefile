@@ -61,7 +61,7 @@ prepare train eval report: resolve
 
 _prepare: $(RUN)/prepared/DONE
 _train: $(RUN)/train/DONE
-_eval: $(RUN)/eval/perplexity.json
+_eval: $(RUN)/eval/DONE
 _report: $(REPORT_DIR)/report.md
 
 $(RUN)/prepared/DONE: $(RUN)/stamps/prepare.sha256
@@ -70,10 +70,10 @@ $(RUN)/prepared/DONE: $(RUN)/stamps/prepare.sha256
 $(RUN)/train/DONE: $(RUN)/stamps/train.sha256 $(RUN)/prepared/DONE
 	$(PY) -m pipeline train $(RUN)
 
-$(RUN)/eval/perplexity.json: $(RUN)/stamps/eval.sha256 $(RUN)/train/DONE
+$(RUN)/eval/DONE: $(RUN)/stamps/eval.sha256 $(RUN)/train/DONE
 	$(PY) -m pipeline eval $(RUN)
 
-$(REPORT_DIR)/report.md: $(RUN)/stamps/report.sha256 $(RUN)/train/DONE $(RUN)/eval/perplexity.json \
+$(REPORT_DIR)/report.md: $(RUN)/stamps/report.sha256 $(RUN)/train/DONE $(RUN)/eval/DONE \
                          $(TEMPLATE_FILES) $(REPORT_CODE)
 	$(PY) -m pipeline report $(RUN) --out $(REPORT_DIR)
 

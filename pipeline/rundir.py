@@ -71,6 +71,10 @@ class RunDir:
         return self.eval / "perplexity.json"
 
     @property
+    def eval_done(self) -> Path:
+        return self.eval / "DONE"
+
+    @property
     def archive(self) -> Path:
         return self.root / "archive"
 

@@ -61,6 +61,18 @@ def healthy() -> Run:
                     provenance={"git": {"commit": "0123456789abcdef", "dirty": False, "diff_sha256": None}})
 
 
+def with_harness(rows: list[dict]) -> Run:
+    from pipeline.report.loader import TASK_COLUMNS
+
+    run = healthy()
+    run.harness = pd.DataFrame([{"filter": "none", "higher_is_better": True, "num_fewshot": 0, **r} for r in rows],
+                               columns=TASK_COLUMNS)
+    return run
+
+
+def task_row(task="cloze", metric="acc", value=0.25, stderr=0.02, chance=0.25, n=300, n_original=300) -> dict:
+    return {"task": task, "metric": metric, "value": value, "stderr": stderr, "chance": chance, "n": n,
+            "n_original": n_original}
 
 
 # --------------------------------------------------------------------------- fire / no-fire tables
@@ -114,6 +126,17 @@ FIRES = {
                                               "diff_sha256": "abcdef0123456789ffff"}}), "info",
          ["abcdef012345", "0123456789", "uncommitted"]),
     ],
+    "at_chance": [
+        (lambda: with_harness([task_row(value=0.254, stderr=0.004, chance=0.25)]), "warning",
+         ["cloze acc 0.2540 vs chance 0.2500"]),
+        (lambda: with_harness([task_row(task="piqa", value=0.45, stderr=0.01, chance=0.5)]), "warning",
+         ["piqa acc 0.4500 vs chance 0.5000"]),
+    ],
+    "subset_only": [
+        (lambda: with_harness([task_row(n=100, n_original=10042), task_row(metric="acc_norm", n=100,
+                                                                          n_original=10042)]),
+         "warning", ["cloze 100 of 10042"]),
+    ],
 }
 
 # rule name -> runs on which it must stay quiet (the healthy run plus the edge just inside its threshold)
@@ -138,6 +161,9 @@ QUIET = {
     "uncommitted_code": [healthy,
                          lambda: make_run(provenance={"git": {"commit": None, "dirty": None, "diff_sha256": None}}),
                          lambda: make_run(provenance=None)],
+    "at_chance": [healthy, lambda: with_harness([task_row(value=0.40, stderr=0.03)]),
+                  lambda: with_harness([task_row(metric="exact_match", value=0.0, chance=None)])],
+    "subset_only": [healthy, lambda: with_harness([task_row(n=300, n_original=300)])],
 }
 
 RULES_BY_NAME = {rule.__name__: rule for rule in RULES}

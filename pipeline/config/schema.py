@@ -146,8 +146,30 @@ class PerplexityConfig(Section):
     precision: Literal["fp32", "fp16", "bf16"] | None = Field(None, description="default train.precision")
 
 
+class HarnessTask(Section):
+    task: str = Field(description="lm-eval task or group name")
+    num_fewshot: NonNegInt | None = Field(None, description="default: the task's own")
+    limit: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="evaluate only the first N items (N >= 1) or this share of them (N < 1)")
+
+
+class HarnessConfig(Section):
+    tasks: list[Union[str, HarnessTask]] = Field(
+        default_factory=list, description="lm-eval tasks: names or {task, num_fewshot, limit}")
+    batch_size: Union[PositiveInt, Literal["auto"]] = 16
+    max_batch_size: PositiveInt = 64
+    include_path: list[Path] = Field(default_factory=list, description="extra directories of task YAMLs")
+    seed: int = 1234
+    precision: Literal["fp32", "fp16", "bf16"] | None = Field(None, description="default train.precision")
+    max_gen_toks: PositiveInt | None = Field(None, description="cap on generated tokens (default: the task's)")
+
+    def specs(self) -> list[HarnessTask]:
+        return [HarnessTask(task=t) if isinstance(t, str) else t for t in self.tasks]
+
+
 class EvalConfig(Section):
     perplexity: PerplexityConfig = Field(default_factory=PerplexityConfig)
+    harness: HarnessConfig = Field(default_factory=HarnessConfig)
     checkpoint: PositiveInt | None = Field(None, description="step to evaluate; default the latest")
 
 

@@ -23,6 +23,18 @@ def fetch(cfg: Experiment) -> list[str]:
 
         AutoTokenizer.from_pretrained(tok.path)
         fetched.append(f"tokenizer {tok.path}")
+    hub_tasks = [t.task for t in cfg.eval.harness.specs() if not _is_local_task(t.task)]
+    if hub_tasks:
+        from lm_eval.tasks import TaskManager, get_task_dict
+
+        get_task_dict(hub_tasks, TaskManager())  # builds each task, which downloads its dataset
+        fetched.append(f"lm-eval task datasets {', '.join(hub_tasks)}")
     for item in fetched or ["nothing: this experiment reads only local or built-in data"]:
         log.info("fetched %s", item)
     return fetched
+
+
+def _is_local_task(name: str) -> bool:
+    from pipeline.evaluate.harness import LOCAL_TASKS
+
+    return any(LOCAL_TASKS.rglob(f"{name}.yaml")) or name.startswith("labnote_")

@@ -1,12 +1,27 @@
-"""Eval stage: everything the `eval:` section asks for, written under `runs/<EXP>/eval/`."""
+"""Eval stage: everything the `eval:` section asks for, written under `runs/<EXP>/eval/`.
+
+Perplexity always; lm-evaluation-harness when `eval.harness.tasks` is not empty. `eval/DONE` marks the
+stage complete for Make.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.atomic import write_json
 from pipeline.config.schema import Experiment
+from pipeline.evaluate.harness import run_harness
 from pipeline.evaluate.perplexity import run_perplexity
+from pipeline.rundir import RunDir
 
 
 def run_eval(cfg: Experiment, run_dir: Path) -> Path:
-    return run_perplexity(cfg, run_dir)
+    run = RunDir(run_dir)
+    run.eval_done.unlink(missing_ok=True)
+    run_perplexity(cfg, run_dir)
+    harness = run_harness(cfg, run_dir)
+    if harness is None:  # no tasks configured: drop results of an earlier config so the report cannot show them
+        for name in ("lm_eval.json", "tasks.jsonl", "harness_timing.json"):
+            (run.eval / name).unlink(missing_ok=True)
+    write_json(run.eval_done, {"perplexity": True, "harness": harness is not None})
+    return run.eval

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from pipeline.report.loader import Run
 
@@ -127,9 +128,32 @@ def uncommitted_code(run: Run) -> Finding | None:
     return None
 
 
+def at_chance(run: Run, z: float = 2.0) -> Finding | None:
+    """A multiple-choice score within `z` standard errors of guessing says nothing about the model."""
+    rows = run.harness.dropna(subset=["chance", "value"]) if len(run.harness) else run.harness
+    hits = []
+    for r in rows.itertuples():
+        margin = z * r.stderr if pd.notna(r.stderr) else 0.0
+        if r.value <= r.chance + margin:
+            hits.append(f"{r.task} {r.metric} {r.value:.4f} vs chance {r.chance:.4f} (±{margin:.4f})")
+    if hits:
+        return Finding("at_chance", "warning", "at chance level (within 2 stderr or below): " + "; ".join(hits))
+    return None
+
+
+def subset_only(run: Run) -> Finding | None:
+    frame = run.harness.dropna(subset=["n", "n_original"]) if len(run.harness) else run.harness
+    partial = frame[frame["n"] < frame["n_original"]].drop_duplicates("task") if len(frame) else frame
+    if len(partial):
+        parts = [f"{r.task} {int(r.n)} of {int(r.n_original)}" for r in partial.itertuples()]
+        return Finding("subset_only", "warning",
+                       "evaluated on a subset (limit): " + "; ".join(parts) + "; not comparable to full-set scores")
+    return None
+
+
 RULES: list[Callable[[Run], Finding | None]] = [
     run_incomplete, nonfinite_loss, loss_not_decreasing, untrained_perplexity, validation_rising,
-    eval_not_final_checkpoint, damaged_files, uncommitted_code,
+    eval_not_final_checkpoint, at_chance, subset_only, damaged_files, uncommitted_code,
 ]
 
 

@@ -18,6 +18,8 @@ from pipeline.rundir import RunDir
 METRIC_COLUMNS = ["step", "epoch", "loss", "grad_norm", "lr", "tokens", "tokens_per_s", "step_time_s",
                   "data_time_s", "mem_peak_gib"]
 VALIDATION_COLUMNS = ["step", "epoch", "val_loss", "val_perplexity", "val_accuracy", "val_tokens"]
+TASK_COLUMNS = ["task", "metric", "filter", "value", "stderr", "n", "n_original", "num_fewshot", "higher_is_better",
+                "chance"]
 
 
 @dataclass
@@ -33,6 +35,8 @@ class Run:
     resolve: dict | None = None
     prepared: dict | None = None
     perplexity: dict | None = None
+    harness: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TASK_COLUMNS))
+    harness_timing: dict | None = None
     checkpoints: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -94,6 +98,20 @@ def read_jsonl(path: Path, columns: list[str], problems: list[str]) -> pd.DataFr
     return frame
 
 
+def read_tasks(path: Path, problems: list[str]) -> pd.DataFrame:
+    rows = []
+    if path.is_file():
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                problems.append(f"eval/{path.name}: line {lineno} is not valid JSON and was skipped")
+    frame = pd.DataFrame(rows, columns=TASK_COLUMNS)
+    for col in ("value", "stderr", "chance"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
+
+
 def read_json(path: Path, problems: list[str]) -> dict | None:
     if not path.is_file():
         return None
@@ -117,4 +135,6 @@ def load_run(run_dir: Path) -> Run:
         done=read_json(run.train_done, problems), plan=read_json(run.plan, problems), provenance=read_json(run.provenance, problems),
         resolve=read_json(run.root / "resolve.json", problems),
         prepared=read_json(run.prepared / "stats.json", problems),
-        perplexity=read_json(run.perplexity, problems), checkpoints=checkpoints, problems=problems)
+        perplexity=read_json(run.perplexity, problems), harness=read_tasks(run.eval / "tasks.jsonl", problems),
+        harness_timing=read_json(run.eval / "harness_timing.json", problems), checkpoints=checkpoints,
+        problems=problems)

@@ -93,6 +93,8 @@ def build_context(run: Run, cfg: Experiment, report_dir: Path) -> dict:
         "n_metrics": len(run.metrics), "n_validation": len(run.validation),
         "plots": make_plots(run, report_dir), "ppl": run.perplexity,
         "checkpoints": run.checkpoints, "findings": findings,
+        "harness": tables.harness_table(run), "harness_timing": run.harness_timing or {},
+        "harness_timing_rows": tables.harness_timing_rows(run.harness_timing),
         "n_errors": sum(f.severity == "error" for f in findings),
         "prov": run.provenance or {}, "overrides": resolve.get("overrides", []),
         "config_hash": (run.provenance or {}).get("config_hash") or resolve.get("config_hash"),

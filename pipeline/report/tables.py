@@ -40,3 +40,23 @@ def best_validation(run: Run) -> dict | None:
     if not len(val):
         return None
     return val.loc[val["val_loss"].idxmin()].to_dict()
+
+
+def harness_table(run: Run) -> pd.DataFrame:
+    """One row per (task, metric), stderr next to the value, chance where it is defined."""
+    frame = run.harness.copy()
+    if not len(frame):
+        return frame
+    frame["n_shown"] = frame.apply(lambda r: f"{r.n:,}" if r.n == r.n_original else f"{r.n:,} of {r.n_original:,}",
+                                   axis=1)
+    return frame.sort_values(["task", "metric"])
+
+
+def harness_timing_rows(timing: dict | None) -> list[dict]:
+    if not timing:
+        return []
+    rows = [{"kind": kind, **v} for kind, v in timing.get("requests", {}).items() if v.get("requests")]
+    total = timing.get("total_s") or 0
+    for row in rows:
+        row["share"] = 100 * row["seconds"] / total if total else None
+    return rows

@@ -1,0 +1,171 @@
+"""lm-evaluation-harness on a run's checkpoint, through lm-eval's own Python API (`simple_evaluate`).
+
+Writes to `runs/<EXP>/eval/`:
+- `lm_eval.json`: lm-eval's result object, unchanged;
+- `tasks.jsonl`: one line per (task, metric): value, stderr, n, n_original, num_fewshot,
+  higher_is_better, chance level;
+- `harness_timing.json`: seconds and request counts per request type (loglikelihood,
+  loglikelihood_rolling, generate_until) and in total.
+
+The chance level of a multiple-choice task is measured, not assumed: the wrapper counts the
+loglikelihood requests per document (one per choice) and averages 1/choices.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from pipeline.atomic import write_json, write_text
+from pipeline.config.schema import Experiment, HarnessTask
+from pipeline.errors import DataError
+from pipeline.evaluate.perplexity import pick_checkpoint
+from pipeline.rundir import RunDir
+from pipeline.train.runtime import pick_device
+
+log = logging.getLogger(__name__)
+LOCAL_TASKS = Path(__file__).resolve().parents[1] / "tasks"
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+REQUEST_TYPES = ("loglikelihood", "loglikelihood_rolling", "generate_until")
+
+
+def timed_lm_class():
+    """HFLM whose request methods record wall time, request counts and choices per document."""
+    from lm_eval.models.huggingface import HFLM
+
+    class TimedHFLM(HFLM):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.timing = {k: {"seconds": 0.0, "requests": 0} for k in REQUEST_TYPES}
+            self.choices = defaultdict(lambda: defaultdict(int))  # task -> doc_id -> loglikelihood requests
+
+        def _timed(self, kind, method, requests):
+            t0 = time.perf_counter()
+            out = method(requests)
+            self.timing[kind]["seconds"] += time.perf_counter() - t0
+            self.timing[kind]["requests"] += len(requests)
+            return out
+
+        def loglikelihood(self, requests, *args, **kwargs):
+            for r in requests:
+                self.choices[r.task_name][r.doc_id] += 1
+            return self._timed("loglikelihood", lambda q: super(TimedHFLM, self).loglikelihood(q, *args, **kwargs),
+                               requests)
+
+        def loglikelihood_rolling(self, requests, *args, **kwargs):
+            return self._timed("loglikelihood_rolling",
+                               lambda q: super(TimedHFLM, self).loglikelihood_rolling(q, *args, **kwargs), requests)
+
+        def generate_until(self, requests, *args, **kwargs):
+            return self._timed("generate_until", lambda q: super(TimedHFLM, self).generate_until(q, *args, **kwargs),
+                               requests)
+
+        def chance_level(self, task: str) -> float | None:
+            docs = self.choices.get(task)
+            if not docs:
+                return None
+            return sum(1.0 / n for n in docs.values()) / len(docs)
+
+    return TimedHFLM
+
+
+def _is_local(name: str, include_path: list[Path]) -> bool:
+    return any(any(Path(d).rglob(f"{name}.yaml")) for d in [LOCAL_TASKS, *include_path])
+
+
+def _sample_count(limit: float, n_docs: int) -> int:
+    return min(n_docs, int(limit) if limit >= 1 else math.ceil(limit * n_docs))
+
+
+def evaluate_tasks(lm, specs: list[HarnessTask], include_path: list[Path], seed: int = 1234,
+                   max_gen_toks: int | None = None) -> dict:
+    """One `simple_evaluate` call for all tasks, with per-task few-shot and limits.
+
+    lm-eval 0.4.13 takes `num_fewshot` and `limit` only globally, and a task dict is read as a new task,
+    not an override; so tasks are built first, few-shot is set on each Task, and per-task limits become
+    `samples` (the first N documents of each task).
+    """
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    names = [s.task for s in specs]
+    # Indexing lm-eval's ~15k bundled tasks takes ~14 s: skip it when every task is a local one.
+    defaults = not all(_is_local(n, include_path) for n in names)
+    manager = TaskManager(include_path=[str(LOCAL_TASKS), *(str(p) for p in include_path)], include_defaults=defaults)
+    try:
+        loaded = manager.load(names)
+    except Exception as exc:  # noqa: BLE001 - lm-eval and datasets raise many types for "not available"
+        raise DataError(_task_error(exc, names)) from None
+    tasks, children = loaded["tasks"], loaded.get("group_map", {})
+    samples = {}
+    for spec in specs:
+        for name in [n for n in tasks if n == spec.task or n in children.get(spec.task, [])]:
+            if spec.num_fewshot is not None:
+                tasks[name].set_config(key="num_fewshot", value=spec.num_fewshot)
+            if spec.limit is not None:
+                samples[name] = list(range(_sample_count(spec.limit, len(tasks[name].eval_docs))))
+    result = lm_eval.simple_evaluate(
+        model=lm, tasks=list(tasks.values()), samples=samples or None, task_manager=manager, log_samples=False,
+        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+        gen_kwargs={"max_gen_toks": max_gen_toks} if max_gen_toks else None, bootstrap_iters=1000)
+    return json.loads(json.dumps(result, default=str))  # config.model_dtype is a torch.dtype
+
+
+def _task_error(exc: Exception, tasks: list[str]) -> str:
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return (f"eval.harness.tasks: cannot load {', '.join(tasks)} offline ({type(exc).__name__}: {text}); "
+            f"run 'make data EXP=<exp>' on a machine with internet, or check the task names")
+
+
+def normalise(result: dict, lm) -> list[dict]:
+    """lm-eval's nested result object -> one flat row per (task, metric)."""
+    rows = []
+    for result in [result]:
+        for task, metrics in result.get("results", {}).items():
+            n = result.get("n-samples", {}).get(task, {})
+            hib = result.get("higher_is_better", {}).get(task, {})
+            for key, value in metrics.items():
+                metric, comma, filt = key.partition(",")
+                # Metric keys are "metric,filter"; others (alias, name, sample_len) are bookkeeping.
+                if not comma or metric.endswith("_stderr") or not isinstance(value, (int, float)):
+                    continue
+                stderr = metrics.get(f"{metric}_stderr,{filt}")
+                rows.append({
+                    "task": task, "metric": metric, "filter": filt or None, "value": value,
+                    "stderr": stderr if isinstance(stderr, (int, float)) else None,
+                    "n": n.get("effective"), "n_original": n.get("original"),
+                    "num_fewshot": result.get("n-shot", {}).get(task), "higher_is_better": hib.get(metric),
+                    "chance": lm.chance_level(task) if metric in ("acc", "acc_norm") else None,
+                })
+    return rows
+
+
+def run_harness(cfg: Experiment, run_dir: Path) -> Path | None:
+    hc = cfg.eval.harness
+    if not hc.tasks:
+        return None
+    run = RunDir(run_dir)
+    path = pick_checkpoint(run, cfg.eval.checkpoint)
+    device = pick_device(cfg.train.device)
+    precision = hc.precision or cfg.train.precision
+    lm = timed_lm_class()(pretrained=str(path), dtype=TORCH_DTYPES[precision], device=str(device),
+                          batch_size=hc.batch_size, max_batch_size=hc.max_batch_size,
+                          max_length=cfg.model.max_seq_len)
+    t0 = time.perf_counter()
+    result = evaluate_tasks(lm, hc.specs(), hc.include_path, hc.seed, hc.max_gen_toks)
+    total = time.perf_counter() - t0
+    rows = normalise(result, lm)
+    write_json(run.eval / "lm_eval.json", result)
+    write_text(run.eval / "tasks.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    timing = {"checkpoint": path.name, "step": int(path.name), "device": str(device), "dtype": TORCH_DTYPES[precision],
+              "batch_size": hc.batch_size, "total_s": round(total, 3),
+              "requests": {k: {"seconds": round(v["seconds"], 3), "requests": v["requests"]} for k, v in lm.timing.items()},
+              "items": {r["task"]: r["n"] for r in rows}}
+    write_json(run.eval / "harness_timing.json", timing)
+    log.info("harness: %d tasks in %.1f s", len(timing["items"]), total)
+    return run.eval
+

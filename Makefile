@@ -35,7 +35,7 @@ VENV_STAMP := $(if $(filter command line,$(origin PY)),,$(VENV)/.installed)
 TEMPLATE_FILES := $(shell find templates -type f 2>/dev/null)
 REPORT_CODE := $(wildcard pipeline/report/*.py)
 
-.PHONY: help venv resolve prepare train eval report test clean data check FORCE \
+.PHONY: help venv resolve prepare train eval report test clean data check bench-eval FORCE \
         _prepare _train _eval _report
 
 help:
@@ -83,6 +83,12 @@ data: $(VENV_STAMP)
 
 clean:
 	rm -rf $(RUN)
+
+# ---------------------------------------------------------------------------- benchmarks
+# Eval-stage speed on seed-000-shaped tasks. GPU: make bench-eval; CPU-sized: make bench-eval BENCH_ARGS="--scale 0.01 --shape tiny --device cpu --dtype float32"
+BENCH_ARGS ?= --device cuda --batch-size 64
+bench-eval: $(VENV_STAMP)
+	$(PY) benchmarks/eval_harness.py $(BENCH_ARGS)
 
 # ---------------------------------------------------------------------------- tests
 test: $(VENV_STAMP)

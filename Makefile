@@ -35,8 +35,8 @@ VENV_STAMP := $(if $(filter command line,$(origin PY)),,$(VENV)/.installed)
 TEMPLATE_FILES := $(shell find templates -type f 2>/dev/null)
 REPORT_CODE := $(wildcard pipeline/report/*.py)
 
-.PHONY: help venv resolve prepare train eval report test clean data check bench-eval FORCE \
-        _prepare _train _eval _report
+.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval FORCE \
+        _prepare _train _eval _bench _report
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -56,12 +56,16 @@ resolve: $(VENV_STAMP)
 check: $(VENV_STAMP)
 	@$(PY) -m pipeline resolve $(EXP) $(SET_ARGS) --check
 
-prepare train eval report: resolve
+prepare train eval bench report: resolve
 	@$(MAKE) _$@ EXP=$(EXP)
+
+# Which stage outputs the report needs (from the experiment's `stages:`), written by resolve.
+-include $(RUN)/stamps/targets.mk
 
 _prepare: $(RUN)/prepared/DONE
 _train: $(RUN)/train/DONE
 _eval: $(RUN)/eval/DONE
+_bench: $(RUN)/bench/DONE
 _report: $(REPORT_DIR)/report.md
 
 $(RUN)/prepared/DONE: $(RUN)/stamps/prepare.sha256
@@ -73,8 +77,10 @@ $(RUN)/train/DONE: $(RUN)/stamps/train.sha256 $(RUN)/prepared/DONE
 $(RUN)/eval/DONE: $(RUN)/stamps/eval.sha256 $(RUN)/train/DONE
 	$(PY) -m pipeline eval $(RUN)
 
-$(REPORT_DIR)/report.md: $(RUN)/stamps/report.sha256 $(RUN)/train/DONE $(RUN)/eval/DONE \
-                         $(TEMPLATE_FILES) $(REPORT_CODE)
+$(RUN)/bench/DONE: $(RUN)/stamps/bench.sha256 $(BENCH_DEPS)
+	$(PY) -m pipeline bench $(RUN)
+
+$(REPORT_DIR)/report.md: $(RUN)/stamps/report.sha256 $(STAGE_OUTPUTS) $(TEMPLATE_FILES) $(REPORT_CODE)
 	$(PY) -m pipeline report $(RUN) --out $(REPORT_DIR)
 
 # Prefetch datasets/tokenizers into HF_HOME on a machine with internet (a login node).

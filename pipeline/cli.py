@@ -50,6 +50,12 @@ def cmd_data(args) -> None:
     fetch(load_experiment(args.experiment, args.set))
 
 
+def cmd_bench_variant(args) -> None:
+    from pipeline.bench.sweep import run_variant_process
+
+    run_variant_process(Path(args.run_dir), args.variant, args.repeat, Path(args.out))
+
+
 def _stage(name: str):
     def run(args) -> None:
         from datetime import datetime, timezone
@@ -77,6 +83,8 @@ def _stage_function(name: str):
         from pipeline.train.loop import run_train as f
     elif name == "eval":
         from pipeline.evaluate.stage import run_eval as f
+    elif name == "bench":
+        from pipeline.bench.sweep import run_bench as f
     else:
         from pipeline.report.render import run_report as f
     return f
@@ -96,8 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_data)
+    p = sub.add_parser("bench-variant", help=argparse.SUPPRESS)  # child process of the bench stage
+    p.add_argument("run_dir")
+    p.add_argument("variant")
+    p.add_argument("repeat", type=int)
+    p.add_argument("out")
+    p.set_defaults(func=cmd_bench_variant)
     for name, text in (("prepare", "tokenizer + token streams"), ("train", "train (resumes)"),
-                       ("eval", "perplexity on the held-out split"), ("report", "render the Markdown report")):
+                       ("eval", "perplexity + lm-evaluation-harness"), ("bench", "variant sweep, a process each"), ("report", "render the Markdown report")):
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir")
         if name == "report":

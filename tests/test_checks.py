@@ -75,6 +75,25 @@ def task_row(task="cloze", metric="acc", value=0.25, stderr=0.02, chance=0.25, n
             "n_original": n_original}
 
 
+FIXED = {"precision": "fp32", "attn_implementation": "sdpa", "finetune": "full", "grad_accum": 1, "batch_size": 8,
+         "compile": False}
+
+
+def variant(ms: float, gib: float, std_ms: float = 0.1, status: str = "ok", mismatches=(), errors=(),
+            mem_kind: str = "cuda_peak_allocated", **settings) -> dict:
+    if status != "ok":
+        return {"status": status, "errors": list(errors), "requested": {**FIXED, **settings}}
+    return {"status": "ok", "requested": {**FIXED, **settings}, "step_time_median_s": ms / 1e3,
+            "step_time_median_s_std": std_ms / 1e3, "mem_peak_allocated_gib": gib, "mismatches": list(mismatches),
+            "errors": [], "mem_kind": mem_kind}
+
+
+def with_bench(variants: dict, baseline: str | None = None) -> Run:
+    run = healthy()
+    run.bench = {"baseline": baseline or next(iter(variants)), "fixed": FIXED, "variants": variants}
+    return run
+
+
 # --------------------------------------------------------------------------- fire / no-fire tables
 # rule name -> (run that triggers it, expected severity, substrings the message must contain)
 FIRES = {
@@ -137,6 +156,30 @@ FIRES = {
                                                                           n_original=10042)]),
          "warning", ["cloze 100 of 10042"]),
     ],
+    "resolved_mismatch": [
+        (lambda: with_bench({"bf16": variant(100, 5.0, precision="bf16",
+                                             mismatches=["precision: requested 'bf16', in effect 'fp32'"])}),
+         "error", ["bf16: precision: requested 'bf16', in effect 'fp32'"]),
+    ],
+    "identical_measurements": [  # seed 004: FP32 and BF16 rows identical because precision was hard-coded
+        (lambda: with_bench({"fp32": variant(139.2, 5.06), "bf16": variant(139.3, 5.06, precision="bf16")}),
+         "warning", ["fp32 and bf16", "139.20 vs 139.30 ms", "5.060 vs 5.060 GiB"]),
+    ],
+    "qlora_not_smaller": [
+        (lambda: with_bench({"lora": variant(507, 11.0, finetune="lora", precision="bf16"),
+                             "qlora": variant(615, 11.35, finetune="qlora", precision="bf16")}),
+         "warning", ["qlora 11.350 GiB >= lora 11.000 GiB", "a quarter"]),
+    ],
+    "bench_failures": [
+        (lambda: with_bench({"a": variant(100, 5.0), "b": variant(0, 0, status="failed",
+                                                                  errors=["out of memory: CUDA out of memory"])}),
+         "warning", ["b (out of memory: CUDA out of memory)"]),
+    ],
+    "within_noise": [
+        (lambda: with_bench({"base": variant(100, 5.0, std_ms=2.0), "w4": variant(101.5, 5.0, std_ms=1.0,
+                                                                                 grad_accum=4)}),
+         "info", ["w4 101.50±1.00 ms vs 100.00±2.00 ms"]),
+    ],
 }
 
 # rule name -> runs on which it must stay quiet (the healthy run plus the edge just inside its threshold)
@@ -164,6 +207,19 @@ QUIET = {
     "at_chance": [healthy, lambda: with_harness([task_row(value=0.40, stderr=0.03)]),
                   lambda: with_harness([task_row(metric="exact_match", value=0.0, chance=None)])],
     "subset_only": [healthy, lambda: with_harness([task_row(n=300, n_original=300)])],
+    "resolved_mismatch": [healthy, lambda: with_bench({"a": variant(100, 5.0), "b": variant(80, 3.0, precision="bf16")})],
+    "identical_measurements": [
+        healthy,
+        lambda: with_bench({"fp32": variant(139.0, 5.06), "bf16": variant(120.0, 3.10, precision="bf16")}),
+        lambda: with_bench({"r1": variant(139.0, 5.06), "r2": variant(139.0, 5.06)})],  # same settings: expected
+    "qlora_not_smaller": [
+        healthy,
+        lambda: with_bench({"lora": variant(507, 53.88, finetune="lora", precision="bf16"),
+                            "qlora": variant(615, 11.35, finetune="qlora", precision="bf16")})],
+    "bench_failures": [healthy, lambda: with_bench({"a": variant(100, 5.0),
+                                                    "fa2": variant(0, 0, status="skipped", errors=["no GPU"])})],
+    "within_noise": [healthy, lambda: with_bench({"base": variant(100, 5.0, std_ms=1.0),
+                                                  "fast": variant(80, 5.0, std_ms=1.0, compile=True)})],
 }
 
 RULES_BY_NAME = {rule.__name__: rule for rule in RULES}

@@ -173,6 +173,62 @@ class EvalConfig(Section):
     checkpoint: PositiveInt | None = Field(None, description="step to evaluate; default the latest")
 
 
+# --------------------------------------------------------------------------- bench
+class BenchSettings(Section):
+    """What a variant may change. Unset fields take the sweep's fixed conditions."""
+
+    precision: Literal["fp32", "fp16", "bf16"] | None = Field(
+        None, description="train: autocast dtype (weights fp32); forward/generate: weight dtype")
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
+    finetune: Literal["full", "lora", "qlora"] | None = Field(
+        None, description="lora: peft LoRA on all linear layers; qlora: 4-bit NF4 base (bitsandbytes) + LoRA")
+    lora_r: PositiveInt | None = None
+    grad_accum: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
+    compile: bool | None = None
+    num_workers: NonNegInt | None = Field(None, description="DataLoader worker processes feeding the batches")
+    use_cache: bool | None = Field(None, description="KV cache during generation")
+    gradient_checkpointing: bool | None = None
+
+
+class BenchVariant(BenchSettings):
+    name: str = Field(description="label in tables and plots")
+
+
+class BenchConfig(Section):
+    workload: Literal["train", "forward", "generate"] = "train"
+    pretrained: str | None = Field(None, description="local HF model dir; default: the experiment's model, random init")
+    seq_len: PositiveInt = Field(128, description="tokens per sequence (train/forward) ")
+    prompt_len: PositiveInt = Field(32, description="generate: prompt tokens")
+    new_tokens: PositiveInt = Field(32, description="generate: tokens generated per sequence")
+    steps: PositiveInt = Field(10, description="measured steps per repeat")
+    warmup_steps: NonNegInt = Field(3, description="steps run before measuring (compile, allocator, caches)")
+    repeats: PositiveInt = Field(3, description="fresh processes per variant")
+    fixed: BenchSettings = Field(default_factory=lambda: BenchSettings(
+        precision="fp32", attn_implementation="sdpa", finetune="full", lora_r=8, grad_accum=1, batch_size=8,
+        compile=False, num_workers=0, use_cache=True, gradient_checkpointing=False))
+    variants: list[BenchVariant] = Field(default_factory=list)
+    matrix: dict[str, list] = Field(default_factory=dict, description="field -> values; every combination becomes a variant")
+    baseline: str | None = Field(None, description="variant the ratios are against; default the first")
+    timeout_s: PositiveInt = Field(1800, description="per variant process")
+
+    def expanded(self) -> list[BenchVariant]:
+        """Explicit variants, then the matrix's cartesian product (named field=value,...)."""
+        from itertools import product
+
+        out = list(self.variants)
+        keys = list(self.matrix)
+        for values in [] if not keys else product(*(self.matrix[k] for k in keys)):
+            out.append(BenchVariant(name=",".join(f"{k}={v}" for k, v in zip(keys, values)), **dict(zip(keys, values))))
+        return out
+
+    def settings(self, variant: BenchVariant) -> dict:
+        """Fixed conditions overridden by the variant: what the variant requests."""
+        base = self.fixed.model_dump()
+        base.update({k: v for k, v in variant.model_dump(exclude={"name"}).items() if v is not None})
+        return base
+
+
 # --------------------------------------------------------------------------- report
 class ReportConfig(Section):
     title: str | None = None
@@ -190,6 +246,15 @@ class Experiment(Section):
     train: TrainConfig
     eval: EvalConfig = Field(default_factory=EvalConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    bench: BenchConfig | None = None
+    stages: list[Literal["prepare", "train", "eval", "bench"]] | None = Field(
+        None, description="stages the report needs; default prepare, train, eval (+ bench when bench: is set)")
+
+    @property
+    def active_stages(self) -> list[str]:
+        if self.stages is not None:
+            return list(self.stages)
+        return ["prepare", "train", "eval"] + (["bench"] if self.bench else [])
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Experiment":
@@ -199,6 +264,21 @@ class Experiment(Section):
         ppl_len = self.eval.perplexity.seq_len
         if ppl_len and ppl_len > positions:
             raise ValueError(f"eval.perplexity.seq_len: must be <= model.max_seq_len={positions}, got {ppl_len}")
+        if self.bench:
+            names = [v.name for v in self.bench.expanded()]
+            if len(set(names)) != len(names):
+                raise ValueError(f"bench.variants: names must be unique, got {names}")
+            if not names:
+                raise ValueError("bench.variants: give at least one variant (or a bench.matrix)")
+            if self.bench.baseline and self.bench.baseline not in names:
+                raise ValueError(f"bench.baseline: must be one of {names}, got {self.bench.baseline!r}")
+            if "bench" in self.active_stages and "prepare" not in self.active_stages and not self.model.vocab_size \
+                    and not self.bench.pretrained:
+                raise ValueError("model.vocab_size: required when the bench runs without the prepare stage")
+            if self.bench.workload != "generate" and self.bench.seq_len > positions:
+                raise ValueError(f"bench.seq_len: must be <= model.max_seq_len={positions}, got {self.bench.seq_len}")
+        if "bench" in (self.stages or []) and not self.bench:
+            raise ValueError("stages: 'bench' needs a bench: section")
         tok = self.data.tokenizer
         if self.model.vocab_size and isinstance(tok, BPETokenizer) and self.model.vocab_size < tok.vocab_size:
             raise ValueError(f"model.vocab_size: must be >= data.tokenizer.vocab_size={tok.vocab_size}, "

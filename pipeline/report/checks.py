@@ -34,6 +34,8 @@ def _num(value) -> float | None:
 
 
 def run_incomplete(run: Run) -> Finding | None:
+    if "train" not in run.stages:
+        return None
     planned, done = run.steps_planned, run.steps_done
     if planned and done < planned:
         return Finding("run_incomplete", "error",
@@ -151,9 +153,82 @@ def subset_only(run: Run) -> Finding | None:
     return None
 
 
+def _bench_ok(run: Run) -> dict[str, dict]:
+    return {n: v for n, v in ((run.bench or {}).get("variants") or {}).items() if v.get("status") == "ok"}
+
+
+def _close(a, b, rel: float) -> bool:
+    return a is not None and b is not None and abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
+
+
+def identical_measurements(run: Run, rel: float = 0.005) -> Finding | None:
+    """Variants with different settings but the same time and memory: the setting probably never applied."""
+    ok, pairs = _bench_ok(run), []
+    names = list(ok)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            va, vb = ok[a], ok[b]
+            if va["requested"] != vb["requested"] and _close(va["step_time_median_s"], vb["step_time_median_s"], rel) \
+                    and _close(va["mem_peak_allocated_gib"], vb["mem_peak_allocated_gib"], rel):
+                pairs.append(f"{a} and {b} ({va['step_time_median_s'] * 1e3:.2f} vs {vb['step_time_median_s'] * 1e3:.2f} ms, "
+                             f"{va['mem_peak_allocated_gib']:.3f} vs {vb['mem_peak_allocated_gib']:.3f} GiB)")
+    if pairs:
+        return Finding("identical_measurements", "warning",
+                       "different settings, same time and memory within 0.5%: " + "; ".join(pairs)
+                       + " — check that the setting reached the model (see resolved settings)")
+    return None
+
+
+def qlora_not_smaller(run: Run) -> Finding | None:
+    ok = _bench_ok(run)
+    lora = {n: v for n, v in ok.items() if v["requested"]["finetune"] == "lora"}
+    qlora = {n: v for n, v in ok.items() if v["requested"]["finetune"] == "qlora"}
+    hits = [f"{q} {vq['mem_peak_allocated_gib']:.3f} GiB >= {l} {vl['mem_peak_allocated_gib']:.3f} GiB"
+            for q, vq in qlora.items() for l, vl in lora.items()
+            if vq["requested"]["precision"] == vl["requested"]["precision"]
+            and vq["mem_peak_allocated_gib"] >= vl["mem_peak_allocated_gib"]]
+    if hits:
+        kind = next(iter(qlora.values()))["mem_kind"]
+        why = (" (CPU peak RSS is dominated by the libraries loaded, not the weights)" if kind == "cpu_peak_rss"
+               else " (4-bit weights should need about a quarter of bf16 memory)")
+        return Finding("qlora_not_smaller", "warning", "QLoRA peak memory is not below LoRA: " + "; ".join(hits) + why)
+    return None
+
+
+def within_noise(run: Run) -> Finding | None:
+    """A variant whose time is within the baseline's repeat spread has not been shown to differ."""
+    ok, base = _bench_ok(run), (run.bench or {}).get("baseline")
+    if base not in ok:
+        return None
+    b = ok[base]
+    hits = [f"{n} {v['step_time_median_s'] * 1e3:.2f}±{v['step_time_median_s_std'] * 1e3:.2f} ms vs "
+            f"{b['step_time_median_s'] * 1e3:.2f}±{b['step_time_median_s_std'] * 1e3:.2f} ms"
+            for n, v in ok.items() if n != base and abs(v["step_time_median_s"] - b["step_time_median_s"])
+            <= v["step_time_median_s_std"] + b["step_time_median_s_std"]]
+    if hits:
+        return Finding("within_noise", "info", f"step time within the repeat spread of {base}: " + "; ".join(hits))
+    return None
+
+
+def resolved_mismatch(run: Run) -> Finding | None:
+    hits = [f"{n}: {m}" for n, v in _bench_ok(run).items() for m in v.get("mismatches", [])]
+    if hits:
+        return Finding("resolved_mismatch", "error", "a variant did not get what it asked for: " + "; ".join(hits))
+    return None
+
+
+def bench_failures(run: Run) -> Finding | None:
+    variants = (run.bench or {}).get("variants") or {}
+    failed = [f"{n} ({'; '.join(v['errors'])})" for n, v in variants.items() if v["status"] == "failed"]
+    if failed:
+        return Finding("bench_failures", "warning", "variants failed: " + "; ".join(failed))
+    return None
+
+
 RULES: list[Callable[[Run], Finding | None]] = [
     run_incomplete, nonfinite_loss, loss_not_decreasing, untrained_perplexity, validation_rising,
-    eval_not_final_checkpoint, at_chance, subset_only, damaged_files, uncommitted_code,
+    eval_not_final_checkpoint, at_chance, subset_only, resolved_mismatch, identical_measurements,
+    qlora_not_smaller, bench_failures, within_noise, damaged_files, uncommitted_code,
 ]
 
 

@@ -37,6 +37,8 @@ class Run:
     perplexity: dict | None = None
     harness: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TASK_COLUMNS))
     harness_timing: dict | None = None
+    bench: dict | None = None
+    bench_rows: list[dict] = field(default_factory=list)
     checkpoints: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -58,8 +60,17 @@ class Run:
         return (self.prepared or {}).get("vocab_size") or self.config.get("model", {}).get("vocab_size")
 
     @property
+    def stages(self) -> list[str]:
+        declared = self.config.get("stages")
+        if declared is not None:
+            return list(declared)
+        return ["prepare", "train", "eval"] + (["bench"] if self.config.get("bench") else [])
+
+    @property
     def status(self) -> str:
         """completed / partial / failed / not started, from the data, never from the config alone."""
+        if "train" not in self.stages:  # a sweep-only experiment: done when the sweep wrote its summary
+            return "completed" if self.bench else "not started"
         if self.done and self.done.get("status") == "stopped_nonfinite":
             return "failed"
         if not len(self.metrics) and not self.done:
@@ -112,6 +123,17 @@ def read_tasks(path: Path, problems: list[str]) -> pd.DataFrame:
     return frame
 
 
+def _read_lines(path: Path, problems: list[str]) -> list[dict]:
+    rows = []
+    if path.is_file():
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                problems.append(f"{path.parent.name}/{path.name}: line {lineno} is not valid JSON and was skipped")
+    return rows
+
+
 def read_json(path: Path, problems: list[str]) -> dict | None:
     if not path.is_file():
         return None
@@ -137,4 +159,6 @@ def load_run(run_dir: Path) -> Run:
         prepared=read_json(run.prepared / "stats.json", problems),
         perplexity=read_json(run.perplexity, problems), harness=read_tasks(run.eval / "tasks.jsonl", problems),
         harness_timing=read_json(run.eval / "harness_timing.json", problems), checkpoints=checkpoints,
+        bench=read_json(run.root / "bench" / "summary.json", problems),
+        bench_rows=[r for r in _read_lines(run.root / "bench" / "results.jsonl", problems)],
         problems=problems)

@@ -50,9 +50,28 @@ def series_plot(run: Run, out: Path, column: str, ylabel: str, filename: str, lo
     return _save(fig, out / filename)
 
 
+def bench_bars(run: Run, out: Path, key: str, scale: float, ylabel: str, filename: str) -> str | None:
+    variants = {n: v for n, v in ((run.bench or {}).get("variants") or {}).items() if v.get("status") == "ok"}
+    if not variants:
+        return None
+    names = list(variants)
+    values = [scale * variants[n][key] for n in names]
+    errors = [scale * (variants[n].get(f"{key}_std") or 0.0) for n in names]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(names) + 2), 3.6))
+    ax.bar(range(len(names)), values, yerr=errors, capsize=3, color="#4c72b0")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{run.name}: {ylabel} (mean ± std over repeats)")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out / filename)
+
+
 def make_plots(run: Run, out: Path) -> dict[str, str | None]:
     out.mkdir(parents=True, exist_ok=True)
-    return {"loss": loss_plot(run, out),
+    mem_label = ("peak process RSS (GiB)" if any(v.get("mem_kind") == "cpu_peak_rss" for v in
+                 ((run.bench or {}).get("variants") or {}).values()) else "peak GPU memory allocated (GiB)")
+    return {"bench_time": bench_bars(run, out, "step_time_median_s", 1e3, "step time (ms)", "bench_time.png"),
+            "bench_mem": bench_bars(run, out, "mem_peak_allocated_gib", 1.0, mem_label, "bench_memory.png"),"loss": loss_plot(run, out),
             "lr": series_plot(run, out, "lr", "learning rate", "lr.png"),
             "grad_norm": series_plot(run, out, "grad_norm", "gradient norm (before clipping)", "grad_norm.png",
                                      log_y=True)}

@@ -47,10 +47,18 @@ def fmt_bytes(n) -> str:
     return str(n)
 
 
+def _dig(record: dict, key: str):
+    """`a.b` reads record["a"]["b"]; booleans print as yes/no."""
+    value = record
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) else value
+
+
 def fmt_table(rows, columns: dict[str, list[str]]) -> str:
     """GitHub-flavoured Markdown table; `columns` maps field -> [header, format spec]."""
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
-    body = [[fmt_num(r.get(key), spec) for key, (_, spec) in columns.items()] for r in records]
+    body = [[fmt_num(_dig(r, key), spec) for key, (_, spec) in columns.items()] for r in records]
     headers = [header for header, _ in columns.values()]
     align = ["left" if spec == "s" else "right" for _, spec in columns.values()]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True, colalign=align)
@@ -93,6 +101,8 @@ def build_context(run: Run, cfg: Experiment, report_dir: Path) -> dict:
         "n_metrics": len(run.metrics), "n_validation": len(run.validation),
         "plots": make_plots(run, report_dir), "ppl": run.perplexity,
         "checkpoints": run.checkpoints, "findings": findings,
+        "stages": run.stages, "bench": run.bench or {}, "bench_rows": tables.bench_table(run),
+        "bench_not_ok": tables.bench_not_ok(run),
         "harness": tables.harness_table(run), "harness_timing": run.harness_timing or {},
         "harness_timing_rows": tables.harness_timing_rows(run.harness_timing),
         "n_errors": sum(f.severity == "error" for f in findings),

@@ -60,3 +60,31 @@ def harness_timing_rows(timing: dict | None) -> list[dict]:
     for row in rows:
         row["share"] = 100 * row["seconds"] / total if total else None
     return rows
+
+
+def bench_table(run: Run) -> list[dict]:
+    """One row per variant; ratios against the baseline (time ratio < 1 = faster)."""
+    summary = run.bench or {}
+    variants, base = summary.get("variants") or {}, summary.get("baseline")
+    b = variants.get(base, {})
+    rows = []
+    for name, v in variants.items():
+        row = {"variant": name + (" (baseline)" if name == base else ""), "status": v["status"], **v}
+        if v["status"] == "ok":
+            row["step_ms"] = 1e3 * v["step_time_median_s"]
+            row["step_ms_std"] = 1e3 * v["step_time_median_s_std"]
+            row["p90_ms"] = 1e3 * v["step_time_p90_s"]
+            if b.get("status") == "ok":
+                row["time_ratio"] = v["step_time_median_s"] / b["step_time_median_s"]
+                row["mem_ratio"] = (v["mem_peak_allocated_gib"] / b["mem_peak_allocated_gib"]
+                                    if b.get("mem_peak_allocated_gib") else None)
+            row["setting"] = ", ".join(f"{k}={val}" for k, val in v["requested"].items()
+                                       if summary.get("fixed", {}).get(k) != val) or "fixed conditions"
+        rows.append(row)
+    return rows
+
+
+def bench_not_ok(run: Run) -> list[dict]:
+    variants = (run.bench or {}).get("variants") or {}
+    return [{"variant": n, "status": v["status"], "why": "; ".join(v["errors"])} for n, v in variants.items()
+            if v["status"] != "ok"]

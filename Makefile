@@ -5,6 +5,8 @@
 #   make train|eval|prepare EXP=…         # one stage (and what it needs)
 #   make test                             # the test suite
 #   make clean EXP=…                      # delete runs/<EXP>/
+#   make report EXP=… RUNTIME=apptainer SIF=labnote.sif   # every stage inside the container
+#   make submit EXP=… SCHED=slurm|pjm [RUNTIME=apptainer SIF=…]   # a batch job that runs `make report`
 #
 # Each stage is a file target; `resolve` rewrites runs/<EXP>/stamps/<stage>.sha256 only when the inputs
 # of that stage change, so Make reruns exactly the stages a config edit affects.
@@ -30,12 +32,40 @@ export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
+# ---------------------------------------------------------------------------- runtime
+# native: the venv (or PY=…); apptainer: `apptainer exec` of $(SIF); podman/docker: `run` of $(IMAGE).
+# Containers see the project at the same path, start in it, and get the offline HF variables.
+SIF ?=
+IMAGE ?= labnote:latest
+RUNTIME ?= $(if $(SIF),apptainer,native)
+HF_BIND := $(if $(HF_HOME),--bind $(HF_HOME))
+OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 MPLBACKEND=Agg \
+               $(if $(HF_HOME),HF_HOME=$(HF_HOME))
+# The image's sha256 goes into provenance; it is cached next to the SIF and recomputed when the SIF changes.
+SIF_SHA = $(shell f='$(SIF)'; [ -f "$$f" ] && { [ "$$f.sha256" -nt "$$f" ] || sha256sum "$$f" | cut -c1-64 > "$$f.sha256"; cat "$$f.sha256"; })
+CONTAINER_GPU_FLAGS ?= $(if $(filter docker,$(RUNTIME)),--gpus all,--device nvidia.com/gpu=all)
+
+ifeq ($(RUNTIME),native)
+RUN_PY := $(PY)
 # `make … PY=/path/to/python` uses an existing environment instead of building .venv.
 VENV_STAMP := $(if $(filter command line,$(origin PY)),,$(VENV)/.installed)
+else ifeq ($(RUNTIME),apptainer)
+RUN_PY = apptainer exec --nv --bind $(CURDIR):$(CURDIR) $(HF_BIND) --pwd $(CURDIR) \
+         $(foreach e,$(OFFLINE_ENV),--env $(e)) --env LABNOTE_IMAGE=$(abspath $(SIF)) \
+         --env LABNOTE_IMAGE_SHA256=$(SIF_SHA) $(SIF) python
+VENV_STAMP :=
+else ifneq ($(filter podman docker,$(RUNTIME)),)
+RUN_PY = $(RUNTIME) run --rm $(CONTAINER_GPU_FLAGS) --ipc=host -v $(CURDIR):$(CURDIR) -w $(CURDIR) \
+         $(if $(HF_HOME),-v $(HF_HOME):$(HF_HOME)) $(foreach e,$(OFFLINE_ENV),-e $(e)) -e LABNOTE_IMAGE=$(IMAGE) \
+         --entrypoint python $(IMAGE)
+VENV_STAMP :=
+else
+$(error RUNTIME must be native, apptainer, podman or docker, got '$(RUNTIME)')
+endif
 TEMPLATE_FILES := $(shell find templates -type f 2>/dev/null)
 REPORT_CODE := $(wildcard pipeline/report/*.py)
 
-.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval FORCE \
+.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval submit FORCE \
         _prepare _train _eval _bench _report
 
 help:
@@ -51,16 +81,36 @@ $(VENV)/.installed: requirements.txt requirements.lock
 # ---------------------------------------------------------------------------- stages
 # The public targets validate + freeze the config first, then run a sub-make that compares file times.
 resolve: $(VENV_STAMP)
-	@$(PY) -m pipeline resolve $(EXP) $(SET_ARGS)
+	@$(RUN_PY) -m pipeline resolve $(EXP) $(SET_ARGS)
 
 check: $(VENV_STAMP)
-	@$(PY) -m pipeline resolve $(EXP) $(SET_ARGS) --check
+	@$(RUN_PY) -m pipeline resolve $(EXP) $(SET_ARGS) --check
 
 prepare train eval bench report: resolve
 	@$(MAKE) _$@ EXP=$(EXP)
 
-# Which stage outputs the report needs (from the experiment's `stages:`), written by resolve.
+# Which stage outputs the report needs (from the experiment's `stages:`) and how many processes train
+# uses, written by resolve. The defaults apply before the first resolve (e.g. under `make -n`).
+STAGE_OUTPUTS := $(RUN)/prepared/DONE $(RUN)/train/DONE $(RUN)/eval/DONE
+BENCH_DEPS := $(RUN)/prepared/DONE
+TRAIN_NNODES := 1
+TRAIN_NPROC := 1
+RDZV_PORT := 29500
 -include $(RUN)/stamps/targets.mk
+
+# More than one process: torchrun (DDP), one launcher per node; under Slurm with several nodes, srun starts
+# the launchers and they meet at the first node of the allocation (LABNOTE_RDZV_HOST, set by the job script).
+ifeq ($(TRAIN_NNODES)$(TRAIN_NPROC),11)
+TRAIN_CMD = $(RUN_PY) -m pipeline train
+else
+TRAIN_CMD = $(if $(filter-out 1,$(TRAIN_NNODES)),srun --ntasks-per-node=1 --kill-on-bad-exit=1 )$(RUN_PY) \
+            -m torch.distributed.run --nnodes=$(TRAIN_NNODES) --nproc_per_node=$(TRAIN_NPROC) \
+            --rdzv_backend=c10d --rdzv_endpoint=$${LABNOTE_RDZV_HOST:-localhost}:$(RDZV_PORT) \
+            --rdzv_id=$${SLURM_JOB_ID:-$${PJM_JOBID:-labnote}} -m pipeline train
+endif
+
+# Under `make -n` resolve has not run, so the stamps may not exist yet.
+$(RUN)/stamps/%.sha256: ;
 
 _prepare: $(RUN)/prepared/DONE
 _train: $(RUN)/train/DONE
@@ -69,23 +119,30 @@ _bench: $(RUN)/bench/DONE
 _report: $(REPORT_DIR)/report.md
 
 $(RUN)/prepared/DONE: $(RUN)/stamps/prepare.sha256
-	$(PY) -m pipeline prepare $(RUN)
+	$(RUN_PY) -m pipeline prepare $(RUN)
 
 $(RUN)/train/DONE: $(RUN)/stamps/train.sha256 $(RUN)/prepared/DONE
-	$(PY) -m pipeline train $(RUN)
+	$(TRAIN_CMD) $(RUN)
 
 $(RUN)/eval/DONE: $(RUN)/stamps/eval.sha256 $(RUN)/train/DONE
-	$(PY) -m pipeline eval $(RUN)
+	$(RUN_PY) -m pipeline eval $(RUN)
 
 $(RUN)/bench/DONE: $(RUN)/stamps/bench.sha256 $(BENCH_DEPS)
-	$(PY) -m pipeline bench $(RUN)
+	$(RUN_PY) -m pipeline bench $(RUN)
 
 $(REPORT_DIR)/report.md: $(RUN)/stamps/report.sha256 $(STAGE_OUTPUTS) $(TEMPLATE_FILES) $(REPORT_CODE)
-	$(PY) -m pipeline report $(RUN) --out $(REPORT_DIR)
+	$(RUN_PY) -m pipeline report $(RUN) --out $(REPORT_DIR)
 
 # Prefetch datasets/tokenizers into HF_HOME on a machine with internet (a login node).
 data: $(VENV_STAMP)
 	HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 LABNOTE_ONLINE=1 $(PY) -m pipeline data $(EXP) $(SET_ARGS)
+
+# A batch job that runs `make report` for this experiment inside the allocation (same RUNTIME/SIF/PY).
+SCHED ?= slurm
+submit: $(VENV_STAMP)
+	@$(RUN_PY) -m pipeline submit $(EXP) --sched $(SCHED) $(SET_ARGS) \
+	  --make-args "$(strip RUNTIME=$(RUNTIME) $(if $(SIF),SIF=$(abspath $(SIF))) $(if $(filter command line,$(origin PY)),PY=$(PY)))" \
+	  $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf $(RUN)

@@ -50,6 +50,20 @@ def cmd_data(args) -> None:
     fetch(load_experiment(args.experiment, args.set))
 
 
+def cmd_submit(args) -> None:
+    from pipeline.config.load import load_experiment
+    from pipeline.config.resolve import freeze
+    from pipeline.hpc.submit import submit
+    from pipeline.rundir import RunDir
+
+    overrides = [tok for chunk in args.set for tok in shlex.split(chunk)]
+    cfg = load_experiment(args.experiment, overrides)
+    freeze(cfg, RunDir.for_experiment(args.experiment), overrides)
+    record = submit(cfg, args.sched, overrides, args.make_args, args.dry_run)
+    print(f"{record['script']}" + (f": submitted as {args.sched} job {record['job_id']}" if record["job_id"] else
+                                   " (dry run: not submitted)"))
+
+
 def cmd_bench_variant(args) -> None:
     from pipeline.bench.sweep import run_variant_process
 
@@ -104,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_data)
+    p = sub.add_parser("submit", help="write a Slurm/PJM job script that runs `make report`, and submit it")
+    p.add_argument("experiment")
+    p.add_argument("--sched", choices=["slurm", "pjm"], default="slurm")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--make-args", default="", help="extra make variables for the job, e.g. 'RUNTIME=apptainer SIF=…'")
+    p.add_argument("--dry-run", action="store_true", help="write the script, do not submit")
+    p.set_defaults(func=cmd_submit)
     p = sub.add_parser("bench-variant", help=argparse.SUPPRESS)  # child process of the bench stage
     p.add_argument("run_dir")
     p.add_argument("variant")

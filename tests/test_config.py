@@ -333,7 +333,7 @@ def frozen(exp_dir, tmp_path):
     run = RunDir(tmp_path / "runs" / "base")
     cfg = load_experiment("base", root=exp_dir)
     changed = freeze(cfg, run)
-    assert changed == {"prepare": True, "train": True, "eval": True, "report": True}
+    assert changed == {"prepare": True, "train": True, "eval": True, "bench": True, "report": True}
     _age_outputs(run, OLD)
     return exp_dir, run, cfg
 
@@ -352,7 +352,7 @@ def test_freeze_twice_keeps_every_file_untouched(frozen):
     _, run, cfg = frozen
     before = {p: (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes()) for p in run.root.rglob("*") if p.is_file()}
     changed = freeze(cfg, run)
-    assert changed == {"prepare": False, "train": False, "eval": False, "report": False}
+    assert changed == {"prepare": False, "train": False, "eval": False, "bench": False, "report": False}
     after = {p: (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes()) for p in run.root.rglob("*") if p.is_file()}
     assert after == before
     assert set(_stamp_times(run).values()) == {OLD}
@@ -362,7 +362,7 @@ def test_changing_report_title_changes_only_the_report_stamp(frozen):
     exp_dir, run, _ = frozen
     cfg = load_experiment("base", ["report.title=second"], root=exp_dir)
     changed = freeze(cfg, run, ["report.title=second"])
-    assert changed == {"prepare": False, "train": False, "eval": False, "report": True}
+    assert changed == {"prepare": False, "train": False, "eval": False, "bench": False, "report": True}
     times = _stamp_times(run)
     assert times["prepare"] == times["train"] == times["eval"] == OLD
     assert times["report"] != OLD
@@ -373,7 +373,7 @@ def test_changing_train_lr_changes_train_eval_report_but_not_prepare(frozen):
     exp_dir, run, _ = frozen
     cfg = load_experiment("base", ["train.lr=0.02"], root=exp_dir)
     changed = freeze(cfg, run)
-    assert changed == {"prepare": False, "train": True, "eval": True, "report": True}
+    assert changed == {"prepare": False, "train": True, "eval": True, "bench": False, "report": True}
     times = _stamp_times(run)
     assert times["prepare"] == OLD
     assert times["train"] != OLD and times["eval"] != OLD and times["report"] != OLD
@@ -382,7 +382,7 @@ def test_changing_train_lr_changes_train_eval_report_but_not_prepare(frozen):
 def test_changing_seq_len_does_not_invalidate_prepare(frozen):
     exp_dir, run, _ = frozen
     changed = freeze(load_experiment("base", ["data.seq_len=64"], root=exp_dir), run)
-    assert changed == {"prepare": False, "train": True, "eval": True, "report": True}
+    assert changed == {"prepare": False, "train": True, "eval": True, "bench": False, "report": True}
     assert _stamp_times(run)["prepare"] == OLD
 
 

@@ -75,9 +75,13 @@ def make_targets(cfg: Experiment) -> str:
                "bench": "$(RUN)/bench/DONE"}
     stages = cfg.active_stages
     bench_deps = outputs["prepare"] if "prepare" in stages else ""
+    hpc = cfg.hpc
     return ("# written by `python -m pipeline resolve`; do not edit\n"
             f"STAGE_OUTPUTS := {' '.join(outputs[s] for s in stages)}\n"
-            f"BENCH_DEPS := {bench_deps}\n")
+            f"BENCH_DEPS := {bench_deps}\n"
+            f"TRAIN_NNODES := {hpc.nodes}\n"
+            f"TRAIN_NPROC := {max(1, hpc.gpus_per_node)}\n"
+            f"RDZV_PORT := {hpc.rdzv_port}\n")
 
 
 def freeze(cfg: Experiment, run: RunDir, overrides: list[str] | tuple = ()) -> dict[str, bool]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -229,6 +229,36 @@ class BenchConfig(Section):
         return base
 
 
+# --------------------------------------------------------------------------- hpc
+class HPCConfig(Section):
+    """Resources for `make submit` (Slurm or PJM). Scheduler-specific names are mapped by the job templates."""
+
+    partition: str | None = Field(None, description="Slurm partition / PJM resource group (rscgrp)")
+    account: str | None = Field(None, description="Slurm account / PJM group (-g)")
+    nodes: PositiveInt = 1
+    gpus_per_node: NonNegInt = Field(0, description="GPUs per node; nodes x gpus_per_node > 1 launches torchrun (DDP)")
+    cpus_per_task: PositiveInt | None = None
+    mem: str | None = Field(None, description="memory per node, e.g. 64G (Slurm --mem)")
+    time: str = Field("01:00:00", description="wall-clock limit, HH:MM:SS")
+    job_name: str | None = Field(None, description="default: labnote-<experiment>")
+    modules: list[str] = Field(default_factory=list, description="`module load` lines run before the job")
+    extra_directives: list[str] = Field(default_factory=list, description="verbatim #SBATCH / #PJM arguments")
+    setup: list[str] = Field(default_factory=list, description="shell lines run before make, e.g. exports")
+    rdzv_port: Annotated[int, Field(ge=1024, le=65535)] = 29500
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _sexagesimal(cls, value):
+        # YAML 1.1 reads an unquoted 2:00:00 as the integer 7200 (seconds): turn it back into H:MM:SS.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value // 3600}:{value % 3600 // 60:02d}:{value % 60:02d}"
+        return value
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * max(1, self.gpus_per_node)
+
+
 # --------------------------------------------------------------------------- report
 class ReportConfig(Section):
     title: str | None = None
@@ -247,6 +277,7 @@ class Experiment(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     bench: BenchConfig | None = None
+    hpc: HPCConfig = Field(default_factory=HPCConfig)
     stages: list[Literal["prepare", "train", "eval", "bench"]] | None = Field(
         None, description="stages the report needs; default prepare, train, eval (+ bench when bench: is set)")
 

@@ -109,20 +109,6 @@ def read_jsonl(path: Path, columns: list[str], problems: list[str]) -> pd.DataFr
     return frame
 
 
-def read_tasks(path: Path, problems: list[str]) -> pd.DataFrame:
-    rows = []
-    if path.is_file():
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                problems.append(f"eval/{path.name}: line {lineno} is not valid JSON and was skipped")
-    frame = pd.DataFrame(rows, columns=TASK_COLUMNS)
-    for col in ("value", "stderr", "chance"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    return frame
-
-
 def _read_lines(path: Path, problems: list[str]) -> list[dict]:
     rows = []
     if path.is_file():
@@ -132,6 +118,13 @@ def _read_lines(path: Path, problems: list[str]) -> list[dict]:
             except json.JSONDecodeError:
                 problems.append(f"{path.parent.name}/{path.name}: line {lineno} is not valid JSON and was skipped")
     return rows
+
+
+def read_tasks(path: Path, problems: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(_read_lines(path, problems), columns=TASK_COLUMNS)
+    for col in ("value", "stderr", "chance"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
 
 
 def read_json(path: Path, problems: list[str]) -> dict | None:
@@ -160,5 +153,5 @@ def load_run(run_dir: Path) -> Run:
         perplexity=read_json(run.perplexity, problems), harness=read_tasks(run.eval / "tasks.jsonl", problems),
         harness_timing=read_json(run.eval / "harness_timing.json", problems), checkpoints=checkpoints,
         bench=read_json(run.root / "bench" / "summary.json", problems),
-        bench_rows=[r for r in _read_lines(run.root / "bench" / "results.jsonl", problems)],
+        bench_rows=_read_lines(run.root / "bench" / "results.jsonl", problems),
         problems=problems)

@@ -135,6 +135,7 @@ class Trainer:
         return record
 
     def log_step(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor, iv: Interval) -> dict:
+        loss = self.rt.mean_across_ranks(loss)  # each rank saw its share of the global batch
         self.rt.synchronize()
         elapsed = time.perf_counter() - iv.start_time
         record = {"step": step, "epoch": round(step / self.plan.steps_per_epoch, 4), "loss": loss.item(),
@@ -202,6 +203,7 @@ def run_train(cfg: Experiment, run_dir: Path) -> Path:
     rt = Runtime.create(cfg.train.device)
     if rt.is_main:
         archive_stale_outputs(run, train_hash)
+    rt.barrier()  # other ranks must not look for checkpoints while rank 0 moves stale ones away
     trainer = Trainer(cfg, run, rt)
     previous = signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
     try:

@@ -84,6 +84,22 @@ class Runtime:
         else:
             yield
 
+    def mean_across_ranks(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of a per-rank scalar over all processes (only at log steps: it synchronises)."""
+        if self.world_size == 1:
+            return value
+        import torch.distributed as dist
+
+        value = value.detach().clone()
+        dist.all_reduce(value)
+        return value / self.world_size
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -1,0 +1,78 @@
+"""`make submit`: render a Slurm or PJM job script from `templates/hpc/`, write it into the run directory,
+submit it, and record the job id in `runs/<EXP>/jobs/submitted.jsonl`.
+
+The job runs the same `make report` (same RUNTIME/SIF/PY and SET overrides) inside the allocation, so a
+job and an interactive run produce the same run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from pipeline.atomic import write_text
+from pipeline.config.schema import Experiment
+from pipeline.errors import ConfigError, UserError
+from pipeline.rundir import RunDir
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "hpc"
+SUBMIT = {"slurm": ["sbatch", "--parsable"], "pjm": ["pjsub"]}
+
+
+def make_command(cfg: Experiment, overrides: list[str], make_args: str) -> str:
+    parts = ["make", "report", f"EXP={cfg.name}", *shlex.split(make_args)]
+    if overrides:
+        parts.append(f"SET={' '.join(overrides)}")
+    return shlex.join(parts)
+
+
+def render_job(cfg: Experiment, sched: str, overrides: list[str], make_args: str, project: Path) -> str:
+    if sched == "pjm" and cfg.hpc.nodes > 1:
+        raise ConfigError("hpc.nodes: multi-node jobs are supported with SCHED=slurm only (PJM: one node)")
+    env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
+                      lstrip_blocks=True, keep_trailing_newline=True)
+    run = RunDir(project / "runs" / cfg.name)
+    return env.get_template(f"{sched}.sh.j2").render(
+        experiment=cfg.name, job_name=cfg.hpc.job_name or f"labnote-{cfg.name}", hpc=cfg.hpc,
+        project_dir=shlex.quote(str(project)), log_dir=str(run.root / "jobs"),
+        make_cmd=make_command(cfg, overrides, make_args),
+        created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def parse_job_id(sched: str, stdout: str) -> str:
+    """sbatch --parsable prints `123` or `123;cluster`; pjsub prints `[INFO] PJM 0000 pjsub Job 123 submitted.`"""
+    match = re.search(r"^(\d+)", stdout.strip()) if sched == "slurm" else re.search(r"Job (\d+) submitted", stdout)
+    if not match:
+        raise UserError(f"{SUBMIT[sched][0]}: could not read a job id from its output: {stdout.strip()[:200]!r}")
+    return match.group(1)
+
+
+def submit(cfg: Experiment, sched: str, overrides: list[str], make_args: str, dry_run: bool = False) -> dict:
+    project = Path.cwd().resolve()
+    run = RunDir(project / "runs" / cfg.name)
+    script = render_job(cfg, sched, overrides, make_args, project)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = run.root / "jobs" / f"{sched}-{stamp}.sh"
+    write_text(path, script)
+    path.chmod(0o755)
+    record = {"sched": sched, "script": str(path.relative_to(project)), "submitted_utc": stamp, "job_id": None}
+    if dry_run:
+        return record
+    command = SUBMIT[sched]
+    if shutil.which(command[0]) is None:
+        raise UserError(f"{command[0]}: not found; submit from a {sched} login node (or DRY_RUN=1 to only write "
+                        f"the script: {record['script']})")
+    proc = subprocess.run([*command, str(path)], capture_output=True, text=True, cwd=project)
+    if proc.returncode != 0:
+        raise UserError(f"{command[0]} failed (exit {proc.returncode}): {proc.stderr.strip()[:300]}")
+    record["job_id"] = parse_job_id(sched, proc.stdout)
+    with open(run.root / "jobs" / "submitted.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+    return record

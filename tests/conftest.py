@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,3 +50,14 @@ def tiny_project(tmp_path: Path) -> Path:
     """A working directory with experiments/tiny.yaml (stages resolve experiments/ and runs/ from the cwd)."""
     write_experiment(tmp_path, "tiny", TINY)
     return tmp_path
+
+
+def project_copy(dest: Path) -> Path:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for rel in files:
+        if rel.startswith(("runs/", "reports/")) or not (REPO / rel).is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, dest / rel)
+    return dest

@@ -12,21 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY, pipeline_env, write_experiment
+from conftest import TINY, pipeline_env, project_copy, write_experiment
 
 pytestmark = pytest.mark.slow
 STAGES = ("prepare", "train", "eval", "report")
-
-
-def project_copy(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for rel in files:
-        if rel.startswith(("runs/", "reports/")) or not (REPO / rel).is_file():
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, dest / rel)
-    return dest
 
 
 def make(project: Path, *args: str) -> subprocess.CompletedProcess:

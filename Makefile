@@ -65,7 +65,7 @@ endif
 TEMPLATE_FILES := $(shell find templates -type f 2>/dev/null)
 REPORT_CODE := $(wildcard pipeline/report/*.py)
 
-.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval submit FORCE \
+.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval submit sif container-test FORCE \
         _prepare _train _eval _bench _report
 
 help:
@@ -156,3 +156,20 @@ bench-eval: $(VENV_STAMP)
 # ---------------------------------------------------------------------------- tests
 test: $(VENV_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ---------------------------------------------------------------------------- containers
+# apptainer.def is generated from the Containerfile (spython) and committed; tests/test_container.py fails on drift.
+apptainer.def: Containerfile containers/convert.py
+	$(PY) containers/convert.py Containerfile > $@.tmp && mv $@.tmp $@
+
+# Build the SIF where Apptainer runs (a workstation); copy it to the cluster. Alternative without a registry:
+#   podman build -t labnote . && podman save --format docker-archive -o labnote.tar labnote \
+#     && apptainer build labnote.sif docker-archive:labnote.tar
+sif: apptainer.def
+	apptainer build $(if $(FAKEROOT),--fakeroot) $(or $(SIF),labnote.sif) apptainer.def
+
+# Optional, slow, not in CI: build the OCI image with podman and run the smoke experiment inside it.
+container-test:
+	@command -v podman >/dev/null || { echo "container-test: podman not found (apt-get install podman)"; exit 2; }
+	podman build -t $(IMAGE) .
+	$(MAKE) report EXP=smoke RUNTIME=podman IMAGE=$(IMAGE) CONTAINER_GPU_FLAGS=

@@ -65,7 +65,7 @@ endif
 TEMPLATE_FILES := $(shell find templates -type f 2>/dev/null)
 REPORT_CODE := $(wildcard pipeline/report/*.py)
 
-.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval submit sif container-test FORCE \
+.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval submit bench-part bench-collect sif container-test FORCE \
         _prepare _train _eval _bench _report
 
 help:
@@ -137,12 +137,19 @@ $(REPORT_DIR)/report.md: $(RUN)/stamps/report.sha256 $(STAGE_OUTPUTS) $(TEMPLATE
 data: $(VENV_STAMP)
 	HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 LABNOTE_ONLINE=1 $(PY) -m pipeline data $(EXP) $(SET_ARGS)
 
+# Job-array pieces of a bench sweep (make submit … BENCH_ARRAY=1): one variant per task, then collect.
+bench-part: resolve
+	$(RUN_PY) -m pipeline bench-part $(RUN) $(INDEX)
+
+bench-collect: resolve
+	$(RUN_PY) -m pipeline bench-part $(RUN) collect
+
 # A batch job that runs `make report` for this experiment inside the allocation (same RUNTIME/SIF/PY).
 SCHED ?= slurm
 submit: $(VENV_STAMP)
 	@$(RUN_PY) -m pipeline submit $(EXP) --sched $(SCHED) $(SET_ARGS) \
 	  --make-args "$(strip RUNTIME=$(RUNTIME) $(if $(SIF),SIF=$(abspath $(SIF))) $(if $(filter command line,$(origin PY)),PY=$(PY)))" \
-	  $(if $(DRY_RUN),--dry-run)
+	  $(if $(DRY_RUN),--dry-run) $(if $(BENCH_ARRAY),--bench-array)
 
 clean:
 	rm -rf $(RUN)

@@ -59,9 +59,26 @@ def cmd_submit(args) -> None:
     overrides = [tok for chunk in args.set for tok in shlex.split(chunk)]
     cfg = load_experiment(args.experiment, overrides)
     freeze(cfg, RunDir.for_experiment(args.experiment), overrides)
-    record = submit(cfg, args.sched, overrides, args.make_args, args.dry_run)
-    print(f"{record['script']}" + (f": submitted as {args.sched} job {record['job_id']}" if record["job_id"] else
-                                   " (dry run: not submitted)"))
+    if args.bench_array:
+        from pipeline.hpc.submit import submit_bench_array
+
+        records = submit_bench_array(cfg, args.sched, overrides, args.make_args, args.dry_run)
+    else:
+        records = [submit(cfg, args.sched, overrides, args.make_args, args.dry_run)]
+    for record in records:
+        print(f"{record['script']}" + (f": submitted as {args.sched} job {record['job_id']}" if record["job_id"]
+                                       else " (dry run: not submitted)"))
+
+
+def cmd_bench_part(args) -> None:
+    from pipeline.bench.sweep import collect_bench_parts, run_bench_part
+    from pipeline.config.resolve import load_resolved
+
+    cfg = load_resolved(Path(args.run_dir))
+    if args.index == "collect":
+        collect_bench_parts(cfg, Path(args.run_dir))
+    else:
+        run_bench_part(cfg, Path(args.run_dir), int(args.index))
 
 
 def cmd_bench_variant(args) -> None:
@@ -124,7 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--make-args", default="", help="extra make variables for the job, e.g. 'RUNTIME=apptainer SIF=…'")
     p.add_argument("--dry-run", action="store_true", help="write the script, do not submit")
+    p.add_argument("--bench-array", action="store_true",
+                   help="run the bench variants as a job array, then the report in a job that waits for it")
     p.set_defaults(func=cmd_submit)
+    p = sub.add_parser("bench-part", help="one variant of a sweep (a job-array task), or 'collect' the parts")
+    p.add_argument("run_dir")
+    p.add_argument("index", help="variant index (0-based), or 'collect'")
+    p.set_defaults(func=cmd_bench_part)
     p = sub.add_parser("bench-variant", help=argparse.SUPPRESS)  # child process of the bench stage
     p.add_argument("run_dir")
     p.add_argument("variant")

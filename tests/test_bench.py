@@ -94,3 +94,24 @@ def test_qlora_is_skipped_with_a_reason_without_bitsandbytes(tmp_path: Path):
     out = sweep(tmp_path, "nobnb", bench, PYTHONPATH=f"{blocker}:{env['PYTHONPATH']}")
     (row,) = rows(out)
     assert row["status"] == "skipped" and "bitsandbytes" in row["reason"]
+
+
+def test_collect_marks_an_array_task_without_result_as_failed(tmp_path: Path):
+    from pipeline.bench.sweep import collect_bench_parts, part_path
+    from pipeline.config.load import load_experiment
+    from pipeline.config.resolve import freeze
+    from pipeline.rundir import RunDir
+
+    body = {**TINY, "stages": ["bench"], "model": {**TINY["model"], "vocab_size": 300},
+            "bench": {**BENCH, "variants": [{"name": "a"}, {"name": "b"}]}}
+    write_experiment(tmp_path, "arr", body)
+    cfg = load_experiment("arr", root=tmp_path / "experiments")
+    run = RunDir(tmp_path / "runs" / "arr")
+    freeze(cfg, run)
+    part_path(run, 0).parent.mkdir(parents=True)
+    part_path(run, 0).write_text(json.dumps({"variant": "a", "repeat": 0, "status": "skipped", "reason": "r"}) + "\n")
+    collect_bench_parts(cfg, run.root)
+    summary = json.loads((run.root / "bench" / "summary.json").read_text())["variants"]
+    assert summary["a"]["status"] == "skipped"
+    assert summary["b"]["status"] == "failed" and "array task 1 wrote no result" in summary["b"]["errors"][0]
+    assert (run.root / "bench" / "DONE").is_file()

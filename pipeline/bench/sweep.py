@@ -80,24 +80,69 @@ def summarise(cfg: Experiment, rows: list[dict]) -> dict:
             "baseline": bc.baseline or bc.expanded()[0].name, "variants": variants}
 
 
+def run_variant(cfg: Experiment, run: RunDir, variant: BenchVariant, on_row=None) -> list[dict]:
+    """All repeats of one variant, each in a fresh process."""
+    rows = []
+    for repeat in range(cfg.bench.repeats):
+        result = run_one(run, variant, repeat, cfg.bench.timeout_s)
+        rows.append({"variant": variant.name, "repeat": repeat, **result})
+        if on_row:
+            on_row(rows)
+        log.info("bench %s #%d: %s", variant.name, repeat, result["status"] if result["status"] != "ok"
+                 else f"{result['tokens_per_s']:.0f} tokens/s, step {result['step_time_median_s'] * 1e3:.1f} ms")
+        if result["status"] == "skipped":
+            break  # the reason will not change on the next repeat
+    return rows
+
+
+def finish(cfg: Experiment, out: Path, rows: list[dict]) -> Path:
+    write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_json(out / "summary.json", summarise(cfg, rows))
+    write_json(out / "DONE", {"variants": len(cfg.bench.expanded()), "rows": len(rows)})
+    return out
+
+
 def run_bench(cfg: Experiment, run_dir: Path) -> Path:
-    run, bc = RunDir(run_dir), cfg.bench
+    run = RunDir(run_dir)
     out = run.root / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "DONE").unlink(missing_ok=True)
     rows: list[dict] = []
-    for variant in bc.expanded():
-        for repeat in range(bc.repeats):
-            result = run_one(run, variant, repeat, bc.timeout_s)
-            rows.append({"variant": variant.name, "repeat": repeat, **result})
-            write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-            log.info("bench %s #%d: %s", variant.name, repeat, result["status"] if result["status"] != "ok"
-                     else f"{result['tokens_per_s']:.0f} tokens/s, step {result['step_time_median_s'] * 1e3:.1f} ms")
-            if result["status"] == "skipped":
-                break  # the reason will not change on the next repeat
-    write_json(out / "summary.json", summarise(cfg, rows))
-    write_json(out / "DONE", {"variants": len(bc.expanded()), "rows": len(rows)})
-    return out
+    for variant in cfg.bench.expanded():
+        done = list(rows)
+        rows += run_variant(cfg, run, variant, on_row=lambda mine: write_text(
+            out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in done + mine)))
+    return finish(cfg, out, rows)
+
+
+# --------------------------------------------------------------------------- job arrays
+def part_path(run: RunDir, index: int) -> Path:
+    return run.root / "bench" / "parts" / f"{index:04d}.jsonl"
+
+
+def run_bench_part(cfg: Experiment, run_dir: Path, index: int) -> Path:
+    """One array task: variant number `index` (all its repeats) -> bench/parts/<index>.jsonl."""
+    run, variants = RunDir(run_dir), cfg.bench.expanded()
+    if not 0 <= index < len(variants):
+        from pipeline.errors import UserError
+
+        raise UserError(f"bench-part: variant index {index} out of range 0..{len(variants) - 1}")
+    rows = run_variant(cfg, run, variants[index])
+    write_text(part_path(run, index), "".join(json.dumps(r) + "\n" for r in rows))
+    return part_path(run, index)
+
+
+def collect_bench_parts(cfg: Experiment, run_dir: Path) -> Path:
+    """After the array: merge the parts in variant order; a task that left no part is a failed variant."""
+    run, rows = RunDir(run_dir), []
+    for index, variant in enumerate(cfg.bench.expanded()):
+        path = part_path(run, index)
+        if path.is_file():
+            rows += [json.loads(line) for line in path.read_text().splitlines()]
+        else:
+            rows.append({"variant": variant.name, "repeat": 0, "status": "failed",
+                         "error": f"array task {index} wrote no result (killed, timed out or never ran)"})
+    return finish(cfg, run.root / "bench", rows)
 
 
 def run_variant_process(run_dir: Path, name: str, repeat: int, out: Path) -> None:

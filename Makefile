@@ -45,10 +45,12 @@ OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BA
 SIF_SHA = $(shell f='$(SIF)'; [ -f "$$f" ] && { [ "$$f.sha256" -nt "$$f" ] || sha256sum "$$f" | cut -c1-64 > "$$f.sha256"; cat "$$f.sha256"; })
 CONTAINER_GPU_FLAGS ?= $(if $(filter docker,$(RUNTIME)),--gpus all,--device nvidia.com/gpu=all)
 
+# `make … PY=/path/to/python` uses an existing environment instead of building .venv. Login-node targets
+# (data, submit) always run natively: they need the internet or the scheduler's commands, not the GPU image.
+HOST_STAMP := $(if $(filter command line,$(origin PY)),,$(VENV)/.installed)
 ifeq ($(RUNTIME),native)
 RUN_PY := $(PY)
-# `make … PY=/path/to/python` uses an existing environment instead of building .venv.
-VENV_STAMP := $(if $(filter command line,$(origin PY)),,$(VENV)/.installed)
+VENV_STAMP := $(HOST_STAMP)
 else ifeq ($(RUNTIME),apptainer)
 RUN_PY = apptainer exec --nv --bind $(CURDIR):$(CURDIR) $(HF_BIND) --pwd $(CURDIR) \
          $(foreach e,$(OFFLINE_ENV),--env $(e)) --env LABNOTE_IMAGE=$(abspath $(SIF)) \
@@ -134,7 +136,7 @@ $(REPORT_DIR)/report.md: $(RUN)/stamps/report.sha256 $(STAGE_OUTPUTS) $(TEMPLATE
 	$(RUN_PY) -m pipeline report $(RUN) --out $(REPORT_DIR)
 
 # Prefetch datasets/tokenizers into HF_HOME on a machine with internet (a login node).
-data: $(VENV_STAMP)
+data: $(HOST_STAMP)
 	HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 LABNOTE_ONLINE=1 $(PY) -m pipeline data $(EXP) $(SET_ARGS)
 
 # Job-array pieces of a bench sweep (make submit … BENCH_ARRAY=1): one variant per task, then collect.
@@ -146,8 +148,8 @@ bench-collect: resolve
 
 # A batch job that runs `make report` for this experiment inside the allocation (same RUNTIME/SIF/PY).
 SCHED ?= slurm
-submit: $(VENV_STAMP)
-	@$(RUN_PY) -m pipeline submit $(EXP) --sched $(SCHED) $(SET_ARGS) \
+submit: $(HOST_STAMP)
+	@$(PY) -m pipeline submit $(EXP) --sched $(SCHED) $(SET_ARGS) \
 	  --make-args "$(strip RUNTIME=$(RUNTIME) $(if $(SIF),SIF=$(abspath $(SIF))) $(if $(filter command line,$(origin PY)),PY=$(PY)))" \
 	  $(if $(DRY_RUN),--dry-run) $(if $(BENCH_ARRAY),--bench-array)
 

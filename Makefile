@@ -23,7 +23,9 @@ EXP ?= smoke
 SET ?=
 RUN := runs/$(EXP)
 REPORT_DIR := reports/$(EXP)
-SET_ARGS := $(if $(strip $(SET)),--set "$(SET)")
+# REPORT_LANG=ja and BASELINE=<exp> are shorthands for SET="report.language=ja report.compare_to=<exp>".
+SET_ALL := $(strip $(SET) $(if $(REPORT_LANG),report.language=$(REPORT_LANG)) $(if $(BASELINE),report.compare_to=$(BASELINE)))
+SET_ARGS := $(if $(SET_ALL),--set "$(SET_ALL)")
 
 # Stages run offline (compute nodes have no internet); `make data` is the one target that goes online.
 export HF_HUB_OFFLINE ?= 1
@@ -67,7 +69,7 @@ endif
 TEMPLATE_FILES := $(shell find templates -type f 2>/dev/null)
 REPORT_CODE := $(wildcard pipeline/report/*.py)
 
-.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval submit bench-part bench-collect sif container-test FORCE \
+.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval submit index compare bench-part bench-collect sif container-test FORCE \
         _prepare _train _eval _bench _report
 
 help:
@@ -98,6 +100,7 @@ BENCH_DEPS := $(RUN)/prepared/DONE
 TRAIN_NNODES := 1
 TRAIN_NPROC := 1
 RDZV_PORT := 29500
+COMPARE_INPUTS :=
 -include $(RUN)/stamps/targets.mk
 
 # More than one process: torchrun (DDP), one launcher per node; under Slurm with several nodes, srun starts
@@ -132,8 +135,18 @@ $(RUN)/eval/DONE: $(RUN)/stamps/eval.sha256 $(RUN)/train/DONE
 $(RUN)/bench/DONE: $(RUN)/stamps/bench.sha256 $(BENCH_DEPS)
 	$(RUN_PY) -m pipeline bench $(RUN)
 
-$(REPORT_DIR)/report.md: $(RUN)/stamps/report.sha256 $(STAGE_OUTPUTS) $(TEMPLATE_FILES) $(REPORT_CODE)
+$(REPORT_DIR)/report.md: $(RUN)/stamps/report.sha256 $(STAGE_OUTPUTS) $(COMPARE_INPUTS) $(TEMPLATE_FILES) $(REPORT_CODE)
 	$(RUN_PY) -m pipeline report $(RUN) --out $(REPORT_DIR)
+
+# Tables across runs, from their run directories: all runs, or the runs named in EXPS (first = reference).
+index: $(HOST_STAMP)
+	$(PY) -m pipeline index
+
+EXPS ?=
+NAME ?= $(subst $(space),-,$(strip $(EXPS)))
+space := $(subst ,, )
+compare: $(HOST_STAMP)
+	$(PY) -m pipeline index $(EXPS) --name $(NAME)
 
 # Prefetch datasets/tokenizers into HF_HOME on a machine with internet (a login node).
 data: $(HOST_STAMP)

@@ -23,7 +23,21 @@ def convert(containerfile: Path) -> str:
     from spython.main.parse.parsers import DockerParser
     from spython.main.parse.writers import SingularityWriter
 
-    return HEADER + SingularityWriter(DockerParser(str(containerfile)).recipe).convert().rstrip() + "\n"
+    text = SingularityWriter(DockerParser(str(containerfile)).recipe).convert().rstrip() + "\n"
+    return HEADER + fix_labels(text)
+
+
+def fix_labels(text: str) -> str:
+    """spython writes `%labels` lines as key="value", but Apptainer reads `key value` (split at the first
+    space): a real build turned them into keys with empty values and split the description mid-sentence.
+    This is the one post-processing step applied to spython's output."""
+    def rewrite(match: re.Match) -> str:
+        lines = []
+        for line in match.group(2).splitlines():
+            label = re.fullmatch(r'\s*([^\s=]+)="(.*)"\s*', line)
+            lines.append(f"{label.group(1)} {label.group(2)}" if label else line)
+        return match.group(1) + "\n".join(lines) + "\n"
+    return re.sub(r"(^%labels\n)(.*?)\n(?=^%|\Z)", rewrite, text, flags=re.M | re.S)
 
 
 def containerfile_problems(text: str) -> list[str]:
@@ -73,9 +87,10 @@ def definition_problems(text: str) -> list[str]:
         problems.append(f"%runscript has extra exec lines: {run}")
     if "test" in sections:
         problems.append("%test section (a HEALTHCHECK copied verbatim)")
-    labels = sections.get("labels", "").strip().splitlines()
-    if any(line.count('="') > 1 for line in labels):
-        problems.append("several labels merged on one line")
+    for line in sections.get("labels", "").strip().splitlines():
+        key = line.split(" ", 1)[0]
+        if "=" in key or '"' in key or " " not in line.strip():
+            problems.append(f"%labels line must be `key value` (Apptainer splits at the first space): {line}")
     if "export HF_HUB_OFFLINE=1" not in sections.get("environment", ""):
         problems.append("%environment lacks export HF_HUB_OFFLINE=1")
     return problems

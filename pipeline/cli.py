@@ -70,6 +70,13 @@ def cmd_submit(args) -> None:
                                        else " (dry run: not submitted)"))
 
 
+def cmd_index(args) -> None:
+    from pipeline.report.index import build_compare, build_index
+
+    out = build_compare(args.experiments, args.name) if args.experiments else build_index()
+    log.info("wrote %s", out)
+
+
 def cmd_bench_part(args) -> None:
     from pipeline.bench.sweep import collect_bench_parts, run_bench_part
     from pipeline.config.resolve import load_resolved
@@ -144,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-array", action="store_true",
                    help="run the bench variants as a job array, then the report in a job that waits for it")
     p.set_defaults(func=cmd_submit)
+    p = sub.add_parser("index", help="reports/README.md (all runs), or with experiments: reports/compare/<name>.md")
+    p.add_argument("experiments", nargs="*")
+    p.add_argument("--name", default="compare", help="file name of the comparison")
+    p.set_defaults(func=cmd_index)
     p = sub.add_parser("bench-part", help="one variant of a sweep (a job-array task), or 'collect' the parts")
     p.add_argument("run_dir")
     p.add_argument("index", help="variant index (0-based), or 'collect'")

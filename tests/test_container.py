@@ -78,3 +78,14 @@ def test_make_n_shows_the_apptainer_commands(tmp_path: Path):
         assert line.startswith(f"apptainer exec --nv --bind {project}:{project} --bind {tmp_path}/hf --pwd {project}")
         assert "--env HF_HUB_OFFLINE=1 --env HF_DATASETS_OFFLINE=1" in line
         assert f"--env LABNOTE_IMAGE={project}/x.sif" in line and " x.sif python -m pipeline " in line
+
+
+def test_labels_are_written_the_way_apptainer_reads_them():
+    from spython.main.parse.parsers import DockerParser
+    from spython.main.parse.writers import SingularityWriter
+
+    raw = SingularityWriter(DockerParser(str(CONTAINERFILE)).recipe).convert()
+    assert any("%labels line must be" in p for p in convert.definition_problems(raw))  # spython's own output
+    fixed = (REPO / "apptainer.def").read_text()
+    assert "org.opencontainers.image.title labnote\n" in fixed
+    assert "org.opencontainers.image.description Reproducible language-model experiments" in fixed

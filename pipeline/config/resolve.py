@@ -76,12 +76,16 @@ def make_targets(cfg: Experiment) -> str:
     stages = cfg.active_stages
     bench_deps = outputs["prepare"] if "prepare" in stages else ""
     hpc = cfg.hpc
+    b = cfg.report.compare_to
+    compare = f"$(wildcard runs/{b}/train/DONE runs/{b}/eval/DONE runs/{b}/bench/DONE)" if b else ""
     return ("# written by `python -m pipeline resolve`; do not edit\n"
             f"STAGE_OUTPUTS := {' '.join(outputs[s] for s in stages)}\n"
             f"BENCH_DEPS := {bench_deps}\n"
             f"TRAIN_NNODES := {hpc.nodes}\n"
             f"TRAIN_NPROC := {max(1, hpc.gpus_per_node)}\n"
-            f"RDZV_PORT := {hpc.rdzv_port}\n")
+            f"RDZV_PORT := {hpc.rdzv_port}\n"
+            # The baseline's outputs, when it has been run: a re-run baseline re-renders this report.
+            f"COMPARE_INPUTS := {compare}\n")
 
 
 def freeze(cfg: Experiment, run: RunDir, overrides: list[str] | tuple = ()) -> dict[str, bool]:

@@ -262,7 +262,7 @@ class HPCConfig(Section):
 # --------------------------------------------------------------------------- report
 class ReportConfig(Section):
     title: str | None = None
-    language: Literal["en"] = "en"
+    language: Literal["en", "ja"] = Field("en", description="report language: templates/<language>/")
     compare_to: str | None = Field(None, description="another experiment to compare with")
     max_table_rows: Annotated[int, Field(ge=5)] = Field(25, description="training table is thinned to this many rows")
 

@@ -66,6 +66,23 @@ def bench_bars(run: Run, out: Path, key: str, scale: float, ylabel: str, filenam
     return _save(fig, out / filename)
 
 
+def overlay_plot(base: Run, run: Run, out: Path) -> str | None:
+    if not len(run.metrics) or not len(base.metrics):
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r, colour in ((base, "#999999"), (run, "#4c72b0")):
+        ax.plot(r.metrics["step"], r.metrics["loss"], color=colour, lw=1.0, alpha=0.7, label=f"{r.name} training")
+        if len(r.validation):
+            ax.plot(r.validation["step"], r.validation["val_loss"], "o-", color=colour, ms=3, lw=1.6,
+                    label=f"{r.name} validation")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy loss (nats/token)")
+    ax.set_title(f"{run.name} vs {base.name}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, out / "compare_loss.png")
+
+
 def make_plots(run: Run, out: Path) -> dict[str, str | None]:
     out.mkdir(parents=True, exist_ok=True)
     mem_label = ("peak process RSS (GiB)" if any(v.get("mem_kind") == "cpu_peak_rss" for v in

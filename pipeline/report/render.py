@@ -14,10 +14,9 @@ from tabulate import tabulate
 
 from pipeline.atomic import write_text
 from pipeline.config.schema import Experiment
-from pipeline.report import tables
-from pipeline.report.checks import run_checks
+from pipeline.report import compare, plots, tables
+from pipeline.report.checks import SEVERITY_ORDER, run_checks
 from pipeline.report.loader import Run, load_run
-from pipeline.report.plots import make_plots
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 MISSING = "—"
@@ -32,8 +31,8 @@ def _missing(x) -> bool:
 def fmt_num(x, spec: str = ".4f") -> str:
     if _missing(x):
         return MISSING
-    if isinstance(x, str):
-        return x
+    if isinstance(x, str) or spec == "s" or not isinstance(x, (int, float)):
+        return str(x)
     return format(x, spec)
 
 
@@ -84,8 +83,18 @@ def build_context(run: Run, cfg: Experiment, report_dir: Path) -> dict:
     seq_len = cfg.seq_len
     splits = (run.prepared or {}).get("splits", {})
     resolve = run.resolve or {}
-    findings = run_checks(run)
+    comp = None
+    if cfg.report.compare_to:
+        base_dir = Path(run.root).parent / cfg.report.compare_to
+        comp = {"baseline": cfg.report.compare_to, "missing": True}
+        if (base_dir / "config.yaml").is_file():
+            base = load_run(base_dir)
+            comp = {**compare.comparison(base, run), "missing": False,
+                    "plot": plots.overlay_plot(base, run, report_dir)}
+    findings = run_checks(run) + (compare.findings(comp) if comp and not comp["missing"] else [])
+    findings.sort(key=lambda f: SEVERITY_ORDER[f.severity])
     return {
+        "compare": comp,
         "title": cfg.report.title or run.name, "name": run.name, "description": cfg.description,
         "generated_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": run.status, "steps_done": run.steps_done, "steps_planned": run.steps_planned,
@@ -99,7 +108,7 @@ def build_context(run: Run, cfg: Experiment, report_dir: Path) -> dict:
         "splits": [{"split": k, **v, "sequences": v["tokens"] // seq_len} for k, v in splits.items()],
         "training": tables.training_table(run, max_rows), "validation": tables.validation_table(run, max_rows),
         "n_metrics": len(run.metrics), "n_validation": len(run.validation),
-        "plots": make_plots(run, report_dir), "ppl": run.perplexity,
+        "plots": plots.make_plots(run, report_dir), "ppl": run.perplexity,
         "checkpoints": run.checkpoints, "findings": findings,
         "stages": run.stages, "bench": run.bench or {}, "bench_rows": tables.bench_table(run),
         "bench_not_ok": tables.bench_not_ok(run),

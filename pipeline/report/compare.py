@@ -1,0 +1,167 @@
+"""Compare a run with a baseline run: config diff, comparability guards, metric deltas, no-op detection.
+
+Guards come before numbers: perplexities under different tokenizers, datasets or sequence lengths are not
+comparable, and a different device or code commit changes speed and sometimes results. A delta inside the
+known noise (lm-eval stderr, bench repeat spread) is "within noise", never "better" or "worse".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.report import tables
+from pipeline.report.loader import Run
+
+IGNORED_KEYS = ("name", "description", "extends", "report.")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def config_diff(baseline: dict, run: dict) -> list[dict]:
+    """Only the keys whose values differ: old -> new, with the ratio for numbers."""
+    a, b = flatten(baseline), flatten(run)
+    rows = []
+    for key in sorted(set(a) | set(b)):
+        if key.startswith(IGNORED_KEYS) or a.get(key) == b.get(key):
+            continue
+        old, new = a.get(key), b.get(key)
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new))
+        rows.append({"key": key, "old": old, "new": new,
+                     "ratio": (new / old) if numeric and old else None})
+    return rows
+
+
+@dataclass(frozen=True)
+class Guard:
+    what: str
+    baseline: str
+    run: str
+
+
+def _device(run: Run) -> str:
+    dev = (run.provenance or {}).get("device") or {}
+    gpus = dev.get("gpus") or []
+    return ", ".join(g["name"] for g in gpus) if gpus else f"CPU {dev.get('cpu', '?')}"
+
+
+def guards(base: Run, run: Run) -> list[Guard]:
+    """Differences that make the numbers below not directly comparable."""
+    def facts(r: Run) -> dict:
+        prep = r.prepared or {}
+        return {"tokenizer": f"{prep.get('tokenizer')} ({prep.get('vocab_size')} tokens)",
+                "dataset": str(prep.get("source")),
+                "sequence length": str((r.config.get("data") or {}).get("seq_len") or
+                                       (r.config.get("model") or {}).get("max_seq_len")),
+                "device": _device(r), "code commit": str(((r.provenance or {}).get("git") or {}).get("commit"))[:10]}
+    fa, fb = facts(base), facts(run)
+    return [Guard(k, fa[k], fb[k]) for k in fa if fa[k] != fb[k]]
+
+
+def _val(run: Run, col: str, best: bool = False):
+    frame = run.validation.dropna(subset=[col]) if len(run.validation) else run.validation
+    if not len(frame):
+        return None
+    return float(frame[col].min() if best else frame[col].iloc[-1])
+
+
+def metric_rows(base: Run, run: Run) -> list[dict]:
+    def last_loss(r):
+        return float(r.metrics["loss"].dropna().iloc[-1]) if len(r.metrics) else None
+
+    def ppl(r):
+        value = (r.perplexity or {}).get("perplexity")
+        return value if isinstance(value, (int, float)) else None
+
+    rows = [
+        ("final training loss", last_loss(base), last_loss(run), False, None),
+        ("final validation loss", _val(base, "val_loss"), _val(run, "val_loss"), False, None),
+        ("best validation perplexity", _val(base, "val_perplexity", True), _val(run, "val_perplexity", True), False, None),
+        ("held-out perplexity", ppl(base), ppl(run), False, None),
+        ("throughput, median tokens/s", tables.throughput(base).get("median"), tables.throughput(run).get("median"),
+         True, None),
+    ]
+    for r in _harness_pairs(base, run):
+        rows.append(r)
+    out = []
+    for name, old, new, higher_better, noise in rows:
+        if old is None and new is None:
+            continue
+        out.append(delta_row(name, old, new, higher_better, noise))
+    return out
+
+
+def _harness_pairs(base: Run, run: Run):
+    if not len(base.harness) or not len(run.harness):
+        return []
+    merged = base.harness.merge(run.harness, on=["task", "metric", "filter"], suffixes=("_a", "_b"))
+    pairs = []
+    for r in merged.itertuples():
+        se = [s for s in (r.stderr_a, r.stderr_b) if s == s and s is not None]
+        noise = 2 * math.sqrt(sum(s * s for s in se)) if len(se) == 2 else None
+        label = f"{r.task} {r.metric}" + (f" ({r.filter})" if r.filter and r.filter != "none" else "")
+        pairs.append((label, r.value_a, r.value_b, bool(r.higher_is_better_a), noise))
+    return pairs
+
+
+def delta_row(name: str, old, new, higher_better: bool, noise: float | None) -> dict:
+    row = {"metric": name, "baseline": old, "run": new, "delta": None, "pct": None, "verdict": "—"}
+    if old is None or new is None:
+        return row
+    delta = new - old
+    row.update(delta=delta, pct=100 * delta / old if old else None)
+    if noise is not None and abs(delta) <= noise:
+        row["verdict"] = f"within noise (±{noise:.4g})"
+    elif delta == 0:
+        row["verdict"] = "same"
+    else:
+        row["verdict"] = ("better" if (delta > 0) == higher_better else "worse") + (
+            "" if noise is not None else " (noise unknown)")
+    return row
+
+
+def no_op(base: Run, run: Run, diff: list[dict]) -> str | None:
+    """The config changed but training did not: identical train-input hash, or curves equal to 4 digits."""
+    if not diff:
+        return None
+    hash_a, hash_b = (base.done or {}).get("train_hash"), (run.done or {}).get("train_hash")
+    if hash_a and hash_a == hash_b:
+        return "the resolved training inputs are identical (same train hash): the change cannot affect training"
+    la, lb = base.metrics.get("loss"), run.metrics.get("loss")
+    if la is not None and lb is not None and len(la) == len(lb) and len(la) >= 3 \
+            and np.array_equal(np.round(la.to_numpy(dtype=float), 4), np.round(lb.to_numpy(dtype=float), 4)) \
+            and list(base.metrics["step"]) == list(run.metrics["step"]):
+        return f"the training loss curves are identical to 4 digits over {len(la)} log steps"
+    return None
+
+
+def comparison(base: Run, run: Run) -> dict:
+    diff = config_diff(base.config, run.config)
+    return {"baseline": base.name, "diff": diff, "guards": [vars(g) for g in guards(base, run)],
+            "metrics": metric_rows(base, run),
+            "no_op": no_op(base, run, diff)}
+
+
+def findings(comp: dict) -> list:
+    from pipeline.report.checks import Finding
+
+    out = []
+    if comp["no_op"]:
+        out.append(Finding("no_op_change", "warning",
+                           f"{len(comp['diff'])} config key(s) differ from {comp['baseline']} but {comp['no_op']}; "
+                           f"any difference in results is not caused by the change"))
+    if comp["guards"]:
+        out.append(Finding("not_comparable", "warning", "differs from the baseline in " + "; ".join(
+            f"{g['what']} ({g['baseline']} → {g['run']})" for g in comp["guards"]) + ": compare numbers with care"))
+    return out

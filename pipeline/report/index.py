@@ -1,0 +1,101 @@
+"""`make index` and `make compare`: tables across runs, rendered from their run directories only.
+
+- index: `reports/README.md`, one row per run in `runs/` (status, date, commit, key metrics, link);
+- compare: `reports/compare/<name>.md`, the "past experiments" table of several runs (environment, batch,
+  learning rate, best perplexity and accuracy, time, device), shape ratios against the first run, and the
+  runs' loss curves overlaid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from pipeline.atomic import write_text  # noqa: E402
+from pipeline.errors import UserError  # noqa: E402
+from pipeline.report import compare, tables  # noqa: E402
+from pipeline.report.loader import Run, load_run  # noqa: E402
+from pipeline.report.render import TEMPLATES, environment  # noqa: E402
+
+
+def summary_row(run: Run, reports: Path, link_from: Path) -> dict:
+    cfg, prov = run.config, run.provenance or {}
+    ends = [s.get("ended_utc") for s in (prov.get("stages") or {}).values() if s.get("ended_utc")]
+    best = tables.best_validation(run) or {}
+    train_cfg, model = cfg.get("train") or {}, cfg.get("model") or {}
+    report = reports / run.name / "report.md"
+    ppl = (run.perplexity or {}).get("perplexity")
+    return {
+        "experiment": run.name, "status": run.status, "steps": f"{run.steps_done}/{run.steps_planned or '—'}" if "train" in run.stages else "—",
+        "date": max(ends)[:16].replace("T", " ") if ends else None,
+        "commit": str(((prov.get("git") or {}).get("commit")) or "—")[:10],
+        "device": compare._device(run) if prov else None,
+        "params": ((run.done or {}).get("parameters") or {}).get("total"),
+        "shape": f"{model.get('dim')}×{model.get('layers')}",
+        "batch": (train_cfg.get("batch_size") or 0) * (train_cfg.get("grad_accum") or 1) * ((run.done or {}).get(
+            "world_size") or 1),
+        "lr": train_cfg.get("lr"), "best_val_ppl": best.get("val_perplexity"),
+        "best_val_acc": best.get("val_accuracy"), "test_ppl": ppl if isinstance(ppl, (int, float)) else None,
+        "train_s": ((prov.get("stages") or {}).get("train") or {}).get("duration_s"),
+        "link": str(Path("..") / report.relative_to(reports.parent)) if report.is_file() and link_from != reports
+        else (f"{run.name}/report.md" if report.is_file() else None),
+    }
+
+
+def run_dirs(runs: Path, names: list[str] | None = None) -> list[Path]:
+    if names:
+        missing = [n for n in names if not (runs / n / "config.yaml").is_file()]
+        if missing:
+            raise UserError(f"EXPS: no run directory for {', '.join(missing)} (run `make report EXP=…` first)")
+        return [runs / n for n in names]
+    return sorted(p for p in runs.iterdir() if (p / "config.yaml").is_file()) if runs.is_dir() else []
+
+
+def build_index(runs: Path = Path("runs"), reports: Path = Path("reports")) -> Path:
+    rows = [summary_row(load_run(d), reports, reports) for d in run_dirs(runs)]
+    text = environment(TEMPLATES, "en").get_template("index.md.j2").render(rows=rows)
+    out = reports / "README.md"
+    write_text(out, text)
+    return out
+
+
+def build_compare(names: list[str], title: str, runs: Path = Path("runs"), reports: Path = Path("reports")) -> Path:
+    if len(names) < 2:
+        raise UserError("EXPS: name at least two experiments, e.g. EXPS=\"smoke smoke_lr\"")
+    loaded = [load_run(d) for d in run_dirs(runs, names)]
+    out_dir = reports / "compare"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [summary_row(r, reports, out_dir) for r in loaded]
+    base = rows[0]
+    for row in rows:
+        row["params_ratio"] = row["params"] / base["params"] if row["params"] and base["params"] else None
+        row["batch_ratio"] = row["batch"] / base["batch"] if row["batch"] and base["batch"] else None
+    diffs = {r.name: compare.config_diff(loaded[0].config, r.config) for r in loaded[1:]}
+    guards = {r.name: compare.guards(loaded[0], r) for r in loaded[1:]}
+    plot = overlay(loaded, out_dir / f"{title}.png")
+    text = environment(TEMPLATES, "en").get_template("compare.md.j2").render(
+        title=title, rows=rows, baseline=loaded[0].name, diffs=diffs, guards=guards, plot=plot)
+    out = out_dir / f"{title}.md"
+    write_text(out, text)
+    return out
+
+
+def overlay(loaded: list[Run], path: Path) -> str | None:
+    if not any(len(r.validation) or len(r.metrics) for r in loaded):
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in loaded:
+        frame, col = (r.validation, "val_loss") if len(r.validation) else (r.metrics, "loss")
+        ax.plot(frame["step"], frame[col], "o-", ms=3, label=f"{r.name} ({'validation' if col == 'val_loss' else 'training'})")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import TINY, pipeline_cmd, pipeline_env, write_experiment
+from conftest import TINY, write_experiment
 from pipeline.report.compare import config_diff, delta_row
 
 pytestmark = pytest.mark.slow
@@ -27,10 +26,26 @@ def test_delta_verdicts_are_noise_aware(old, new, hib, noise, verdict):
     assert delta_row("m", old, new, hib, noise)["verdict"] == verdict
 
 
-def run(project: Path, *args: str) -> None:
-    proc = subprocess.run(pipeline_cmd(*args), cwd=project, env=pipeline_env(), capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def run_pipeline(project: Path, name: str, monkeypatch) -> None:
+    """All stages in this process (one import of torch/transformers instead of one per stage)."""
+    from pipeline.config.load import load_experiment
+    from pipeline.config.resolve import freeze, load_resolved
+    from pipeline.data.prepare import run_prepare
+    from pipeline.evaluate.stage import run_eval
+    from pipeline.provenance import record_stage
+    from pipeline.report.render import render
+    from pipeline.rundir import RunDir
+
+    monkeypatch.chdir(project)
+    run = RunDir(Path("runs") / name)
+    freeze(load_experiment(name), run)
+    cfg = load_resolved(run.root)
+    from pipeline.train.loop import run_train
+
+    for stage, func in (("prepare", run_prepare), ("train", run_train), ("eval", run_eval)):
+        func(cfg, run.root)
+        record_stage(run, stage, "t0", "t1", 1.0, "h")
+    render(run.root, cfg, Path("reports") / name)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +58,9 @@ def project(tmp_path_factory) -> Path:
                                     "report": {"compare_to": "base"}})
     write_experiment(root, "bytes", {"extends": "base", "data": {"tokenizer": {"type": "bytes"}},
                                      "report": {"compare_to": "base"}})
-    for name in ("base", "faster", "noop", "bytes"):
-        for args in (("resolve", name), ("prepare", f"runs/{name}"), ("train", f"runs/{name}"),
-                     ("eval", f"runs/{name}"), ("report", f"runs/{name}", "--out", f"reports/{name}")):
-            run(root, *args)
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("base", "faster", "noop", "bytes"):
+            run_pipeline(root, name, mp)
     return root
 
 

@@ -107,7 +107,7 @@ def build_context(run: Run, cfg: Experiment, report_dir: Path) -> dict:
         "config": cfg.model_dump(mode="json"), "seq_len": seq_len, "prepared": run.prepared or {},
         "splits": [{"split": k, **v, "sequences": v["tokens"] // seq_len} for k, v in splits.items()],
         "training": tables.training_table(run, max_rows), "validation": tables.validation_table(run, max_rows),
-        "n_metrics": len(run.metrics), "n_validation": len(run.validation),
+        "curve": tables.curve_phases(run), "n_metrics": len(run.metrics), "n_validation": len(run.validation),
         "plots": plots.make_plots(run, report_dir), "ppl": run.perplexity,
         "checkpoints": run.checkpoints, "findings": findings,
         "stages": run.stages, "bench": run.bench or {}, "bench_rows": tables.bench_table(run),

@@ -88,3 +88,22 @@ def bench_not_ok(run: Run) -> list[dict]:
     variants = (run.bench or {}).get("variants") or {}
     return [{"variant": n, "status": v["status"], "why": "; ".join(v["errors"])} for n, v in variants.items()
             if v["status"] != "ok"]
+
+
+def curve_phases(run: Run) -> dict:
+    """Phases of the validation curve (or, with fewer than 6 passes, of the median-smoothed training loss)."""
+    from dataclasses import asdict
+
+    from pipeline.report import phases
+
+    if len(run.validation.dropna(subset=["val_loss"])) >= 6:
+        steps, values, what = run.validation["step"], run.validation["val_loss"], "validation loss"
+    elif len(run.metrics) >= 6:
+        window = max(3, len(run.metrics) // 20)
+        steps, values = run.metrics["step"], phases.smooth(run.metrics["loss"].to_numpy(dtype=float), window)
+        what = f"training loss (rolling median of {window} log steps)"
+    else:
+        return {}
+    stopped = bool(run.done and run.done.get("status") != "completed")
+    return {"curve": what, "phases": [asdict(p) for p in phases.segment(steps, values)],
+            "verdict": phases.verdict(steps, values, stopped_early=stopped, planned_steps=run.steps_planned)}

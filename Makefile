@@ -69,7 +69,7 @@ endif
 TEMPLATE_FILES := $(shell find templates -type f 2>/dev/null)
 REPORT_CODE := $(wildcard pipeline/report/*.py)
 
-.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval submit index compare bench-part bench-collect sif container-test FORCE \
+.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval bench-train submit index compare bench-part bench-collect sif container-test FORCE \
         _prepare _train _eval _bench _report
 
 help:
@@ -174,6 +174,12 @@ clean:
 BENCH_ARGS ?= --device cuda --batch-size 64
 bench-eval: $(VENV_STAMP)
 	$(PY) benchmarks/eval_harness.py $(BENCH_ARGS)
+
+# Train-stage speed: pipeline step vs a bare PyTorch loop, tokens/s and MFU. GPU (debug_3 shape, bf16,
+# compile): make bench-train; CPU-sized: make bench-train BENCH_TRAIN_ARGS="--shape tiny --device cpu"
+BENCH_TRAIN_ARGS ?= --device cuda
+bench-train: $(VENV_STAMP)
+	$(PY) benchmarks/train_throughput.py $(BENCH_TRAIN_ARGS)
 
 # ---------------------------------------------------------------------------- tests
 test: $(VENV_STAMP)

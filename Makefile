@@ -7,6 +7,7 @@
 #   make clean EXP=…                      # delete runs/<EXP>/
 #   make report EXP=… RUNTIME=apptainer SIF=labnote.sif   # every stage inside the container
 #   make submit EXP=… SCHED=slurm|pjm [RUNTIME=apptainer SIF=…]   # a batch job that runs `make report`
+#   make import SRC=<path> FROM=lingua|hf-trainer|lightning|lm-eval EXP=<name>   # another trainer's run
 #
 # Each stage is a file target; `resolve` rewrites runs/<EXP>/stamps/<stage>.sha256 only when the inputs
 # of that stage change, so Make reruns exactly the stages a config edit affects.
@@ -69,7 +70,7 @@ endif
 TEMPLATE_FILES := $(shell find templates -type f 2>/dev/null)
 REPORT_CODE := $(wildcard pipeline/report/*.py)
 
-.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval bench-train submit index compare bench-part bench-collect sif container-test FORCE \
+.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval bench-train submit index compare import bench-part bench-collect sif container-test FORCE \
         _prepare _train _eval _bench _report
 
 help:
@@ -147,6 +148,16 @@ NAME ?= $(subst $(space),-,$(strip $(EXPS)))
 space := $(subst ,, )
 compare: $(HOST_STAMP)
 	$(PY) -m pipeline index $(EXPS) --name $(NAME)
+
+# Runs trained/evaluated by other tools -> runs/<EXP>/, then `make report EXP=<EXP>` as usual:
+#   make import SRC=<dir or file> FROM=lingua|hf-trainer|lightning|lm-eval EXP=<name> [MAP="loss=col …"] [STEPS=N]
+SRC ?=
+FROM ?=
+import: $(HOST_STAMP)
+	$(PY) -m pipeline import "$(SRC)" --from "$(FROM)" --exp $(EXP) $(if $(MAP),--map "$(MAP)") $(if $(STEPS),--steps-planned $(STEPS))
+
+# An imported run's report waits for its import record (there is no stage to remake it).
+$(RUN)/import/import.json: ;
 
 # Prefetch datasets/tokenizers into HF_HOME on a machine with internet (a login node).
 data: $(HOST_STAMP)

@@ -150,7 +150,7 @@ def main(argv=None) -> dict:
               "items": counts, "total_s": round(total, 2),
               "requests": {k: {"seconds": round(v["seconds"], 2), "requests": v["requests"]}
                            for k, v in lm.timing.items()},
-              "metrics": [{k: r[k] for k in ("task", "metric", "value")} for r in normalise(results, lm)]}
+              "metrics": [{k: r[k] for k in ("task", "metric", "value")} for r in normalise(results, lm.chance_level)]}
     print(f"{'request type':<24}{'requests':>10}{'seconds':>10}")
     for kind, v in record["requests"].items():
         print(f"{kind:<24}{v['requests']:>10}{v['seconds']:>10.1f}")

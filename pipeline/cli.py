@@ -70,6 +70,14 @@ def cmd_submit(args) -> None:
                                        else " (dry run: not submitted)"))
 
 
+def cmd_import(args) -> None:
+    from pipeline.config.load import parse_overrides
+    from pipeline.importers import run_import
+
+    mapping = {k: str(v) for k, v in parse_overrides(args.map).items()} if args.map else None
+    run_import(Path(args.src), args.fmt, args.experiment, mapping, args.steps_planned)
+
+
 def cmd_index(args) -> None:
     from pipeline.report.index import build_compare, build_index
 
@@ -104,6 +112,9 @@ def _stage(name: str):
 
         run_dir = Path(args.run_dir)
         cfg = load_resolved(run_dir)
+        if cfg.imported and name != "report":
+            raise UserError(f"{run_dir}: imported from {cfg.imported.format} ({cfg.imported.source}); "
+                            f"it has no {name} stage to run here, only `make report`")
         started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
         func = _stage_function(name)
         out = func(cfg, run_dir) if name != "report" else func(cfg, run_dir, Path(args.out))
@@ -151,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-array", action="store_true",
                    help="run the bench variants as a job array, then the report in a job that waits for it")
     p.set_defaults(func=cmd_submit)
+    p = sub.add_parser("import", help="convert another trainer's run (lingua, hf-trainer, lightning, lm-eval) "
+                                      "into runs/<experiment>/")
+    p.add_argument("src", help="the tool's output directory or file")
+    p.add_argument("--from", dest="fmt", required=True, help="lingua, hf-trainer, lightning or lm-eval")
+    p.add_argument("--exp", dest="experiment", required=True, help="name of the run directory to create")
+    p.add_argument("--map", action="append", default=[], metavar="OURS=COLUMN",
+                   help="lightning: which metrics.csv column holds loss, val_loss, lr, …")
+    p.add_argument("--steps-planned", type=int, default=None, help="planned steps, when the source does not say")
+    p.set_defaults(func=cmd_import)
     p = sub.add_parser("index", help="reports/README.md (all runs), or with experiments: reports/compare/<name>.md")
     p.add_argument("experiments", nargs="*")
     p.add_argument("--name", default="compare", help="file name of the comparison")

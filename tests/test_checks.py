@@ -75,6 +75,19 @@ def task_row(task="cloze", metric="acc", value=0.25, stderr=0.02, chance=0.25, n
             "n_original": n_original}
 
 
+def imported(plan: dict | None = None, warnings: list[str] | None = None, segments: list[dict] | None = None) -> Run:
+    """A finished run as `make import` leaves it (plan.json from the source, import.json, segments)."""
+    run = make_run(done={"status": "unknown", "steps_done": 100, "steps_planned": None})
+    run.plan, run.segments = plan or {"steps_planned": None}, segments or []
+    run.imported = {"format": "lightning", "provides": ["train"], "warnings": warnings or []}
+    return run
+
+
+def segment(n: int, first: int, last: int) -> dict:
+    return {"segment": n, "first_step": first, "last_step": last, "rows": (last - first) // 10 + 1,
+            "tokens_per_s_median": 1000.0}
+
+
 FIXED = {"precision": "fp32", "attn_implementation": "sdpa", "finetune": "full", "grad_accum": 1, "batch_size": 8,
          "compile": False}
 
@@ -134,6 +147,20 @@ FIRES = {
     "eval_not_final_checkpoint": [
         (lambda: make_run(steps=300, done=completed(300), perplexity={"step": 200, "perplexity": 10.0}), "warning",
          ["step-200 checkpoint", "reached step 300"]),
+        (lambda: setattr(r := with_harness([task_row()]), "harness_timing", {"step": 50}) or r, "warning",
+         ["the harness was measured on the step-50 checkpoint", "reached step 100"]),
+    ],
+    "resumed_run": [
+        (lambda: imported(segments=[segment(1, 10, 80), segment(2, 60, 100)]), "info",
+         ["2 segments", "segment 1: steps 10–80", "segment 2: steps 60–100", "21 step(s) were trained again"]),
+        (lambda: imported(segments=[segment(1, 10, 50), segment(2, 60, 100)]), "info", ["2 segments"]),
+    ],
+    "planned_steps_unknown": [
+        (lambda: imported(), "warning", ["lightning", "100 steps logged", "STEPS=<n>"]),
+    ],
+    "import_warnings": [
+        (lambda: imported(warnings=["metrics.jsonl:11: last line is cut off"]), "warning",
+         ["metrics.jsonl:11: last line is cut off"]),
     ],
     "damaged_files": [
         (lambda: make_run(problems=["train/metrics.jsonl: last line (truncated write?) is not valid JSON and was "
@@ -201,6 +228,9 @@ QUIET = {
                           lambda: make_run(validation=val_rows([(0, 6.0), (100, 7.0)]))],  # fewer than 3 passes
     "eval_not_final_checkpoint": [healthy, lambda: make_run(perplexity=None)],
     "damaged_files": [healthy],
+    "resumed_run": [healthy, lambda: imported(segments=[segment(1, 10, 100)])],
+    "planned_steps_unknown": [healthy, lambda: imported(plan={"steps_planned": 100})],
+    "import_warnings": [healthy, lambda: imported(plan={"steps_planned": 100})],
     "uncommitted_code": [healthy,
                          lambda: make_run(provenance={"git": {"commit": None, "dirty": None, "diff_sha256": None}}),
                          lambda: make_run(provenance=None)],

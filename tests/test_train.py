@@ -58,8 +58,9 @@ def test_train_writes_the_contract(uninterrupted: Path):
     metrics = lines(uninterrupted / "train" / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [2, 4, 6, 8, 10, 12]
     expected = {"step", "epoch", "loss", "grad_norm", "lr", "tokens", "tokens_per_s", "step_time_s", "data_time_s",
-                "mem_peak_gib", "time_utc"}
+                "mem_peak_gib", "segment", "time_utc"}
     assert all(set(m) == expected for m in metrics)
+    assert {m["segment"] for m in metrics} == {0}
     assert metrics[-1]["tokens"] == 12 * 4 * 32
     # warm-up of 2 steps then cosine: step 2 applies the full peak lr, the last step is near the floor.
     assert metrics[0]["lr"] == pytest.approx(3e-3)
@@ -96,6 +97,11 @@ def test_resume_after_hard_kill_matches_uninterrupted_run(prepared: Path, uninte
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     done = json.loads((run_dir / "train" / "DONE").read_text())
     assert done["resumed_from"] == 5
+    # The resumed process is a new segment: the report keeps its first interval out of the throughput range.
+    assert [m["segment"] for m in resumed] == [0, 0, 1, 1, 1, 1]
+    from pipeline.report.loader import load_run
+
+    assert [(s["first_step"], s["last_step"]) for s in load_run(run_dir).segments] == [(2, 4), (6, 12)]
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_143(prepared: Path):

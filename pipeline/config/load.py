@@ -18,6 +18,12 @@ from pipeline.config.schema import Experiment, FilesSource
 from pipeline.errors import ConfigError
 
 EXPERIMENTS_DIR = Path("experiments")
+RUNS_DIR = Path("runs")
+
+
+def imported_config_path(name: str, runs: Path = RUNS_DIR) -> Path:
+    """Where `make import` keeps the config it derived; it stands in for experiments/<name>.yaml."""
+    return runs / name / "import" / "config.yaml"
 
 
 def experiment_path(name: str, root: Path = EXPERIMENTS_DIR) -> Path:
@@ -115,15 +121,21 @@ def parse_overrides(items: Iterable[str]) -> dict:
     return tree
 
 
-def load_experiment(name: str, overrides: Iterable[str] = (), root: Path = EXPERIMENTS_DIR) -> Experiment:
+def load_experiment(name: str, overrides: Iterable[str] = (), root: Path = EXPERIMENTS_DIR,
+                    runs: Path = RUNS_DIR) -> Experiment:
     origin: dict[str, str] = {}
-    tree = _load_chain(name, root, origin)
+    imported = imported_config_path(name, runs)
+    if not (root / f"{name}.yaml").is_file() and imported.is_file():
+        tree, source = _read_yaml(imported), str(imported)  # an imported run: no experiment file exists
+    else:
+        tree = _load_chain(name, root, origin)
+        source = str(experiment_path(name, root))
     tree = _merge(tree, parse_overrides(overrides), origin, "SET")
     try:
         exp = Experiment.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, origin, str(experiment_path(name, root)))) from None
-    _check_files_exist(exp, origin, str(experiment_path(name, root)))
+        raise ConfigError(_describe(exc, origin, source)) from None
+    _check_files_exist(exp, origin, source)
     return exp
 
 

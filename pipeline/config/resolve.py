@@ -78,8 +78,9 @@ def make_targets(cfg: Experiment) -> str:
     hpc = cfg.hpc
     b = cfg.report.compare_to
     compare = f"$(wildcard runs/{b}/train/DONE runs/{b}/eval/DONE runs/{b}/bench/DONE)" if b else ""
+    inputs = [outputs[s] for s in stages] + (["$(RUN)/import/import.json"] if cfg.imported else [])
     return ("# written by `python -m pipeline resolve`; do not edit\n"
-            f"STAGE_OUTPUTS := {' '.join(outputs[s] for s in stages)}\n"
+            f"STAGE_OUTPUTS := {' '.join(inputs)}\n"
             f"BENCH_DEPS := {bench_deps}\n"
             f"TRAIN_NNODES := {hpc.nodes}\n"
             f"TRAIN_NPROC := {max(1, hpc.gpus_per_node)}\n"

@@ -73,7 +73,14 @@ class FilesSource(Section):
     test: list[Path] = Field(default_factory=list)
 
 
-Source = Annotated[Union[BuiltinSource, HFSource, FilesSource], Field(discriminator="type")]
+class ImportedSource(Section):
+    """Set by `make import` only: the data was read by another trainer; the stages here never load it."""
+
+    type: Literal["imported"]
+    name: str | None = Field(None, description="dataset as the source's own config names it, if it does")
+
+
+Source = Annotated[Union[BuiltinSource, HFSource, FilesSource, ImportedSource], Field(discriminator="type")]
 
 
 class BPETokenizer(Section):
@@ -91,7 +98,13 @@ class ByteTokenizer(Section):
     type: Literal["bytes"]
 
 
-Tokenizer = Annotated[Union[BPETokenizer, PretrainedTokenizer, ByteTokenizer], Field(discriminator="type")]
+class ImportedTokenizer(Section):
+    type: Literal["imported"]
+    name: str | None = Field(None, description="tokenizer as the source's own config names it, if it does")
+
+
+Tokenizer = Annotated[Union[BPETokenizer, PretrainedTokenizer, ByteTokenizer, ImportedTokenizer],
+                      Field(discriminator="type")]
 
 
 class DataConfig(Section):
@@ -267,6 +280,14 @@ class ReportConfig(Section):
     max_table_rows: Annotated[int, Field(ge=5)] = Field(25, description="training table is thinned to this many rows")
 
 
+class ImportInfo(Section):
+    """A run trained/evaluated by another tool and converted by `make import` (pipeline/importers/)."""
+
+    format: Literal["lingua", "hf-trainer", "lightning", "lm-eval"] = Field(description="the tool that wrote it")
+    source: str = Field(description="file or directory the artefacts were read from")
+    provides: list[Literal["train", "eval"]] = Field(description="which stages' outputs the import wrote")
+
+
 class Experiment(Section):
     name: str
     description: str = ""
@@ -280,9 +301,12 @@ class Experiment(Section):
     hpc: HPCConfig = Field(default_factory=HPCConfig)
     stages: list[Literal["prepare", "train", "eval", "bench"]] | None = Field(
         None, description="stages the report needs; default prepare, train, eval (+ bench when bench: is set)")
+    imported: ImportInfo | None = Field(None, description="written by `make import`; never set by hand")
 
     @property
     def active_stages(self) -> list[str]:
+        if self.imported is not None:  # nothing to run here: the import wrote the outputs
+            return []
         if self.stages is not None:
             return list(self.stages)
         return ["prepare", "train", "eval"] + (["bench"] if self.bench else [])
@@ -308,6 +332,8 @@ class Experiment(Section):
                 raise ValueError("model.vocab_size: required when the bench runs without the prepare stage")
             if self.bench.workload != "generate" and self.bench.seq_len > positions:
                 raise ValueError(f"bench.seq_len: must be <= model.max_seq_len={positions}, got {self.bench.seq_len}")
+        if (self.imported is None) != (self.data.source.type != "imported"):
+            raise ValueError("data.source.type: 'imported' is written by `make import` only, together with imported:")
         if "bench" in (self.stages or []) and not self.bench:
             raise ValueError("stages: 'bench' needs a bench: section")
         tok = self.data.tokenizer

@@ -24,6 +24,7 @@ from pipeline.atomic import write_json, write_text
 from pipeline.config.schema import Experiment, HarnessTask
 from pipeline.errors import DataError
 from pipeline.evaluate.perplexity import pick_checkpoint
+from pipeline.evaluate.results import normalise
 from pipeline.rundir import RunDir
 from pipeline.train.runtime import pick_device
 
@@ -121,29 +122,6 @@ def _task_error(exc: Exception, tasks: list[str]) -> str:
             f"run 'make data EXP=<exp>' on a machine with internet, or check the task names")
 
 
-def normalise(result: dict, lm) -> list[dict]:
-    """lm-eval's nested result object -> one flat row per (task, metric)."""
-    rows = []
-    for result in [result]:
-        for task, metrics in result.get("results", {}).items():
-            n = result.get("n-samples", {}).get(task, {})
-            hib = result.get("higher_is_better", {}).get(task, {})
-            for key, value in metrics.items():
-                metric, comma, filt = key.partition(",")
-                # Metric keys are "metric,filter"; others (alias, name, sample_len) are bookkeeping.
-                if not comma or metric.endswith("_stderr") or not isinstance(value, (int, float)):
-                    continue
-                stderr = metrics.get(f"{metric}_stderr,{filt}")
-                rows.append({
-                    "task": task, "metric": metric, "filter": filt or None, "value": value,
-                    "stderr": stderr if isinstance(stderr, (int, float)) else None,
-                    "n": n.get("effective"), "n_original": n.get("original"),
-                    "num_fewshot": result.get("n-shot", {}).get(task), "higher_is_better": hib.get(metric),
-                    "chance": lm.chance_level(task) if metric in ("acc", "acc_norm") else None,
-                })
-    return rows
-
-
 def run_harness(cfg: Experiment, run_dir: Path) -> Path | None:
     hc = cfg.eval.harness
     if not hc.tasks:
@@ -158,7 +136,7 @@ def run_harness(cfg: Experiment, run_dir: Path) -> Path | None:
     t0 = time.perf_counter()
     result = evaluate_tasks(lm, hc.specs(), hc.include_path, hc.seed, hc.max_gen_toks)
     total = time.perf_counter() - t0
-    rows = normalise(result, lm)
+    rows = normalise(result, lm.chance_level)
     write_json(run.eval / "lm_eval.json", result)
     write_text(run.eval / "tasks.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     timing = {"checkpoint": path.name, "step": int(path.name), "device": str(device), "dtype": TORCH_DTYPES[precision],

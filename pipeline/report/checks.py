@@ -113,11 +113,42 @@ def validation_rising(run: Run, tolerance: float = 0.02) -> Finding | None:
 
 
 def eval_not_final_checkpoint(run: Run) -> Finding | None:
-    ppl = run.perplexity or {}
-    if "step" in ppl and run.steps_done and ppl["step"] != run.steps_done:
+    if "train" not in run.stages or not run.steps_done:
+        return None
+    hits = [f"{what} was measured on the step-{rec['step']} checkpoint"
+            for what, rec in (("perplexity", run.perplexity or {}), ("the harness", run.harness_timing or {}))
+            if rec.get("step") is not None and rec["step"] != run.steps_done]
+    if hits:
         return Finding("eval_not_final_checkpoint", "warning",
-                       f"perplexity was measured on the step-{ppl['step']} checkpoint, "
-                       f"but training reached step {run.steps_done}")
+                       f"{' and '.join(hits)}, but training reached step {run.steps_done}")
+    return None
+
+
+def resumed_run(run: Run) -> Finding | None:
+    """Restarts are normal on clusters, but a reader must know the curve is stitched from several jobs."""
+    if len(run.segments) < 2:
+        return None
+    parts = [f"segment {s['segment']}: steps {s['first_step']}–{s['last_step']}" for s in run.segments]
+    redone = sum(max(0, prev["last_step"] - nxt["first_step"] + 1) for prev, nxt in zip(run.segments, run.segments[1:])
+                 if nxt["first_step"] <= prev["last_step"])
+    tail = (f"; {redone} step(s) were trained again after a restart (curves show the later values)"
+            if redone else "")
+    return Finding("resumed_run", "info", f"training ran in {len(run.segments)} segments ({'; '.join(parts)}){tail}")
+
+
+def planned_steps_unknown(run: Run) -> Finding | None:
+    if run.imported is not None and "train" in run.stages and run.steps_planned is None:
+        return Finding("planned_steps_unknown", "warning",
+                       f"the {run.imported.get('format')} source does not record how many steps were planned, so "
+                       f"whether the run finished cannot be told from data ({run.steps_done} steps logged); "
+                       f"re-import with STEPS=<n> if you know it")
+    return None
+
+
+def import_warnings(run: Run) -> Finding | None:
+    warnings = (run.imported or {}).get("warnings") or []
+    if warnings:
+        return Finding("import_warnings", "warning", "the import noted: " + "; ".join(warnings))
     return None
 
 
@@ -226,8 +257,8 @@ def bench_failures(run: Run) -> Finding | None:
 
 
 RULES: list[Callable[[Run], Finding | None]] = [
-    run_incomplete, nonfinite_loss, loss_not_decreasing, untrained_perplexity, validation_rising,
-    eval_not_final_checkpoint, at_chance, subset_only, resolved_mismatch, identical_measurements,
+    run_incomplete, planned_steps_unknown, nonfinite_loss, loss_not_decreasing, untrained_perplexity,
+    validation_rising, eval_not_final_checkpoint, resumed_run, import_warnings, at_chance, subset_only, resolved_mismatch, identical_measurements,
     qlora_not_smaller, bench_failures, within_noise, damaged_files, uncommitted_code,
 ]
 

@@ -16,7 +16,9 @@ import yaml
 from pipeline.rundir import RunDir
 
 METRIC_COLUMNS = ["step", "epoch", "loss", "grad_norm", "lr", "tokens", "tokens_per_s", "step_time_s",
-                  "data_time_s", "mem_peak_gib"]
+                  "data_time_s", "mem_peak_gib", "segment",
+                  # optional: imported runs (Lingua) and the train stage's FLOP accounting
+                  "flops_per_s", "mem_peak_pct", "mem_reserved_gib", "power_w"]
 VALIDATION_COLUMNS = ["step", "epoch", "val_loss", "val_perplexity", "val_accuracy", "val_tokens"]
 TASK_COLUMNS = ["task", "metric", "filter", "value", "stderr", "n", "n_original", "num_fewshot", "higher_is_better",
                 "chance"]
@@ -40,10 +42,14 @@ class Run:
     bench: dict | None = None
     bench_rows: list[dict] = field(default_factory=list)
     checkpoints: list[dict] = field(default_factory=list)
+    segments: list[dict] = field(default_factory=list)
+    imported: dict | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
     def steps_planned(self) -> int | None:
+        if self.imported is not None:  # only what the source recorded (or STEPS=), never a stand-in
+            return (self.plan or {}).get("steps_planned")
         for source in (self.done, self.plan):
             if source and source.get("steps_planned"):
                 return source["steps_planned"]
@@ -61,6 +67,8 @@ class Run:
 
     @property
     def stages(self) -> list[str]:
+        if self.imported is not None:
+            return list(self.imported.get("provides", []))
         declared = self.config.get("stages")
         if declared is not None:
             return list(declared)
@@ -69,19 +77,43 @@ class Run:
     @property
     def status(self) -> str:
         """completed / partial / failed / not started, from the data, never from the config alone."""
-        if "train" not in self.stages:  # a sweep-only experiment: done when the sweep wrote its summary
-            return "completed" if self.bench else "not started"
+        if "train" not in self.stages:  # a sweep-only (or imported eval-only) run: done when its results exist
+            return "completed" if self.bench or len(self.harness) else "not started"
         if self.done and self.done.get("status") == "stopped_nonfinite":
             return "failed"
         if not len(self.metrics) and not self.done:
             return "not started"
         planned = self.steps_planned
+        if planned is None and self.imported is not None:
+            return "unknown"  # the source does not say how long the run was meant to be
         if self.done and self.done.get("status") == "completed" and planned and self.steps_done >= planned:
             return "completed"
         return "partial"
 
 
-def read_jsonl(path: Path, columns: list[str], problems: list[str]) -> pd.DataFrame:
+def segments(frame: pd.DataFrame) -> list[dict]:
+    """Stretches of training between (re)starts (numbered from 1), from the rows in file order: first/last step, rows, and the
+    throughput without each segment's first row (it includes start-up, compilation and warm-up)."""
+    out = []
+    for seg, rows in frame.groupby("segment", sort=True):
+        tps = rows["tokens_per_s"].dropna().iloc[1:]
+        out.append({"segment": int(seg) + 1, "first_step": int(rows["step"].iloc[0]), "last_step": int(rows["step"].iloc[-1]),
+                    "rows": len(rows), "tokens_per_s_median": float(tps.median()) if len(tps) else None})
+    return out
+
+
+def _number_segments(frame: pd.DataFrame) -> pd.DataFrame:
+    """Our trainer writes `segment`; imported logs have it too. Otherwise a step not above the one before
+    starts a new segment (a restart that appended to the same log)."""
+    if frame["segment"].isna().all():
+        frame["segment"] = (frame["step"].diff() <= 0).cumsum()
+    frame["segment"] = frame["segment"].ffill().fillna(0).astype(int)
+    return frame
+
+
+def read_jsonl(path: Path, columns: list[str], problems: list[str], raw: list | None = None) -> pd.DataFrame:
+    """Rows sorted by step, one per step (a step logged twice keeps its last value); `raw`, when given,
+    receives the frame in file order before that."""
     rows = []
     if path.is_file():
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -105,7 +137,11 @@ def read_jsonl(path: Path, columns: list[str], problems: list[str]) -> pd.DataFr
         # Non-finite values are written as the strings "nan"/"inf"; to_numeric maps them back.
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     if len(frame):
-        frame = frame.sort_values("step").drop_duplicates("step", keep="last").reset_index(drop=True)
+        if "segment" in columns:
+            frame = _number_segments(frame)
+        if raw is not None:
+            raw.append(frame)
+        frame = frame.sort_values("step", kind="stable").drop_duplicates("step", keep="last").reset_index(drop=True)
     return frame
 
 
@@ -138,14 +174,14 @@ def read_json(path: Path, problems: list[str]) -> dict | None:
 
 
 def load_run(run_dir: Path) -> Run:
-    run, problems = RunDir(Path(run_dir)), []
+    run, problems, raw = RunDir(Path(run_dir)), [], []
     config = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run.config.is_file() else {}
     checkpoints = [{"step": int(p.name), "path": f"checkpoints/{p.name}",
                     "size_bytes": sum(f.stat().st_size for f in p.rglob("*") if f.is_file())}
                    for p in run.checkpoint_dirs()]
     return Run(
         name=config.get("name", run.root.name), root=run.root, config=config,
-        metrics=read_jsonl(run.metrics, METRIC_COLUMNS, problems),
+        metrics=read_jsonl(run.metrics, METRIC_COLUMNS, problems, raw),
         validation=read_jsonl(run.validation, VALIDATION_COLUMNS, problems),
         done=read_json(run.train_done, problems), plan=read_json(run.plan, problems), provenance=read_json(run.provenance, problems),
         resolve=read_json(run.root / "resolve.json", problems),
@@ -154,4 +190,5 @@ def load_run(run_dir: Path) -> Run:
         harness_timing=read_json(run.eval / "harness_timing.json", problems), checkpoints=checkpoints,
         bench=read_json(run.root / "bench" / "summary.json", problems),
         bench_rows=_read_lines(run.root / "bench" / "results.jsonl", problems),
+        segments=segments(raw[0]) if raw else [], imported=read_json(run.root / "import" / "import.json", problems),
         problems=problems)

@@ -26,6 +26,8 @@ def loss_plot(run: Run, out: Path) -> str | None:
     ax.plot(run.metrics["step"], run.metrics["loss"], label="training loss", lw=1.2)
     if len(run.validation):
         ax.plot(run.validation["step"], run.validation["val_loss"], "o-", label="validation loss", lw=1.5, ms=4)
+    for i, seg in enumerate(run.segments[1:]):
+        ax.axvline(seg["first_step"], color="grey", ls="--", lw=0.8, label="restart" if i == 0 else None)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy loss (nats/token)")
     ax.set_title(f"{run.name}: loss")
@@ -91,4 +93,6 @@ def make_plots(run: Run, out: Path) -> dict[str, str | None]:
             "bench_mem": bench_bars(run, out, "mem_peak_allocated_gib", 1.0, mem_label, "bench_memory.png"),"loss": loss_plot(run, out),
             "lr": series_plot(run, out, "lr", "learning rate", "lr.png"),
             "grad_norm": series_plot(run, out, "grad_norm", "gradient norm (before clipping)", "grad_norm.png",
-                                     log_y=True)}
+                                     log_y=True),
+            "tokens_per_s": series_plot(run, out, "tokens_per_s", "tokens/s (as logged)", "tokens_per_s.png")
+            if run.imported else None}

@@ -5,10 +5,12 @@ loader (files -> tables) -> checks (findings) -> plots (PNG) -> Jinja2 template 
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
 
+import yaml
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
 from tabulate import tabulate
 
@@ -101,7 +103,7 @@ def build_context(run: Run, cfg: Experiment, report_dir: Path) -> dict:
         "loss": {"first": loss_first, "last": loss_last}, "val": {"first": val_first, "last": val_last},
         "val_change_pct": (100 * (val_last - val_first) / val_first) if val_first and val_last is not None else None,
         "best_val": tables.best_validation(run), "throughput": tables.throughput(run),
-        "tokens_seen": int(run.metrics["tokens"].max()) if len(run.metrics) else None,
+        "tokens_seen": int(run.metrics["tokens"].max()) if run.metrics["tokens"].notna().any() else None,
         "train_time_s": ((run.provenance or {}).get("stages", {}).get("train") or {}).get("duration_s"),
         "done": run.done or {}, "params": (run.done or {}).get("parameters", {}),
         "config": cfg.model_dump(mode="json"), "seq_len": seq_len, "prepared": run.prepared or {},
@@ -120,11 +122,31 @@ def build_context(run: Run, cfg: Experiment, report_dir: Path) -> dict:
     }
 
 
+def imported_context(run: Run, cfg: Experiment) -> dict:
+    """What only an imported run's report shows: the source, its files, its own config, its extra columns."""
+    from pipeline.importers.common import flatten
+
+    src_cfg = run.root / "import" / "source_config.yaml"
+    source_config = yaml.safe_load(src_cfg.read_text(encoding="utf-8")) if src_cfg.is_file() else {}
+    rows = [{"key": k, "value": json.dumps(v) if not isinstance(v, str) else v}
+            for k, v in flatten(source_config or {}).items()]
+    return {"imported": run.imported, "segments": run.segments, "source_config": rows,
+            "columns": tables.recorded_columns(run),
+            "training": tables.imported_training(run, cfg.report.max_table_rows),
+            "medians": {c: tables.median_of(run, c) for c in ("flops_per_s", "mem_peak_gib", "mem_peak_pct",
+                                                              "power_w", "step_time_s")},
+            "summary": (run.done or {}).get("summary") or {}}
+
+
 def render(run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = TEMPLATES) -> Path:
     run = load_run(run_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     context = build_context(run, cfg, report_dir)
-    text = environment(templates, cfg.report.language).get_template("report.md.j2").render(**context)
+    template = "report.md.j2"
+    if run.imported is not None:
+        context.update(imported_context(run, cfg))
+        template = "imported.md.j2"
+    text = environment(templates, cfg.report.language).get_template(template).render(**context)
     out = report_dir / "report.md"
     write_text(out, text)
     return out

@@ -22,17 +22,59 @@ def training_table(run: Run, max_rows: int) -> pd.DataFrame:
     return shown[["step", "loss", "delta_loss", "grad_norm", "lr", "tokens_per_s"]]
 
 
+# Columns of an imported run's training table, shown only when the source recorded them.
+IMPORTED_COLUMNS = ["step", "segment", "loss", "grad_norm", "lr", "tokens", "tokens_per_s", "step_time_s", "data_time_s",
+                    "flops_per_s", "mem_peak_gib", "mem_peak_pct", "power_w"]
+
+
+def recorded_columns(run: Run) -> list[str]:
+    cols = [c for c in IMPORTED_COLUMNS if c in run.metrics and run.metrics[c].notna().any()]
+    return [c for c in cols if c != "segment" or len(run.segments) > 1]
+
+
+def imported_training(run: Run, max_rows: int) -> pd.DataFrame:
+    shown = thin(run.metrics, max_rows)[recorded_columns(run)].copy()
+    if "segment" in shown:
+        shown["segment"] = shown["segment"] + 1  # numbered from 1, as in the segments table
+    return shown
+
+
+def median_of(run: Run, column: str) -> float | None:
+    """Median over the steady steps (first row after each start excluded), for summary lines."""
+    if column not in run.metrics:
+        return None
+    values = run.metrics[run.metrics["step"].isin(_steady_steps(run))][column].dropna()
+    return float(values.median()) if len(values) else None
+
+
 def validation_table(run: Run, max_rows: int) -> pd.DataFrame:
     return thin(run.validation, max_rows)[["step", "val_loss", "val_perplexity", "val_accuracy"]]
 
 
 def throughput(run: Run) -> dict:
-    """Median/min/max tokens/s, excluding the first log interval (it includes start-up and warm-up)."""
-    tps = run.metrics["tokens_per_s"].dropna().iloc[1:] if len(run.metrics) > 1 else pd.Series(dtype=float)
+    """Median/min/max tokens/s without the first logged interval after each start or resume: it includes
+    start-up, compilation and warm-up (seed 000's wps range was stretched by a 2.16e4 first step)."""
+    frame = run.metrics
+    if not len(frame) or frame["tokens_per_s"].isna().all():
+        return {}
+    steady = frame[frame["step"].isin(_steady_steps(run))]
+    tps = steady["tokens_per_s"].dropna()
     if not len(tps):
         return {}
     return {"median": float(tps.median()), "min": float(tps.min()), "max": float(tps.max()),
-            "step_time_s": float(run.metrics["step_time_s"].iloc[1:].median())}
+            "step_time_s": float(steady["step_time_s"].median()), "excluded_steps": sorted(_first_steps(run)),
+            "rows": len(tps)}
+
+
+def _first_steps(run: Run) -> set[int]:
+    if run.segments:
+        return {s["first_step"] for s in run.segments}
+    return {int(run.metrics["step"].iloc[0])} if len(run.metrics) else set()
+
+
+def _steady_steps(run: Run) -> list[int]:
+    first = _first_steps(run)
+    return [int(s) for s in run.metrics["step"] if int(s) not in first]
 
 
 def best_validation(run: Run) -> dict | None:
@@ -47,8 +89,9 @@ def harness_table(run: Run) -> pd.DataFrame:
     frame = run.harness.copy()
     if not len(frame):
         return frame
-    frame["n_shown"] = frame.apply(lambda r: f"{r.n:,}" if r.n == r.n_original else f"{r.n:,} of {r.n_original:,}",
-                                   axis=1)
+    frame["n_shown"] = frame.apply(lambda r: None if pd.isna(r.n) else f"{int(r.n):,}" if r.n == r.n_original
+                                   else f"{int(r.n):,} of {int(r.n_original):,}" if pd.notna(r.n_original)
+                                   else f"{int(r.n):,}", axis=1)
     return frame.sort_values(["task", "metric"])
 
 

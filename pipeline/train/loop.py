@@ -76,7 +76,10 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def resume(self, train_hash: str) -> int:
         latest = self.run.latest_checkpoint()
-        if latest is None:
+        self.segment = 0
+        if latest is None:  # killed before the first checkpoint: start over, without the lost steps' lines
+            self.metrics.truncate_after(0)
+            self.validation.truncate_after(-1)
             return 0
         state = ckpt.load_train_state(latest)
         from safetensors.torch import load_file
@@ -92,6 +95,8 @@ class Trainer:
         step = state["step"]
         self.metrics.truncate_after(step)
         self.validation.truncate_after(step)
+        # Each resume starts a segment: the report keeps its first (warm-up) interval out of throughput.
+        self.segment = int((self.metrics.last_record() or {}).get("segment", 0)) + 1 if self.rt.is_main else 0
         log.info("resumed from %s (step %d of %d)", latest, step, self.total_steps)
         return step
 
@@ -143,7 +148,7 @@ class Trainer:
                   "tokens": step * self.tokens_per_step,
                   "tokens_per_s": iv.steps * self.tokens_per_step / elapsed if elapsed > 0 else None,
                   "step_time_s": elapsed / max(iv.steps, 1), "data_time_s": iv.data_time / max(iv.steps, 1),
-                  "mem_peak_gib": peak_memory_gib(self.rt.device), "time_utc": utc_now()}
+                  "mem_peak_gib": peak_memory_gib(self.rt.device), "segment": self.segment, "time_utc": utc_now()}
         self.metrics.append(record)
         return record
 

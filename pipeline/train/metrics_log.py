@@ -40,6 +40,16 @@ class JsonlLog:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def last_record(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        for line in reversed(self.path.read_text(encoding="utf-8").splitlines()):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+        return None
+
     def truncate_after(self, step: int) -> None:
         """Keep only complete lines with `step` <= the given step (used when resuming)."""
         if not self.enabled or not self.path.is_file():

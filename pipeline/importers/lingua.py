@@ -1,0 +1,140 @@
+"""Meta Lingua (facebookresearch/lingua) runs: a dump directory, or a job's stdout.
+
+    <dump_dir>/config.yaml              the TrainArgs the run used (steps, data.*, model.*, optim.*, distributed.*)
+    <dump_dir>/metrics.jsonl            one object per log step: global_step, loss/out, optim/grad_norm, optim/lr,
+                                        optim/total_tokens, speed/wps, speed/FLOPS, speed/curr_iter_time,
+                                        speed/data_load_time, memory/max_active_gib, memory/max_active_pct,
+                                        memory/power_draw (mW), created_at
+    <dump_dir>/metrics.eval.jsonl       one object per evaluation: global_step, created_at, lm-eval's results per task
+    <dump_dir>/evals/<step>/results.json  lm-eval's result object of that evaluation (n-shot, n-samples, configs)
+    slurm-<job>.out (any text file)     `step: 20  acc: 0  loss:  4.2865  grad: 1.44e+01  flops: 3.46e+14  wps: ...`
+
+Lingua's `mem:` (stdout) and `memory/max_active_pct` are the peak share of device MEMORY in use, not
+how busy the GPU was; they become `mem_peak_pct`. `speed/wps` is tokens per second per data-parallel rank.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipeline.evaluate.results import chance_from_configs, normalise
+from pipeline.importers.common import (Imported, SourceError, assign_segments, number, read_json, read_jsonl,
+                                       read_yaml, required_step)
+
+# Lingua key -> (our key, factor). Our keys and units: README, "train/metrics.jsonl".
+METRICS = {
+    "loss/out": ("loss", 1), "optim/grad_norm": ("grad_norm", 1), "optim/lr": ("lr", 1),
+    "optim/total_tokens": ("tokens", 1), "speed/wps": ("tokens_per_s", 1), "speed/FLOPS": ("flops_per_s", 1),
+    "speed/curr_iter_time": ("step_time_s", 1), "speed/data_load_time": ("data_time_s", 1),
+    "memory/max_active_gib": ("mem_peak_gib", 1), "memory/max_active_pct": ("mem_peak_pct", 1),
+    "memory/max_reserved_gib": ("mem_reserved_gib", 1), "memory/power_draw": ("power_w", 1e-3),
+}
+# The stdout step line: same quantities, fewer digits.
+STDOUT = {"loss": "loss", "grad": "grad_norm", "flops": "flops_per_s", "wps": "tokens_per_s", "iter": "step_time_s",
+          "data": "data_time_s", "lr": "lr", "mem": "mem_peak_pct", "pow": "power_w"}
+STEP_LINE = re.compile(r"\bstep: (\d+)\s+acc: (\d+)\s+(.*)$")
+PAIR = re.compile(r"(\w+):\s*(\S+?)\s*(%|W)?(?=\s+\w+:|\s*$)")
+
+
+def _metrics_row(obj: dict, where: str, warnings: list[str]) -> dict | None:
+    row = {"step": required_step(obj, "global_step", where)}
+    if obj.get("acc_step", 0) not in (0, None):
+        return None  # a gradient-accumulation micro-step (logging.acc_freq): not an optimizer step
+    for key, (ours, factor) in METRICS.items():
+        value = number(obj.get(key), f"{where}: {key}")
+        row[ours] = value * factor if value is not None and factor != 1 else value
+    if row["grad_norm"] == -1.0:  # Lingua's placeholder on steps without an optimizer update
+        row["grad_norm"] = None
+    row["time_utc"] = obj.get("created_at")
+    return row
+
+
+def read_metrics(path: Path, imp: Imported) -> None:
+    rows = [r for lineno, obj in read_jsonl(path, imp.warnings)
+            if (r := _metrics_row(obj, f"{path}:{lineno}", imp.warnings)) is not None]
+    imp.metrics = assign_segments(rows)
+    imp.files.append(path)
+
+
+def read_stdout(path: Path, imp: Imported) -> None:
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        match = STEP_LINE.search(line)
+        if not match or match.group(2) != "0":
+            continue
+        row = {"step": int(match.group(1))}
+        fields = {k: v for k, v, _unit in PAIR.findall(match.group(3))}
+        for key, ours in STDOUT.items():
+            row[ours] = number(fields.get(key), f"{path}:{lineno}: {key}")
+        if "loss" not in fields:
+            raise SourceError(f"{path}:{lineno}: step line without 'loss:'; expected Lingua's format "
+                              f"'step: N  acc: 0  loss: X  grad: … wps: …'")
+        rows.append(row)
+    if not rows:
+        raise SourceError(f"{path}: no Lingua step lines ('step: N  acc: 0  loss: …'); is this the job's stdout?")
+    imp.metrics = assign_segments(rows)
+    imp.files.append(path)
+
+
+def read_evals(dump: Path, imp: Imported) -> None:
+    """The newest evaluation: its lm-eval result object when evals/<step>/results.json exists, else the line."""
+    path = dump / "metrics.eval.jsonl"
+    if not path.is_file():
+        return
+    lines = read_jsonl(path, imp.warnings)
+    lineno, last = lines[-1]
+    step = required_step(last, "global_step", f"{path}:{lineno}")
+    results_file = dump / "evals" / f"{step:010d}" / "results.json"
+    if results_file.is_file():
+        result = read_json(results_file)
+        if not isinstance(result.get("results"), dict):
+            raise SourceError(f"{results_file}: no 'results' object (expected lm-eval's result format)")
+        imp.files.append(results_file)
+    else:
+        result = {"results": {k: v for k, v in last.items() if isinstance(v, dict)}}
+    imp.lm_eval = result
+    imp.tasks = normalise(result, chance_from_configs(result))
+    imp.eval_info = {"step": step, "time_utc": last.get("created_at"), "evaluations_recorded": len(lines),
+                     "source": results_file.name if results_file.is_file() else path.name}
+    imp.files.append(path)
+
+
+def read_config(path: Path, imp: Imported) -> None:
+    cfg = read_yaml(path)
+    imp.files.append(path)
+    imp.source_config = cfg
+    model, data, optim = cfg.get("model") or {}, cfg.get("data") or {}, cfg.get("optim") or {}
+    dist = cfg.get("distributed") or {}
+    imp.steps_planned = cfg.get("steps")
+    imp.model = {"dim": model.get("dim"), "layers": model.get("n_layers"), "heads": model.get("n_heads"),
+                 "kv_heads": model.get("n_kv_heads"), "vocab_size": model.get("vocab_size"),
+                 "max_seq_len": model.get("max_seqlen") or data.get("seq_len")}
+    precision = {"bf16": "bf16", "fp32": "fp32", "fp16": "fp16"}.get(str(dist.get("model_dtype")))
+    imp.train = {"batch_size": data.get("batch_size"), "grad_accum": cfg.get("grad_acc_steps"),
+                 "lr": optim.get("lr"), "warmup_steps": optim.get("warmup"), "weight_decay": optim.get("weight_decay"),
+                 "clip": optim.get("clip"), "min_lr_ratio": optim.get("lr_min_ratio"), "seed": cfg.get("seed"),
+                 "precision": precision, "compile": dist.get("compile"),
+                 "log_every": (cfg.get("logging") or {}).get("freq")}
+    sources = data.get("sources") or {}
+    imp.data = {"source": ", ".join(f"{k} (weight {v})" for k, v in sources.items()) or None,
+                "tokenizer": (data.get("tokenizer") or {}).get("name"), "seq_len": data.get("seq_len")}
+
+
+def read(src: Path) -> Imported:
+    imp = Imported(format="lingua", source=src)
+    dump = src if src.is_dir() else src.parent
+    if src.is_dir():
+        if not (src / "metrics.jsonl").is_file():
+            raise SourceError(f"{src}: no metrics.jsonl; expected a Lingua dump_dir (or give the job's stdout file)")
+        read_metrics(src / "metrics.jsonl", imp)
+    elif src.suffix == ".jsonl":
+        read_metrics(src, imp)
+    else:
+        read_stdout(src, imp)
+    if (dump / "config.yaml").is_file():
+        read_config(dump / "config.yaml", imp)
+    else:
+        imp.warnings.append("no config.yaml next to the logs: planned steps and hyperparameters are unknown")
+    read_evals(dump, imp)
+    return imp

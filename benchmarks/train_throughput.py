@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-SHAPES = {"debug_3": {"dim": 1024, "layers": 8, "heads": 8, "seq_len": 2048, "batch_size": 32},
+# debug_3 as experiments/debug_3.yaml has it: Lingua's SwiGLU width and untied output layer (seed 000's 103M).
+SHAPES = {"debug_3": {"dim": 1024, "layers": 8, "heads": 8, "seq_len": 2048, "batch_size": 32, "ffn_dim": 2816,
+                      "tie_embeddings": False},
           "tiny": {"dim": 64, "layers": 2, "heads": 4, "seq_len": 128, "batch_size": 4}}
 
 
@@ -41,7 +43,8 @@ def experiment(shape: dict, device: str, precision: str, compile_: bool, steps: 
     return Experiment(
         name="bench_train", data={"source": {"type": "builtin", "name": "kjv"}, "seq_len": shape["seq_len"]},
         model={"arch": "llama", "dim": shape["dim"], "layers": shape["layers"], "heads": shape["heads"],
-               "max_seq_len": shape["seq_len"]},
+               "max_seq_len": shape["seq_len"],
+               **{k: shape[k] for k in ("ffn_dim", "tie_embeddings") if k in shape}},
         train={"steps": steps, "batch_size": shape["batch_size"], "lr": 3e-4, "precision": precision,
                "compile": compile_, "device": device})
 

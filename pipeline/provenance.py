@@ -117,6 +117,13 @@ def environment_snapshot() -> dict:
             "scheduler": scheduler_info(), "container": container_info(), "env": safe_environment()}
 
 
+def record_device_peak(run: RunDir, peak: dict) -> None:
+    """The train stage's measured matmul peak (the MFU denominator), kept next to the stage records."""
+    prov = json.loads(run.provenance.read_text()) if run.provenance.is_file() else {"stages": {}}
+    prov["device_peak"] = peak
+    write_json(run.provenance, prov)
+
+
 def record_stage(run: RunDir, stage: str, started: str, ended: str, duration_s: float, config_hash: str,
                  extra: dict | None = None) -> None:
     """Merge this stage's entry into provenance.json (stages run one after another, never concurrently)."""

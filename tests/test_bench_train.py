@@ -55,3 +55,18 @@ def test_train_throughput_benchmark_at_ci_size(tmp_path: Path):
     assert pipe["first_loss"] == pytest.approx(bare["first_loss"], rel=1e-5)
     assert math.isfinite(r["overhead_vs_bare"])
     assert r["overhead_vs_bare"] == pytest.approx(pipe["step_time_median_s"] / bare["step_time_median_s"] - 1)
+
+
+def test_debug_3_shape_is_the_experiments():
+    """The benchmark's debug_3 and experiments/debug_3.yaml must describe the same model (seed 000's 103M)."""
+    import importlib.util
+
+    from pipeline.config.load import load_experiment
+
+    spec = importlib.util.spec_from_file_location("train_throughput", REPO / "benchmarks" / "train_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    shape, cfg = bench.SHAPES["debug_3"], load_experiment("debug_3", root=REPO / "experiments")
+    model = bench.experiment(shape, "cpu", "bf16", True, 10).model
+    assert model.model_dump() == cfg.model.model_dump()
+    assert (shape["seq_len"], shape["batch_size"]) == (cfg.seq_len, cfg.train.batch_size)

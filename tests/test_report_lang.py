@@ -83,12 +83,19 @@ def _lr(step: int, peak: float, warmup: int = 2, min_ratio: float = 0.1) -> floa
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+FLOPS_PER_TOKEN = 4_718_592
+PEAK = {"flops_per_s": 1.675e11, "dtype": "float32", "device": "cpu", "datasheet_flops_per_s": None,
+        "datasheet_dtype": None}
+
+
 def metric_line(step: int, scale: float = 1.0, peak_lr: float = 3e-3) -> dict:
     loss = 2.1 + scale * 3.6 * math.exp(-step / 45) + 0.03 * math.sin(step)
     tps = 9000.0 + 400.0 * math.sin(step / 7) + (0.0 if step > LOG_EVERY else -3500.0)  # first interval: start-up
     return {"step": step, "epoch": step / 100, "loss": loss, "grad_norm": 1.6 / (1 + step / 30),
             "lr": _lr(step, peak_lr), "tokens": step * TOKENS_PER_STEP, "tokens_per_s": tps,
             "step_time_s": TOKENS_PER_STEP / tps, "data_time_s": 0.00041, "mem_peak_gib": 0.4123 + step * 1e-5,
+            "flops_per_token": FLOPS_PER_TOKEN, "flops_per_s": FLOPS_PER_TOKEN * tps,
+            "mfu": FLOPS_PER_TOKEN * tps / PEAK["flops_per_s"], "mfu_datasheet": None,
             "time_utc": f"2026-11-23T10:{step // 60:02d}:{step % 60:02d}+00:00"}
 
 
@@ -219,7 +226,7 @@ def build_run(project: Path, name: str = "tiny", body: dict | None = None, *, sc
         "device": {"cpu": "AMD EPYC 7763", "cpu_count": 16, "gpus": [], "torch_threads": 16},
         "scheduler": {"scheduler": "slurm", "job_id": "3849979", "nodes": "node01"},
         "container": {"runtime": "apptainer", "image": "/shared/labnote.sif", "sha256": "ab12" * 16},
-        "env": {}})
+        "device_peak": PEAK, "env": {}})
     return run
 
 
@@ -298,6 +305,7 @@ def test_every_section_renders_with_identical_numbers(full_run: Path, tmp_path: 
         assert f"{math.exp(2.487654321):,.2f}" in text
         assert "49,152" in text and "3.00e-03" in text and "21456.7890" in text and "3849979" in text
         assert "![loss](loss.png)" in text or "![損失](loss.png)" in text
+        assert "4.7186e+06" in text and "1.675e+11" in text  # FLOPs per token, measured peak (MFU row)
     assert "100 of 200" in en and "100 / 200" in ja  # a subset: items evaluated of the task's items
 
     assert headings(en) == EN_HEADINGS

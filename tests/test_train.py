@@ -58,8 +58,17 @@ def test_train_writes_the_contract(uninterrupted: Path):
     metrics = lines(uninterrupted / "train" / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [2, 4, 6, 8, 10, 12]
     expected = {"step", "epoch", "loss", "grad_norm", "lr", "tokens", "tokens_per_s", "step_time_s", "data_time_s",
-                "mem_peak_gib", "segment", "time_utc"}
+                "mem_peak_gib", "segment", "time_utc", "flops_per_token", "flops_per_s", "mfu", "mfu_datasheet"}
     assert all(set(m) == expected for m in metrics)
+    # FLOP accounting: a constant per token, times the logged rate, over the peak recorded in provenance.
+    peak = json.loads((uninterrupted / "provenance.json").read_text())["device_peak"]
+    assert peak["flops_per_s"] > 0 and peak["device"] == "cpu" and peak["datasheet_flops_per_s"] is None
+    done = json.loads((uninterrupted / "train" / "DONE").read_text())
+    assert {m["flops_per_token"] for m in metrics} == {done["flops_per_token"]}
+    for m in metrics:
+        assert m["flops_per_s"] == pytest.approx(m["flops_per_token"] * m["tokens_per_s"], rel=1e-12)
+        assert m["mfu"] == pytest.approx(m["flops_per_s"] / peak["flops_per_s"], rel=1e-12)
+        assert m["mfu_datasheet"] is None
     assert {m["segment"] for m in metrics} == {0}
     assert metrics[-1]["tokens"] == 12 * 4 * 32
     # warm-up of 2 steps then cosine: step 2 applies the full peak lr, the last step is near the floor.

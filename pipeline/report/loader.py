@@ -18,7 +18,8 @@ from pipeline.rundir import RunDir
 METRIC_COLUMNS = ["step", "epoch", "loss", "grad_norm", "lr", "tokens", "tokens_per_s", "step_time_s",
                   "data_time_s", "mem_peak_gib", "segment",
                   # optional: imported runs (Lingua) and the train stage's FLOP accounting
-                  "flops_per_s", "mem_peak_pct", "mem_reserved_gib", "power_w"]
+                  "flops_per_token", "flops_per_s", "mfu", "mfu_datasheet", "mem_peak_pct", "mem_reserved_gib",
+                  "power_w"]
 VALIDATION_COLUMNS = ["step", "epoch", "val_loss", "val_perplexity", "val_accuracy", "val_tokens"]
 TASK_COLUMNS = ["task", "metric", "filter", "value", "stderr", "n", "n_original", "num_fewshot", "higher_is_better",
                 "chance"]

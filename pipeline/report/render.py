@@ -103,6 +103,8 @@ def build_context(run: Run, cfg: Experiment, report_dir: Path) -> dict:
         "loss": {"first": loss_first, "last": loss_last}, "val": {"first": val_first, "last": val_last},
         "val_change_pct": (100 * (val_last - val_first) / val_first) if val_first and val_last is not None else None,
         "best_val": tables.best_validation(run), "throughput": tables.throughput(run),
+        "flops": {"per_token": tables.median_of(run, "flops_per_token"), "per_s": tables.median_of(run, "flops_per_s"),
+                  "mfu": tables.median_of(run, "mfu"), "mfu_datasheet": tables.median_of(run, "mfu_datasheet")},
         "tokens_seen": int(run.metrics["tokens"].max()) if run.metrics["tokens"].notna().any() else None,
         "train_time_s": ((run.provenance or {}).get("stages", {}).get("train") or {}).get("duration_s"),
         "done": run.done or {}, "params": (run.done or {}).get("parameters", {}),

@@ -28,6 +28,7 @@ from pipeline.evaluate.scoring import autocast_for, score
 from pipeline.rundir import RunDir
 from pipeline.train import checkpoint as ckpt
 from pipeline.train.batches import BatchPlan, DeviceBatches, as_sequences
+from pipeline.train.flops import achieved_flops, flops_per_token, mfu
 from pipeline.train.metrics_log import JsonlLog, utc_now
 from pipeline.train.optim import build_optimizer, build_scheduler
 from pipeline.train.runtime import Runtime, archive_stale_outputs, peak_memory_gib, seed_everything
@@ -45,7 +46,7 @@ class Interval:
 
 
 class Trainer:
-    def __init__(self, cfg: Experiment, run: RunDir, rt: Runtime):
+    def __init__(self, cfg: Experiment, run: RunDir, rt: Runtime, peak: dict | None = None):
         from transformers import AutoTokenizer
 
         from pipeline.model import build_model
@@ -72,6 +73,11 @@ class Trainer:
         self.validation = JsonlLog(run.validation, enabled=rt.is_main)
         self.tokens_per_step = self.plan.sequences_per_step * cfg.seq_len
         self.stop_requested = False
+        self.flops_per_token = flops_per_token(self.model, cfg.model.layers, cfg.model.dim, cfg.seq_len)
+        # MFU divides by the peak of every process's device (tokens/s counts all of them).
+        peak = peak or {}
+        self.peak = (peak.get("flops_per_s") or 0) * rt.world_size or None
+        self.datasheet = (peak.get("datasheet_flops_per_s") or 0) * rt.world_size or None
 
     # ------------------------------------------------------------------ state
     def resume(self, train_hash: str) -> int:
@@ -143,10 +149,14 @@ class Trainer:
         loss = self.rt.mean_across_ranks(loss)  # each rank saw its share of the global batch
         self.rt.synchronize()
         elapsed = time.perf_counter() - iv.start_time
+        tokens_per_s = iv.steps * self.tokens_per_step / elapsed if elapsed > 0 else None
+        flops = achieved_flops(self.flops_per_token, tokens_per_s) if tokens_per_s else None
         record = {"step": step, "epoch": round(step / self.plan.steps_per_epoch, 4), "loss": loss.item(),
                   "grad_norm": grad_norm.item(), "lr": self.lr_applied,
-                  "tokens": step * self.tokens_per_step,
-                  "tokens_per_s": iv.steps * self.tokens_per_step / elapsed if elapsed > 0 else None,
+                  "tokens": step * self.tokens_per_step, "tokens_per_s": tokens_per_s,
+                  "flops_per_token": self.flops_per_token, "flops_per_s": flops,
+                  "mfu": mfu(flops, self.peak) if flops else None,
+                  "mfu_datasheet": mfu(flops, self.datasheet) if flops else None,
                   "step_time_s": elapsed / max(iv.steps, 1), "data_time_s": iv.data_time / max(iv.steps, 1),
                   "mem_peak_gib": peak_memory_gib(self.rt.device), "segment": self.segment, "time_utc": utc_now()}
         self.metrics.append(record)
@@ -202,6 +212,20 @@ class Trainer:
                 "train_hash": train_hash, "resumed_from": start or None}
 
 
+def device_peak(run: RunDir, rt: Runtime) -> dict:
+    """The device's measured matmul rate (and its datasheet figure), once per train run, into provenance."""
+    from pipeline.provenance import record_device_peak
+    from pipeline.train.peak import datasheet_peak, measure_matmul_peak
+
+    seconds = float(os.environ.get("LABNOTE_PEAK_SECONDS", "0") or 0) or None
+    peak = measure_matmul_peak(rt.device, seconds=seconds)
+    gpu = rt.device.type == "cuda"
+    peak["datasheet_flops_per_s"] = datasheet_peak(peak["name"]) if gpu else None
+    peak["datasheet_dtype"] = "bfloat16 dense" if gpu else None
+    record_device_peak(run, peak)
+    return peak
+
+
 def run_train(cfg: Experiment, run_dir: Path) -> Path:
     run = RunDir(run_dir)
     train_hash = stage_hash(run_dir, "train") or config_hash(cfg)
@@ -209,7 +233,8 @@ def run_train(cfg: Experiment, run_dir: Path) -> Path:
     if rt.is_main:
         archive_stale_outputs(run, train_hash)
     rt.barrier()  # other ranks must not look for checkpoints while rank 0 moves stale ones away
-    trainer = Trainer(cfg, run, rt)
+    peak = device_peak(run, rt) if rt.is_main else None  # before the model: the GEMM needs free device memory
+    trainer = Trainer(cfg, run, rt, peak)
     previous = signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
     try:
         summary = trainer.fit(train_hash)
@@ -217,7 +242,8 @@ def run_train(cfg: Experiment, run_dir: Path) -> Path:
         signal.signal(signal.SIGTERM, previous)
     from pipeline.model import parameter_counts
 
-    summary.update(parameters=parameter_counts(trainer.model), device=str(rt.device), world_size=rt.world_size)
+    summary.update(parameters=parameter_counts(trainer.model), device=str(rt.device), world_size=rt.world_size,
+                   flops_per_token=trainer.flops_per_token, device_peak=peak)
     if rt.is_main and summary["status"] != "interrupted":
         write_json(run.train_done, summary)
     rt.close()

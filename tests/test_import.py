@@ -175,6 +175,17 @@ def test_lightning_versions_join_as_segments(workdir):
     for r in source:
         assert float(frame.loc[int(r["step"]), "loss"]) == float(r["train_loss_step"])
         assert float(frame.loc[int(r["step"]), "lr"]) == float(r["lr-AdamW"])
+    later = {}  # a step logged in both versions shows the later (resumed) value
+    for version in ("version_0", "version_1"):
+        with open(logs / version / "metrics.csv", newline="") as fh:
+            later.update({int(r["step"]): r for r in csv.DictReader(fh) if r["train_loss_step"]})
+    shown = table(report, "Training")
+    assert len(shown) == 25
+    for row in shown:
+        src = later[int(row["step"])]
+        assert (row["loss"], row["lr"], row["grad norm"]) == (format(float(src["train_loss_step"]), ".4f"),
+                                                            format(float(src["lr-AdamW"]), ".3e"),
+                                                            format(float(src["grad_2.0_norm_total"]), ".4g"))
     assert "unknown" not in report.split("\n")[2] and "399 of 400" in report
     assert "resumed_run" in rules(run_dir) and "planned_steps_unknown" not in rules(run_dir)
 

@@ -70,7 +70,7 @@ endif
 TEMPLATE_FILES := $(shell find templates -type f 2>/dev/null)
 REPORT_CODE := $(wildcard pipeline/report/*.py)
 
-.PHONY: help venv resolve prepare train eval bench report test clean data check bench-eval bench-train submit index compare import bench-part bench-collect sif container-test FORCE \
+.PHONY: lint format help venv resolve prepare train eval bench report test clean data check bench-eval bench-train submit index compare import bench-part bench-collect sif container-test FORCE \
         _prepare _train _eval _bench _report
 
 help:
@@ -195,6 +195,15 @@ bench-train: $(VENV_STAMP)
 # ---------------------------------------------------------------------------- tests
 test: $(VENV_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff: lint rules and formatting, configured in pyproject.toml. `make format` rewrites the files.
+lint: $(HOST_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(HOST_STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
 
 # ---------------------------------------------------------------------------- containers
 # apptainer.def is generated from the Containerfile (spython) and committed; tests/test_container.py fails on drift.

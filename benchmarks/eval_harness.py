@@ -26,8 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SEED_ITEMS = {"bench_hellaswag": 10042, "bench_piqa": 1838, "bench_nq_open": 3610}
-SHAPES = {"debug_3": {"dim": 1024, "layers": 8, "heads": 8, "max_seq_len": 2048},
-          "tiny": {"dim": 64, "layers": 2, "heads": 4, "max_seq_len": 512}}
+SHAPES = {
+    "debug_3": {"dim": 1024, "layers": 8, "heads": 8, "max_seq_len": 2048},
+    "tiny": {"dim": 64, "layers": 2, "heads": 4, "max_seq_len": 512},
+}
 # Mean lengths in characters of the real tasks' fields (hellaswag ctx/endings, piqa goal/solutions,
 # nq_open question/answer), which for a byte-level model are also the token counts.
 LENGTHS = {"hs_ctx": 230, "hs_end": 110, "piqa_goal": 110, "piqa_sol": 105, "nq_q": 48, "nq_a": 12}
@@ -85,14 +87,27 @@ def build_tasks(root: Path, scale: float, seed: int = 0) -> dict[str, int]:
     counts = {name: max(2, round(n * scale)) for name, n in SEED_ITEMS.items()}
     L = LENGTHS
     docs = {
-        "bench_hellaswag": [{"ctx": _text(words, rng, L["hs_ctx"]), "label": rng.randrange(4),
-                             "endings": [_text(words, rng, L["hs_end"]) for _ in range(4)]}
-                            for _ in range(counts["bench_hellaswag"])],
-        "bench_piqa": [{"goal": _text(words, rng, L["piqa_goal"]), "sol1": _text(words, rng, L["piqa_sol"]),
-                        "sol2": _text(words, rng, L["piqa_sol"]), "label": rng.randrange(2)}
-                       for _ in range(counts["bench_piqa"])],
-        "bench_nq_open": [{"question": _text(words, rng, L["nq_q"]), "answer": _text(words, rng, L["nq_a"])}
-                          for _ in range(counts["bench_nq_open"])],
+        "bench_hellaswag": [
+            {
+                "ctx": _text(words, rng, L["hs_ctx"]),
+                "label": rng.randrange(4),
+                "endings": [_text(words, rng, L["hs_end"]) for _ in range(4)],
+            }
+            for _ in range(counts["bench_hellaswag"])
+        ],
+        "bench_piqa": [
+            {
+                "goal": _text(words, rng, L["piqa_goal"]),
+                "sol1": _text(words, rng, L["piqa_sol"]),
+                "sol2": _text(words, rng, L["piqa_sol"]),
+                "label": rng.randrange(2),
+            }
+            for _ in range(counts["bench_piqa"])
+        ],
+        "bench_nq_open": [
+            {"question": _text(words, rng, L["nq_q"]), "answer": _text(words, rng, L["nq_a"])}
+            for _ in range(counts["bench_nq_open"])
+        ],
     }
     for name, rows in docs.items():
         data = root / f"{name}.jsonl"
@@ -138,19 +153,34 @@ def main(argv=None) -> dict:
         counts = build_tasks(root, args.scale)
         model_dir = build_model(root, args.shape, args.checkpoint)
         batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
-        lm = timed_lm_class()(pretrained=str(model_dir), dtype=args.dtype, device=args.device, batch_size=batch,
-                              max_length=SHAPES[args.shape]["max_seq_len"])
-        specs = [HarnessTask(task="bench_hellaswag"), HarnessTask(task="bench_piqa"),
-                 HarnessTask(task="bench_nq_open", num_fewshot=5)]
+        lm = timed_lm_class()(
+            pretrained=str(model_dir),
+            dtype=args.dtype,
+            device=args.device,
+            batch_size=batch,
+            max_length=SHAPES[args.shape]["max_seq_len"],
+        )
+        specs = [
+            HarnessTask(task="bench_hellaswag"),
+            HarnessTask(task="bench_piqa"),
+            HarnessTask(task="bench_nq_open", num_fewshot=5),
+        ]
         t0 = time.perf_counter()
         results = evaluate_tasks(lm, specs, [root], max_gen_toks=args.max_gen_toks)
         total = time.perf_counter() - t0
-    record = {"device": args.device, "gpu": _gpu_name(), "host_cpu": platform.processor() or platform.machine(),
-              "shape": args.shape, "dtype": args.dtype, "batch_size": args.batch_size, "scale": args.scale,
-              "items": counts, "total_s": round(total, 2),
-              "requests": {k: {"seconds": round(v["seconds"], 2), "requests": v["requests"]}
-                           for k, v in lm.timing.items()},
-              "metrics": [{k: r[k] for k in ("task", "metric", "value")} for r in normalise(results, lm.chance_level)]}
+    record = {
+        "device": args.device,
+        "gpu": _gpu_name(),
+        "host_cpu": platform.processor() or platform.machine(),
+        "shape": args.shape,
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "scale": args.scale,
+        "items": counts,
+        "total_s": round(total, 2),
+        "requests": {k: {"seconds": round(v["seconds"], 2), "requests": v["requests"]} for k, v in lm.timing.items()},
+        "metrics": [{k: r[k] for k in ("task", "metric", "value")} for r in normalise(results, lm.chance_level)],
+    }
     print(f"{'request type':<24}{'requests':>10}{'seconds':>10}")
     for kind, v in record["requests"].items():
         print(f"{kind:<24}{v['requests']:>10}{v['seconds']:>10.1f}")

@@ -23,7 +23,7 @@ import json
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,21 +32,43 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 # debug_3 as experiments/debug_3.yaml has it: Lingua's SwiGLU width and untied output layer (seed 000's 103M).
-SHAPES = {"debug_3": {"dim": 1024, "layers": 8, "heads": 8, "seq_len": 2048, "batch_size": 32, "ffn_dim": 2816,
-                      "tie_embeddings": False},
-          "tiny": {"dim": 64, "layers": 2, "heads": 4, "seq_len": 128, "batch_size": 4}}
+SHAPES = {
+    "debug_3": {
+        "dim": 1024,
+        "layers": 8,
+        "heads": 8,
+        "seq_len": 2048,
+        "batch_size": 32,
+        "ffn_dim": 2816,
+        "tie_embeddings": False,
+    },
+    "tiny": {"dim": 64, "layers": 2, "heads": 4, "seq_len": 128, "batch_size": 4},
+}
 
 
 def experiment(shape: dict, device: str, precision: str, compile_: bool, steps: int):
     from pipeline.config.schema import Experiment
 
     return Experiment(
-        name="bench_train", data={"source": {"type": "builtin", "name": "kjv"}, "seq_len": shape["seq_len"]},
-        model={"arch": "llama", "dim": shape["dim"], "layers": shape["layers"], "heads": shape["heads"],
-               "max_seq_len": shape["seq_len"],
-               **{k: shape[k] for k in ("ffn_dim", "tie_embeddings") if k in shape}},
-        train={"steps": steps, "batch_size": shape["batch_size"], "lr": 3e-4, "precision": precision,
-               "compile": compile_, "device": device})
+        name="bench_train",
+        data={"source": {"type": "builtin", "name": "kjv"}, "seq_len": shape["seq_len"]},
+        model={
+            "arch": "llama",
+            "dim": shape["dim"],
+            "layers": shape["layers"],
+            "heads": shape["heads"],
+            "max_seq_len": shape["seq_len"],
+            **{k: shape[k] for k in ("ffn_dim", "tie_embeddings") if k in shape},
+        },
+        train={
+            "steps": steps,
+            "batch_size": shape["batch_size"],
+            "lr": 3e-4,
+            "precision": precision,
+            "compile": compile_,
+            "device": device,
+        },
+    )
 
 
 def pipeline_loop(cfg, rt, vocab: int, eos: int):
@@ -83,8 +105,9 @@ def bare_loop(cfg, device: torch.device, vocab: int, eos: int):
     seed_everything(tc.seed)  # the same initial weights as the pipeline's model: the first losses must agree
     model = build_model(cfg.model, vocab, eos).to(device)
     runner = torch.compile(model) if tc.compile else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
-                                  fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay, fused=device.type == "cuda"
+    )
     runner.train()
 
     def step(batch: torch.Tensor) -> torch.Tensor:
@@ -95,6 +118,7 @@ def bare_loop(cfg, device: torch.device, vocab: int, eos: int):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return loss.detach()
+
     return step, model
 
 
@@ -116,8 +140,9 @@ def warm_up(builder, batches: torch.Tensor, device: torch.device) -> dict:
     step, model = builder()
     losses = [step(batch) for batch in batches]
     Runtime(device).synchronize()
-    memory = (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" \
-        else peak_memory_gib(device)
+    memory = (
+        (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else peak_memory_gib(device)
+    )
     return {"step": step, "model": model, "losses": losses, "memory_gib": memory}
 
 
@@ -146,31 +171,46 @@ def summarise(loop: dict, times: list[float], tokens_per_step: int, fpt: int, pe
 
     median, losses = statistics.median(times), [loss.item() for loss in loop["losses"]]
     achieved = achieved_flops(fpt, tokens_per_step / median)
-    return {"steps": len(times), "warmup": len(losses) - len(times), "tokens_per_step": tokens_per_step,
-            "tokens_per_s": tokens_per_step / median, "step_time_median_s": median,
-            "step_time_p10_s": float(np.percentile(times, 10)), "step_time_p90_s": float(np.percentile(times, 90)),
-            "step_time_std_s": statistics.pstdev(times), "achieved_flops_per_s": achieved,
-            "mfu_measured_peak": mfu(achieved, peaks["measured"]["flops_per_s"]),
-            "mfu_datasheet_peak": mfu(achieved, peaks["datasheet_flops_per_s"]),
-            "peak_memory_gib": loop["memory_gib"], "first_loss": losses[0], "last_loss": losses[-1],
-            "step_times_s": times}
+    return {
+        "steps": len(times),
+        "warmup": len(losses) - len(times),
+        "tokens_per_step": tokens_per_step,
+        "tokens_per_s": tokens_per_step / median,
+        "step_time_median_s": median,
+        "step_time_p10_s": float(np.percentile(times, 10)),
+        "step_time_p90_s": float(np.percentile(times, 90)),
+        "step_time_std_s": statistics.pstdev(times),
+        "achieved_flops_per_s": achieved,
+        "mfu_measured_peak": mfu(achieved, peaks["measured"]["flops_per_s"]),
+        "mfu_datasheet_peak": mfu(achieved, peaks["datasheet_flops_per_s"]),
+        "peak_memory_gib": loop["memory_gib"],
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "step_times_s": times,
+    }
 
 
 def print_table(record: dict) -> None:
     def pct(x):
         return f"{100 * x:.1f}%" if x is not None else "n/a"
 
-    print(f"{'loop':<10}{'tokens/s':>12}{'step ms':>10}{'p10-p90 ms':>16}{'MFU meas.':>11}{'MFU sheet':>11}"
-          f"{'peak GiB':>10}")
+    print(
+        f"{'loop':<10}{'tokens/s':>12}{'step ms':>10}{'p10-p90 ms':>16}{'MFU meas.':>11}{'MFU sheet':>11}"
+        f"{'peak GiB':>10}"
+    )
     for name in ("pipeline", "bare"):
         r = record[name]
         spread = f"{1e3 * r['step_time_p10_s']:.1f}-{1e3 * r['step_time_p90_s']:.1f}"
-        print(f"{name:<10}{r['tokens_per_s']:>12,.0f}{1e3 * r['step_time_median_s']:>10.1f}{spread:>16}"
-              f"{pct(r['mfu_measured_peak']):>11}{pct(r['mfu_datasheet_peak']):>11}{r['peak_memory_gib']:>10.2f}")
+        print(
+            f"{name:<10}{r['tokens_per_s']:>12,.0f}{1e3 * r['step_time_median_s']:>10.1f}{spread:>16}"
+            f"{pct(r['mfu_measured_peak']):>11}{pct(r['mfu_datasheet_peak']):>11}{r['peak_memory_gib']:>10.2f}"
+        )
     peak, sheet = record["peak"]["measured"], record["peak"]["datasheet_flops_per_s"]
     print(f"overhead of the pipeline over the bare loop: {100 * record['overhead_vs_bare']:+.1f}%")
-    print(f"peak: measured {peak['flops_per_s'] / 1e12:.2f} TFLOP/s ({peak['dtype']}, n={peak['n']}) on "
-          f"{peak['name']}; datasheet {f'{sheet / 1e12:.1f} TFLOP/s' if sheet else 'none'}")
+    print(
+        f"peak: measured {peak['flops_per_s'] / 1e12:.2f} TFLOP/s ({peak['dtype']}, n={peak['n']}) on "
+        f"{peak['name']}; datasheet {f'{sheet / 1e12:.1f} TFLOP/s' if sheet else 'none'}"
+    )
 
 
 def main(argv=None) -> dict:
@@ -207,26 +247,44 @@ def main(argv=None) -> dict:
     name = device_name(rt.device)
     # A GPU's peak is measured in the training dtype; a CPU's in fp32 (its bf16 is mostly emulated, a peak
     # far below what autocast reaches). The datasheet peak is a bf16 tensor-core figure: none for fp32 or CPU.
-    peaks = {"measured": measure_matmul_peak(rt.device, DTYPES[precision] if gpu else None, args.peak_seconds),
-             "datasheet_flops_per_s": datasheet_peak(name) if gpu and precision == "bf16" else None}
+    peaks = {
+        "measured": measure_matmul_peak(rt.device, DTYPES[precision] if gpu else None, args.peak_seconds),
+        "datasheet_flops_per_s": datasheet_peak(name) if gpu and precision == "bf16" else None,
+    }
     gen = torch.Generator().manual_seed(0)
-    batches = torch.randint(0, vocab, (args.warmup + args.steps, shape["batch_size"], shape["seq_len"]),
-                            generator=gen).to(rt.device)
-    warm, timed = batches[:args.warmup], batches[args.warmup:]
-    loops = {"pipeline": warm_up(lambda: pipeline_loop(cfg, rt, vocab, eos), warm, rt.device),
-             "bare": warm_up(lambda: bare_loop(cfg, rt.device, vocab, eos), warm, rt.device)}
+    batches = torch.randint(
+        0, vocab, (args.warmup + args.steps, shape["batch_size"], shape["seq_len"]), generator=gen
+    ).to(rt.device)
+    warm, timed = batches[: args.warmup], batches[args.warmup :]
+    loops = {
+        "pipeline": warm_up(lambda: pipeline_loop(cfg, rt, vocab, eos), warm, rt.device),
+        "bare": warm_up(lambda: bare_loop(cfg, rt.device, vocab, eos), warm, rt.device),
+    }
     times = run_interleaved(loops, timed, rt.device)
     counts = parameter_counts(loops["pipeline"]["model"])
     fpt = flops_per_token(counts, shape["layers"], shape["dim"], shape["seq_len"])
     tokens = shape["batch_size"] * shape["seq_len"]
     pipe, bare = (summarise(loops[k], times[k], tokens, fpt, peaks) for k in ("pipeline", "bare"))
-    record = {"benchmark": "train_throughput", "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-              "device": str(rt.device), "device_name": name, "torch": torch.__version__,
-              "cpu_threads": torch.get_num_threads(), "shape_name": args.shape, "shape": shape,
-              "precision": precision, "compile": compile_, "vocab_size": vocab, "parameters": counts,
-              "flops_per_token": fpt, "peak": peaks, "pipeline": pipe, "bare": bare,
-              "overhead_vs_bare": pipe["step_time_median_s"] / bare["step_time_median_s"] - 1,
-              "memory_kind": "cuda_max_allocated" if gpu else "cpu_process_peak_rss"}
+    record = {
+        "benchmark": "train_throughput",
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "device": str(rt.device),
+        "device_name": name,
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "shape_name": args.shape,
+        "shape": shape,
+        "precision": precision,
+        "compile": compile_,
+        "vocab_size": vocab,
+        "parameters": counts,
+        "flops_per_token": fpt,
+        "peak": peaks,
+        "pipeline": pipe,
+        "bare": bare,
+        "overhead_vs_bare": pipe["step_time_median_s"] / bare["step_time_median_s"] - 1,
+        "memory_kind": "cuda_max_allocated" if gpu else "cpu_process_peak_rss",
+    }
     print_table(record)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

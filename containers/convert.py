@@ -31,12 +31,14 @@ def fix_labels(text: str) -> str:
     """spython writes `%labels` lines as key="value", but Apptainer reads `key value` (split at the first
     space): a real build turned them into keys with empty values and split the description mid-sentence.
     This is the one post-processing step applied to spython's output."""
+
     def rewrite(match: re.Match) -> str:
         lines = []
         for line in match.group(2).splitlines():
             label = re.fullmatch(r'\s*([^\s=]+)="(.*)"\s*', line)
             lines.append(f"{label.group(1)} {label.group(2)}" if label else line)
         return match.group(1) + "\n".join(lines) + "\n"
+
     return re.sub(r"(^%labels\n)(.*?)\n(?=^%|\Z)", rewrite, text, flags=re.M | re.S)
 
 
@@ -82,7 +84,7 @@ def definition_problems(text: str) -> list[str]:
             problems.append(f"%files destination must be absolute: {line}")
     run = [line.strip() for line in sections.get("runscript", "").strip().splitlines()]
     if 'exec python -m pipeline "$@"' not in run or any("/bin/bash" in line for line in run):
-        problems.append(f"%runscript must exec python -m pipeline \"$@\" (CMD folded in?): {run}")
+        problems.append(f'%runscript must exec python -m pipeline "$@" (CMD folded in?): {run}')
     if [line for line in run if line.startswith("exec ")] != ['exec python -m pipeline "$@"']:
         problems.append(f"%runscript has extra exec lines: {run}")
     if "test" in sections:
@@ -109,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.check:
         if args.check.read_text() != generated:
-            print(f"error: {args.check} differs from a fresh conversion of {args.containerfile}; run "
-                  f"`make apptainer.def`", file=sys.stderr)
+            print(
+                f"error: {args.check} differs from a fresh conversion of {args.containerfile}; run "
+                f"`make apptainer.def`",
+                file=sys.stderr,
+            )
             return 1
         return 0
     sys.stdout.write(generated)

@@ -1,8 +1,8 @@
 """`python -m pipeline <command>`: the entry point Make calls. Each stage command takes a run directory.
 
-    python -m pipeline resolve smoke --set train.steps=50   # validate + freeze runs/smoke/config.yaml
-    python -m pipeline train runs/smoke
-    python -m pipeline report runs/smoke --out reports/smoke
+python -m pipeline resolve smoke --set train.steps=50   # validate + freeze runs/smoke/config.yaml
+python -m pipeline train runs/smoke
+python -m pipeline report runs/smoke --out reports/smoke
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 
 from pipeline.errors import UserError
@@ -66,8 +67,14 @@ def cmd_submit(args) -> None:
     else:
         records = [submit(cfg, args.sched, overrides, args.make_args, args.dry_run)]
     for record in records:
-        print(f"{record['script']}" + (f": submitted as {args.sched} job {record['job_id']}" if record["job_id"]
-                                       else " (dry run: not submitted)"))
+        print(
+            f"{record['script']}"
+            + (
+                f": submitted as {args.sched} job {record['job_id']}"
+                if record["job_id"]
+                else " (dry run: not submitted)"
+            )
+        )
 
 
 def cmd_import(args) -> None:
@@ -104,7 +111,7 @@ def cmd_bench_variant(args) -> None:
 
 def _stage(name: str):
     def run(args) -> None:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         from pipeline.config.resolve import config_hash, load_resolved
         from pipeline.provenance import record_stage
@@ -113,15 +120,18 @@ def _stage(name: str):
         run_dir = Path(args.run_dir)
         cfg = load_resolved(run_dir)
         if cfg.imported and name != "report":
-            raise UserError(f"{run_dir}: imported from {cfg.imported.format} ({cfg.imported.source}); "
-                            f"it has no {name} stage to run here, only `make report`")
-        started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
+            raise UserError(
+                f"{run_dir}: imported from {cfg.imported.format} ({cfg.imported.source}); "
+                f"it has no {name} stage to run here, only `make report`"
+            )
+        started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
         func = _stage_function(name)
         out = func(cfg, run_dir) if name != "report" else func(cfg, run_dir, Path(args.out))
-        ended = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        ended = datetime.now(UTC).isoformat(timespec="seconds")
         if name != "report" and int(os.environ.get("RANK", "0")) == 0:
             record_stage(RunDir(run_dir), name, started, ended, time.perf_counter() - t0, config_hash(cfg))
         log.info("%s -> %s (%.1f s)", name, out, time.perf_counter() - t0)
+
     return run
 
 
@@ -140,7 +150,9 @@ def _stage_function(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description="labnote: experiments that write their reports")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description="labnote: experiments that write their reports"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("resolve", help="validate an experiment and freeze it into its run directory")
@@ -159,16 +171,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--make-args", default="", help="extra make variables for the job, e.g. 'RUNTIME=apptainer SIF=…'")
     p.add_argument("--dry-run", action="store_true", help="write the script, do not submit")
-    p.add_argument("--bench-array", action="store_true",
-                   help="run the bench variants as a job array, then the report in a job that waits for it")
+    p.add_argument(
+        "--bench-array",
+        action="store_true",
+        help="run the bench variants as a job array, then the report in a job that waits for it",
+    )
     p.set_defaults(func=cmd_submit)
-    p = sub.add_parser("import", help="convert another trainer's run (lingua, hf-trainer, lightning, lm-eval) "
-                                      "into runs/<experiment>/")
+    p = sub.add_parser(
+        "import", help="convert another trainer's run (lingua, hf-trainer, lightning, lm-eval) into runs/<experiment>/"
+    )
     p.add_argument("src", help="the tool's output directory or file")
     p.add_argument("--from", dest="fmt", required=True, help="lingua, hf-trainer, lightning or lm-eval")
     p.add_argument("--exp", dest="experiment", required=True, help="name of the run directory to create")
-    p.add_argument("--map", action="append", default=[], metavar="OURS=COLUMN",
-                   help="lightning: which metrics.csv column holds loss, val_loss, lr, …")
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="OURS=COLUMN",
+        help="lightning: which metrics.csv column holds loss, val_loss, lr, …",
+    )
     p.add_argument("--steps-planned", type=int, default=None, help="planned steps, when the source does not say")
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("index", help="reports/README.md (all runs), or with experiments: reports/compare/<name>.md")
@@ -185,8 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repeat", type=int)
     p.add_argument("out")
     p.set_defaults(func=cmd_bench_variant)
-    for name, text in (("prepare", "tokenizer + token streams"), ("train", "train (resumes)"),
-                       ("eval", "perplexity + lm-evaluation-harness"), ("bench", "variant sweep, a process each"), ("report", "render the Markdown report")):
+    for name, text in (
+        ("prepare", "tokenizer + token streams"),
+        ("train", "train (resumes)"),
+        ("eval", "perplexity + lm-evaluation-harness"),
+        ("bench", "variant sweep, a process each"),
+        ("report", "render the Markdown report"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir")
         if name == "report":
@@ -197,8 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     _offline_defaults()
     try:
         args.func(args)

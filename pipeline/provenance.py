@@ -23,8 +23,24 @@ from pathlib import Path
 from pipeline.atomic import write_json
 from pipeline.rundir import RunDir
 
-ENV_PREFIXES = ("SLURM_", "PJM_", "APPTAINER_", "SINGULARITY_", "HF_", "CUDA_", "NCCL_", "OMP_", "TORCH",
-                "PYTORCH_", "LABNOTE_", "CONTAINER", "WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_")
+ENV_PREFIXES = (
+    "SLURM_",
+    "PJM_",
+    "APPTAINER_",
+    "SINGULARITY_",
+    "HF_",
+    "CUDA_",
+    "NCCL_",
+    "OMP_",
+    "TORCH",
+    "PYTORCH_",
+    "LABNOTE_",
+    "CONTAINER",
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "MASTER_",
+)
 SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE", re.I)
 PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "lm_eval", "peft", "numpy", "pandas", "pydantic")
 
@@ -49,8 +65,11 @@ def git_state() -> dict:
     # Generated reports are outputs, not code: they do not make the tree dirty.
     status = _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports"]) or ""
     diff = _run(["git", "diff", "HEAD", "--", ".", ":!reports"]) or ""
-    return {"commit": commit.strip(), "dirty": bool(status.strip()),
-            "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None}
+    return {
+        "commit": commit.strip(),
+        "dirty": bool(status.strip()),
+        "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None,
+    }
 
 
 def versions() -> dict:
@@ -84,8 +103,13 @@ def device_info() -> dict:
         info["cuda"] = torch.version.cuda
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
-            info["gpus"].append({"name": props.name, "memory_gib": round(props.total_memory / 2**30, 2),
-                                 "capability": f"{props.major}.{props.minor}"})
+            info["gpus"].append(
+                {
+                    "name": props.name,
+                    "memory_gib": round(props.total_memory / 2**30, 2),
+                    "capability": f"{props.major}.{props.minor}",
+                }
+            )
         if shutil.which("nvidia-smi"):
             driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
             info["driver"] = driver.splitlines()[0].strip() if driver else None
@@ -112,9 +136,17 @@ def container_info(env: dict[str, str] | None = None) -> dict:
 
 
 def environment_snapshot() -> dict:
-    return {"host": socket.gethostname(), "user": getpass.getuser(), "platform": platform.platform(),
-            "git": git_state(), "versions": versions(), "device": device_info(),
-            "scheduler": scheduler_info(), "container": container_info(), "env": safe_environment()}
+    return {
+        "host": socket.gethostname(),
+        "user": getpass.getuser(),
+        "platform": platform.platform(),
+        "git": git_state(),
+        "versions": versions(),
+        "device": device_info(),
+        "scheduler": scheduler_info(),
+        "container": container_info(),
+        "env": safe_environment(),
+    }
 
 
 def record_device_peak(run: RunDir, peak: dict) -> None:
@@ -124,14 +156,21 @@ def record_device_peak(run: RunDir, peak: dict) -> None:
     write_json(run.provenance, prov)
 
 
-def record_stage(run: RunDir, stage: str, started: str, ended: str, duration_s: float, config_hash: str,
-                 extra: dict | None = None) -> None:
+def record_stage(
+    run: RunDir, stage: str, started: str, ended: str, duration_s: float, config_hash: str, extra: dict | None = None
+) -> None:
     """Merge this stage's entry into provenance.json (stages run one after another, never concurrently)."""
     prov = json.loads(run.provenance.read_text()) if run.provenance.is_file() else {"stages": {}}
     snap = environment_snapshot()
     prov.update({"experiment": run.root.name, "config_hash": config_hash, "config_file": "config.yaml", **snap})
     prov.setdefault("stages", {})[stage] = {
-        "started_utc": started, "ended_utc": ended, "duration_s": round(duration_s, 3), "argv": sys.argv,
-        "host": snap["host"], "job_id": snap["scheduler"]["job_id"], "git_commit": snap["git"]["commit"],
-        **(extra or {})}
+        "started_utc": started,
+        "ended_utc": ended,
+        "duration_s": round(duration_s, 3),
+        "argv": sys.argv,
+        "host": snap["host"],
+        "job_id": snap["scheduler"]["job_id"],
+        "git_commit": snap["git"]["commit"],
+        **(extra or {}),
+    }
     write_json(run.provenance, prov)

@@ -20,7 +20,7 @@ class RunDir:
         object.__setattr__(self, "root", Path(self.root))
 
     @classmethod
-    def for_experiment(cls, name: str) -> "RunDir":
+    def for_experiment(cls, name: str) -> RunDir:
         return cls(RUNS_DIR / name)
 
     @property
@@ -82,8 +82,11 @@ class RunDir:
         """Complete checkpoints, oldest first (a folder counts once its train_state.pt exists)."""
         if not self.checkpoints.is_dir():
             return []
-        return sorted(p for p in self.checkpoints.iterdir()
-                      if p.is_dir() and p.name.isdigit() and (p / "train_state.pt").is_file())
+        return sorted(
+            p
+            for p in self.checkpoints.iterdir()
+            if p.is_dir() and p.name.isdigit() and (p / "train_state.pt").is_file()
+        )
 
     def latest_checkpoint(self) -> Path | None:
         found = self.checkpoint_dirs()

@@ -18,10 +18,24 @@ SHARED = REPO.parent / "shared"  # present on developer machines and CI, absent 
 TINY = {
     "description": "tiny test run",
     "model": {"arch": "llama", "dim": 32, "layers": 1, "heads": 2, "max_seq_len": 32},
-    "data": {"source": {"type": "builtin", "name": "kjv"}, "tokenizer": {"type": "bpe", "vocab_size": 300},
-             "max_documents": 60, "seq_len": 32},
-    "train": {"steps": 12, "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "log_every": 2, "eval_every": 4,
-              "eval_batches": 2, "checkpoint_every": 5, "keep_checkpoints": 2, "seed": 0},
+    "data": {
+        "source": {"type": "builtin", "name": "kjv"},
+        "tokenizer": {"type": "bpe", "vocab_size": 300},
+        "max_documents": 60,
+        "seq_len": 32,
+    },
+    "train": {
+        "steps": 12,
+        "batch_size": 4,
+        "lr": 3e-3,
+        "warmup_steps": 2,
+        "log_every": 2,
+        "eval_every": 4,
+        "eval_batches": 2,
+        "checkpoint_every": 5,
+        "keep_checkpoints": 2,
+        "seed": 0,
+    },
     "eval": {"perplexity": {"batch_size": 4, "max_batches": 4}},
 }
 
@@ -39,8 +53,15 @@ os.environ.setdefault("LABNOTE_PEAK_SECONDS", PEAK_SECONDS)
 
 
 def pipeline_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONUNBUFFERED": "1", "LABNOTE_PEAK_SECONDS": PEAK_SECONDS}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "LABNOTE_PEAK_SECONDS": PEAK_SECONDS,
+    }
     env.pop("LABNOTE_FAULT_AT_STEP", None)
     env.update(extra)
     return env
@@ -58,8 +79,9 @@ def tiny_project(tmp_path: Path) -> Path:
 
 
 def project_copy(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for rel in files:
         if rel.startswith(("runs/", "reports/")) or not (REPO / rel).is_file():
             continue

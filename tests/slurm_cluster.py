@@ -28,9 +28,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -39,8 +39,19 @@ DAEMONS = ("slurmd", "slurmctld", "munged")  # the order they are stopped in
 CLIENTS = ("sbatch", "squeue", "scontrol", "sinfo", "scancel")
 # sbin is not always on a non-login root PATH; the Debian packages put the daemons there.
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/local/sbin"])
-TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
-                   "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"}
+TERMINAL_STATES = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+    "SPECIAL_EXIT",
+    "REVOKED",
+}
 DEFAULT_MUNGE_KEY = Path("/etc/munge/munge.key")
 
 
@@ -120,7 +131,7 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return True
     # The state is the first field after the parenthesised command name (which may contain spaces).
-    return stat[stat.rindex(")") + 2:][:1] not in ("Z", "X")
+    return stat[stat.rindex(")") + 2 :][:1] not in ("Z", "X")
 
 
 def _process_name(pid: int) -> str:
@@ -182,7 +193,7 @@ class LocalSlurm:
         self.env = self._client_env()
 
     # ----------------------------------------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "LocalSlurm":
+    def __enter__(self) -> LocalSlurm:
         self.start()
         return self
 
@@ -222,8 +233,7 @@ class LocalSlurm:
     def run(self, *args: str, check: bool = True, timeout: float = 30.0, **kw) -> subprocess.CompletedProcess:
         """Run a Slurm client command against this cluster (SLURM_CONF set) and capture its output."""
         exe = which(args[0]) or args[0]
-        proc = subprocess.run([exe, *args[1:]], env=self.env, capture_output=True, text=True, timeout=timeout,
-                              **kw)
+        proc = subprocess.run([exe, *args[1:]], env=self.env, capture_output=True, text=True, timeout=timeout, **kw)
         if check and proc.returncode != 0:
             raise SlurmError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
         return proc
@@ -255,8 +265,7 @@ class LocalSlurm:
             if records and all(s in TERMINAL_STATES for s in states):
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} not finished after {timeout}s (states {states})\n"
-                                   + self.logs())
+                raise TimeoutError(f"job {job_id} not finished after {timeout}s (states {states})\n" + self.logs())
             time.sleep(poll)
         bad = [r for r in records if r.get("JobState") != "COMPLETED"]
         chosen = bad[0] if bad else records[0]
@@ -273,8 +282,11 @@ class LocalSlurm:
     def _client_env(self) -> dict[str, str]:
         # Drop Slurm variables from the outer environment (tests may themselves run inside a Slurm job, and
         # SBATCH_* variables act as sbatch options), then point every client at this cluster's config.
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("SLURM_", "SBATCH_", "SALLOC_", "SRUN_", "SQUEUE_", "SINFO_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SLURM_", "SBATCH_", "SALLOC_", "SRUN_", "SQUEUE_", "SINFO_"))
+        }
         env["SLURM_CONF"] = str(self.conf)
         env["PATH"] = SEARCH_PATH
         return env
@@ -284,8 +296,10 @@ class LocalSlurm:
         self.base.chmod(0o711)
         for parent in self.base.parents:
             if not parent.stat().st_mode & 0o001:
-                raise SlurmError(f"{parent} is not searchable by other users, so munged (running as 'munge') "
-                                 f"cannot reach {self.munge_dir}; use a directory under /tmp")
+                raise SlurmError(
+                    f"{parent} is not searchable by other users, so munged (running as 'munge') "
+                    f"cannot reach {self.munge_dir}; use a directory under /tmp"
+                )
         for sub in ("state", "spool"):
             (self.base / sub).mkdir(exist_ok=True)
 
@@ -300,11 +314,22 @@ class LocalSlurm:
         shutil.copyfile(DEFAULT_MUNGE_KEY, key)
         os.chown(key, munge.pw_uid, munge.pw_gid)
         key.chmod(0o400)
-        self._daemon("munged", [
-            which("runuser"), "-u", "munge", "--", which("munged"), "--foreground",
-            f"--key-file={key}", f"--socket={self.munge_socket}", f"--pid-file={self.pid_files['munged']}",
-            f"--log-file={self.log_files['munged']}", f"--seed-file={self.munge_dir / 'munged.seed'}",
-        ])
+        self._daemon(
+            "munged",
+            [
+                which("runuser"),
+                "-u",
+                "munge",
+                "--",
+                which("munged"),
+                "--foreground",
+                f"--key-file={key}",
+                f"--socket={self.munge_socket}",
+                f"--pid-file={self.pid_files['munged']}",
+                f"--log-file={self.log_files['munged']}",
+                f"--seed-file={self.munge_dir / 'munged.seed'}",
+            ],
+        )
         self._wait_for(lambda: self.munge_socket.exists(), "the munge socket")
 
     def _write_conf(self) -> None:
@@ -363,16 +388,24 @@ class LocalSlurm:
         pid_file.unlink(missing_ok=True)
         out_path = self.base / f"{name}.out"
         with open(out_path, "wb") as out:
-            proc = subprocess.Popen([str(a) for a in argv], env=self.env, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [str(a) for a in argv],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs[name] = proc
         self._wait_for(lambda: self._read_pid(name) is not None or proc.poll() is not None, f"{name}'s pid file")
         pid = self._read_pid(name)
         if pid is not None:
             self.pids[name] = pid
         if proc.poll() is not None or pid is None:
-            raise SlurmError(f"{name} exited during startup (status {proc.returncode}):\n"
-                             f"{_tail(out_path)}\n{_tail(self.log_files[name])}")
+            raise SlurmError(
+                f"{name} exited during startup (status {proc.returncode}):\n"
+                f"{_tail(out_path)}\n{_tail(self.log_files[name])}"
+            )
 
     def _read_pid(self, name: str) -> int | None:
         try:

@@ -9,18 +9,37 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, pipeline_cmd, pipeline_env, write_experiment
 
 pytestmark = pytest.mark.slow
 
 BENCH = {
-    "workload": "train", "seq_len": 16, "steps": 2, "warmup_steps": 1, "repeats": 2,
-    "fixed": {"precision": "fp32", "attn_implementation": "sdpa", "finetune": "full", "lora_r": 4, "grad_accum": 1,
-              "batch_size": 2, "compile": False, "num_workers": 0, "use_cache": True, "gradient_checkpointing": False},
-    "variants": [{"name": "fp32"}, {"name": "broken"}, {"name": "fa2", "attn_implementation": "flash_attention_2"},
-                 {"name": "bf16", "precision": "bf16"}, {"name": "lora", "finetune": "lora"},
-                 {"name": "qlora", "finetune": "qlora"}, {"name": "accum", "grad_accum": 2}],
+    "workload": "train",
+    "seq_len": 16,
+    "steps": 2,
+    "warmup_steps": 1,
+    "repeats": 2,
+    "fixed": {
+        "precision": "fp32",
+        "attn_implementation": "sdpa",
+        "finetune": "full",
+        "lora_r": 4,
+        "grad_accum": 1,
+        "batch_size": 2,
+        "compile": False,
+        "num_workers": 0,
+        "use_cache": True,
+        "gradient_checkpointing": False,
+    },
+    "variants": [
+        {"name": "fp32"},
+        {"name": "broken"},
+        {"name": "fa2", "attn_implementation": "flash_attention_2"},
+        {"name": "bf16", "precision": "bf16"},
+        {"name": "lora", "finetune": "lora"},
+        {"name": "qlora", "finetune": "qlora"},
+        {"name": "accum", "grad_accum": 2},
+    ],
 }
 
 
@@ -28,8 +47,9 @@ def sweep(project: Path, name: str, bench: dict, **env: str) -> Path:
     body = {**TINY, "stages": ["bench"], "model": {**TINY["model"], "vocab_size": 300}, "bench": bench}
     write_experiment(project, name, body)
     for args in (("resolve", name), ("bench", f"runs/{name}")):
-        proc = subprocess.run(pipeline_cmd(*args), cwd=project, env=pipeline_env(**env), capture_output=True,
-                              text=True, timeout=900)
+        proc = subprocess.run(
+            pipeline_cmd(*args), cwd=project, env=pipeline_env(**env), capture_output=True, text=True, timeout=900
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     return project / "runs" / name / "bench"
 
@@ -102,8 +122,12 @@ def test_collect_marks_an_array_task_without_result_as_failed(tmp_path: Path):
     from pipeline.config.resolve import freeze
     from pipeline.rundir import RunDir
 
-    body = {**TINY, "stages": ["bench"], "model": {**TINY["model"], "vocab_size": 300},
-            "bench": {**BENCH, "variants": [{"name": "a"}, {"name": "b"}]}}
+    body = {
+        **TINY,
+        "stages": ["bench"],
+        "model": {**TINY["model"], "vocab_size": 300},
+        "bench": {**BENCH, "variants": [{"name": "a"}, {"name": "b"}]},
+    }
     write_experiment(tmp_path, "arr", body)
     cfg = load_experiment("arr", root=tmp_path / "experiments")
     run = RunDir(tmp_path / "runs" / "arr")

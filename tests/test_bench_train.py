@@ -9,22 +9,55 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, pipeline_env
+
 from pipeline.train.flops import flops_per_token
 
 pytestmark = pytest.mark.slow
 
-LOOP_FIELDS = {"steps", "warmup", "tokens_per_step", "tokens_per_s", "step_time_median_s", "step_time_p10_s",
-               "step_time_p90_s", "step_time_std_s", "achieved_flops_per_s", "mfu_measured_peak",
-               "mfu_datasheet_peak", "peak_memory_gib", "first_loss", "last_loss", "step_times_s"}
+LOOP_FIELDS = {
+    "steps",
+    "warmup",
+    "tokens_per_step",
+    "tokens_per_s",
+    "step_time_median_s",
+    "step_time_p10_s",
+    "step_time_p90_s",
+    "step_time_std_s",
+    "achieved_flops_per_s",
+    "mfu_measured_peak",
+    "mfu_datasheet_peak",
+    "peak_memory_gib",
+    "first_loss",
+    "last_loss",
+    "step_times_s",
+}
 
 
 def test_train_throughput_benchmark_at_ci_size(tmp_path: Path):
     out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--shape", "tiny",
-                    "--device", "cpu", "--steps", "3", "--warmup", "1", "--out", str(out)],
-                   cwd=tmp_path, env=pipeline_env(), check=True, capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "train_throughput.py"),
+            "--shape",
+            "tiny",
+            "--device",
+            "cpu",
+            "--steps",
+            "3",
+            "--warmup",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=pipeline_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     r = json.loads(out.read_text())
     assert r["device"] == "cpu" and r["shape_name"] == "tiny" and r["precision"] == "fp32" and r["compile"] is False
     shape = r["shape"]
@@ -44,7 +77,9 @@ def test_train_throughput_benchmark_at_ci_size(tmp_path: Path):
         assert loop["achieved_flops_per_s"] == pytest.approx(r["flops_per_token"] * loop["tokens_per_s"])
         # No upper bound: on a shared CPU a neighbour's load during the one-second peak measurement can
         # depress the peak, and with it inflate MFU, by several times.
-        assert loop["mfu_measured_peak"] == pytest.approx(loop["achieved_flops_per_s"] / r["peak"]["measured"]["flops_per_s"])
+        assert loop["mfu_measured_peak"] == pytest.approx(
+            loop["achieved_flops_per_s"] / r["peak"]["measured"]["flops_per_s"]
+        )
         assert loop["mfu_measured_peak"] > 0
         assert loop["mfu_datasheet_peak"] is None
         assert loop["peak_memory_gib"] > 0

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -18,8 +17,24 @@ def test_eval_harness_benchmark_at_ci_size(tmp_path: Path):
     import eval_harness
 
     out = tmp_path / "bench.json"
-    record = eval_harness.main(["--scale", "0.002", "--shape", "tiny", "--device", "cpu", "--dtype", "float32",
-                                "--batch-size", "8", "--max-gen-toks", "16", "--out", str(out)])
+    record = eval_harness.main(
+        [
+            "--scale",
+            "0.002",
+            "--shape",
+            "tiny",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--batch-size",
+            "8",
+            "--max-gen-toks",
+            "16",
+            "--out",
+            str(out),
+        ]
+    )
     assert json.loads(out.read_text()) == record
     # item counts keep the seed's proportions: 10,042 / 1,838 / 3,610 scaled by 0.002
     assert record["items"] == {"bench_hellaswag": 20, "bench_piqa": 4, "bench_nq_open": 7}

@@ -27,18 +27,49 @@ def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 
 
 def metric_rows(steps, loss=lambda s: 5.0 - s / 1000) -> list[dict]:
-    return [{"step": s, "epoch": s / 1000, "loss": loss(s), "grad_norm": 1.0, "lr": 1e-3, "tokens": s * 512,
-             "tokens_per_s": 1000.0, "step_time_s": 0.5, "data_time_s": 0.01, "mem_peak_gib": 0.1} for s in steps]
+    return [
+        {
+            "step": s,
+            "epoch": s / 1000,
+            "loss": loss(s),
+            "grad_norm": 1.0,
+            "lr": 1e-3,
+            "tokens": s * 512,
+            "tokens_per_s": 1000.0,
+            "step_time_s": 0.5,
+            "data_time_s": 0.01,
+            "mem_peak_gib": 0.1,
+        }
+        for s in steps
+    ]
 
 
 def val_rows(pairs) -> list[dict]:
-    return [{"step": s, "epoch": s / 1000, "val_loss": v, "val_perplexity": math.exp(v) if math.isfinite(v) else v,
-             "val_accuracy": 0.1, "val_tokens": 1024} for s, v in pairs]
+    return [
+        {
+            "step": s,
+            "epoch": s / 1000,
+            "val_loss": v,
+            "val_perplexity": math.exp(v) if math.isfinite(v) else v,
+            "val_accuracy": 0.1,
+            "val_tokens": 1024,
+        }
+        for s, v in pairs
+    ]
 
 
-def make_run(*, steps: int | None = 100, metrics: list[dict] | None = None, validation: list[dict] | None = None,
-             done: dict | None = None, perplexity: dict | None = None, provenance: dict | None = None,
-             prepared: dict | None = None, problems: list[str] | None = None, config: dict | None = None) -> Run:
+def make_run(
+    *,
+    steps: int | None = 100,
+    metrics: list[dict] | None = None,
+    validation: list[dict] | None = None,
+    done: dict | None = None,
+    perplexity: dict | None = None,
+    provenance: dict | None = None,
+    prepared: dict | None = None,
+    problems: list[str] | None = None,
+    config: dict | None = None,
+) -> Run:
     """A healthy, finished 100-step run unless told otherwise."""
     if config is None:
         config = {"name": "t", "model": {}, "train": {"steps": steps}}
@@ -46,9 +77,18 @@ def make_run(*, steps: int | None = 100, metrics: list[dict] | None = None, vali
         metrics = metric_rows(range(10, (steps or 100) + 1, 10))
     if validation is None:
         validation = val_rows([(0, 6.0), (50, 4.0), ((steps or 100), 3.0)])
-    return Run(name="t", root=Path("runs/t"), config=config,
-               metrics=frame(metrics, METRIC_COLUMNS), validation=frame(validation, VALIDATION_COLUMNS),
-               done=done, perplexity=perplexity, provenance=provenance, prepared=prepared, problems=problems or [])
+    return Run(
+        name="t",
+        root=Path("runs/t"),
+        config=config,
+        metrics=frame(metrics, METRIC_COLUMNS),
+        validation=frame(validation, VALIDATION_COLUMNS),
+        done=done,
+        perplexity=perplexity,
+        provenance=provenance,
+        prepared=prepared,
+        problems=problems or [],
+    )
 
 
 def completed(steps: int = 100) -> dict:
@@ -56,23 +96,34 @@ def completed(steps: int = 100) -> dict:
 
 
 def healthy() -> Run:
-    return make_run(done=completed(), prepared={"vocab_size": 2048},
-                    perplexity={"step": 100, "perplexity": 30.0, "nan_count": 0, "inf_count": 0},
-                    provenance={"git": {"commit": "0123456789abcdef", "dirty": False, "diff_sha256": None}})
+    return make_run(
+        done=completed(),
+        prepared={"vocab_size": 2048},
+        perplexity={"step": 100, "perplexity": 30.0, "nan_count": 0, "inf_count": 0},
+        provenance={"git": {"commit": "0123456789abcdef", "dirty": False, "diff_sha256": None}},
+    )
 
 
 def with_harness(rows: list[dict]) -> Run:
     from pipeline.report.loader import TASK_COLUMNS
 
     run = healthy()
-    run.harness = pd.DataFrame([{"filter": "none", "higher_is_better": True, "num_fewshot": 0, **r} for r in rows],
-                               columns=TASK_COLUMNS)
+    run.harness = pd.DataFrame(
+        [{"filter": "none", "higher_is_better": True, "num_fewshot": 0, **r} for r in rows], columns=TASK_COLUMNS
+    )
     return run
 
 
 def task_row(task="cloze", metric="acc", value=0.25, stderr=0.02, chance=0.25, n=300, n_original=300) -> dict:
-    return {"task": task, "metric": metric, "value": value, "stderr": stderr, "chance": chance, "n": n,
-            "n_original": n_original}
+    return {
+        "task": task,
+        "metric": metric,
+        "value": value,
+        "stderr": stderr,
+        "chance": chance,
+        "n": n,
+        "n_original": n_original,
+    }
 
 
 def imported(plan: dict | None = None, warnings: list[str] | None = None, segments: list[dict] | None = None) -> Run:
@@ -84,21 +135,47 @@ def imported(plan: dict | None = None, warnings: list[str] | None = None, segmen
 
 
 def segment(n: int, first: int, last: int) -> dict:
-    return {"segment": n, "first_step": first, "last_step": last, "rows": (last - first) // 10 + 1,
-            "tokens_per_s_median": 1000.0}
+    return {
+        "segment": n,
+        "first_step": first,
+        "last_step": last,
+        "rows": (last - first) // 10 + 1,
+        "tokens_per_s_median": 1000.0,
+    }
 
 
-FIXED = {"precision": "fp32", "attn_implementation": "sdpa", "finetune": "full", "grad_accum": 1, "batch_size": 8,
-         "compile": False}
+FIXED = {
+    "precision": "fp32",
+    "attn_implementation": "sdpa",
+    "finetune": "full",
+    "grad_accum": 1,
+    "batch_size": 8,
+    "compile": False,
+}
 
 
-def variant(ms: float, gib: float, std_ms: float = 0.1, status: str = "ok", mismatches=(), errors=(),
-            mem_kind: str = "cuda_peak_allocated", **settings) -> dict:
+def variant(
+    ms: float,
+    gib: float,
+    std_ms: float = 0.1,
+    status: str = "ok",
+    mismatches=(),
+    errors=(),
+    mem_kind: str = "cuda_peak_allocated",
+    **settings,
+) -> dict:
     if status != "ok":
         return {"status": status, "errors": list(errors), "requested": {**FIXED, **settings}}
-    return {"status": "ok", "requested": {**FIXED, **settings}, "step_time_median_s": ms / 1e3,
-            "step_time_median_s_std": std_ms / 1e3, "mem_peak_allocated_gib": gib, "mismatches": list(mismatches),
-            "errors": [], "mem_kind": mem_kind}
+    return {
+        "status": "ok",
+        "requested": {**FIXED, **settings},
+        "step_time_median_s": ms / 1e3,
+        "step_time_median_s_std": std_ms / 1e3,
+        "mem_peak_allocated_gib": gib,
+        "mismatches": list(mismatches),
+        "errors": [],
+        "mem_kind": mem_kind,
+    }
 
 
 def with_bench(variants: dict, baseline: str | None = None) -> Run:
@@ -111,145 +188,270 @@ def with_bench(variants: dict, baseline: str | None = None) -> Run:
 # rule name -> (run that triggers it, expected severity, substrings the message must contain)
 FIRES = {
     "run_incomplete": [
-        (lambda: make_run(steps=1000, metrics=metric_rows(range(10, 101, 10))), "error",
-         ["100 of 1000", "(10%)", "partial"]),
-        (lambda: make_run(steps=300, done={"status": "completed", "steps_done": 150, "steps_planned": 300}),
-         "error", ["150 of 300", "(50%)"]),
+        (
+            lambda: make_run(steps=1000, metrics=metric_rows(range(10, 101, 10))),
+            "error",
+            ["100 of 1000", "(10%)", "partial"],
+        ),
+        (
+            lambda: make_run(steps=300, done={"status": "completed", "steps_done": 150, "steps_planned": 300}),
+            "error",
+            ["150 of 300", "(50%)"],
+        ),
     ],
     "nonfinite_loss": [
-        (lambda: make_run(metrics=metric_rows(range(10, 101, 10), loss=lambda s: math.nan if s >= 70 else 4.0)),
-         "error", ["4 non-finite training loss", "first at step 70"]),
-        (lambda: make_run(validation=val_rows([(0, 6.0), (50, math.inf), (100, 3.0)])), "error",
-         ["1 non-finite validation loss", "first at step 50"]),
-        (lambda: make_run(perplexity={"step": 100, "perplexity": 12.0, "nan_count": 2, "inf_count": 1}), "error",
-         ["2 NaN and 1 Inf batches"]),
-        (lambda: make_run(done={"status": "stopped_nonfinite", "steps_done": 40, "steps_planned": 100}), "error",
-         ["training stopped at step 40"]),
+        (
+            lambda: make_run(metrics=metric_rows(range(10, 101, 10), loss=lambda s: math.nan if s >= 70 else 4.0)),
+            "error",
+            ["4 non-finite training loss", "first at step 70"],
+        ),
+        (
+            lambda: make_run(validation=val_rows([(0, 6.0), (50, math.inf), (100, 3.0)])),
+            "error",
+            ["1 non-finite validation loss", "first at step 50"],
+        ),
+        (
+            lambda: make_run(perplexity={"step": 100, "perplexity": 12.0, "nan_count": 2, "inf_count": 1}),
+            "error",
+            ["2 NaN and 1 Inf batches"],
+        ),
+        (
+            lambda: make_run(done={"status": "stopped_nonfinite", "steps_done": 40, "steps_planned": 100}),
+            "error",
+            ["training stopped at step 40"],
+        ),
     ],
     "loss_not_decreasing": [
-        (lambda: make_run(validation=val_rows([(0, 5.0), (50, 4.8), (100, 4.99)])), "warning",
-         ["validation loss", "5.0000", "4.9900", "-0.2%"]),
+        (
+            lambda: make_run(validation=val_rows([(0, 5.0), (50, 4.8), (100, 4.99)])),
+            "warning",
+            ["validation loss", "5.0000", "4.9900", "-0.2%"],
+        ),
         (lambda: make_run(validation=val_rows([(0, 5.0), (100, 5.5)])), "warning", ["5.0000", "5.5000", "+10.0%"]),
-        (lambda: make_run(validation=[], metrics=metric_rows(range(10, 81, 10), loss=lambda s: 3.0 + s / 1000)),
-         "warning", ["training loss", "3.0150", "3.0750"]),
+        (
+            lambda: make_run(validation=[], metrics=metric_rows(range(10, 81, 10), loss=lambda s: 3.0 + s / 1000)),
+            "warning",
+            ["training loss", "3.0150", "3.0750"],
+        ),
     ],
     "untrained_perplexity": [
-        (lambda: make_run(perplexity={"step": 100, "perplexity": 1500.0}, prepared={"vocab_size": 2048}), "warning",
-         ["1,500.0", "0.73x", "2,048"]),
-        (lambda: make_run(perplexity={"step": 100, "perplexity": 300.0},
-                          config={"name": "t", "model": {"vocab_size": 512}, "train": {"steps": 100}}),
-         "warning", ["300.0", "0.59x", "512"]),
+        (
+            lambda: make_run(perplexity={"step": 100, "perplexity": 1500.0}, prepared={"vocab_size": 2048}),
+            "warning",
+            ["1,500.0", "0.73x", "2,048"],
+        ),
+        (
+            lambda: make_run(
+                perplexity={"step": 100, "perplexity": 300.0},
+                config={"name": "t", "model": {"vocab_size": 512}, "train": {"steps": 100}},
+            ),
+            "warning",
+            ["300.0", "0.59x", "512"],
+        ),
     ],
     "validation_rising": [
-        (lambda: make_run(validation=val_rows([(0, 6.0), (50, 4.0), (100, 4.5)])), "warning",
-         ["best 4.0000 (step 50)", "4.5000 at step 100"]),
+        (
+            lambda: make_run(validation=val_rows([(0, 6.0), (50, 4.0), (100, 4.5)])),
+            "warning",
+            ["best 4.0000 (step 50)", "4.5000 at step 100"],
+        ),
     ],
     "eval_not_final_checkpoint": [
-        (lambda: make_run(steps=300, done=completed(300), perplexity={"step": 200, "perplexity": 10.0}), "warning",
-         ["step-200 checkpoint", "reached step 300"]),
-        (lambda: setattr(r := with_harness([task_row()]), "harness_timing", {"step": 50}) or r, "warning",
-         ["the harness was measured on the step-50 checkpoint", "reached step 100"]),
+        (
+            lambda: make_run(steps=300, done=completed(300), perplexity={"step": 200, "perplexity": 10.0}),
+            "warning",
+            ["step-200 checkpoint", "reached step 300"],
+        ),
+        (
+            lambda: setattr(r := with_harness([task_row()]), "harness_timing", {"step": 50}) or r,
+            "warning",
+            ["the harness was measured on the step-50 checkpoint", "reached step 100"],
+        ),
     ],
     "resumed_run": [
-        (lambda: imported(segments=[segment(1, 10, 80), segment(2, 60, 100)]), "info",
-         ["2 segments", "segment 1: steps 10–80", "segment 2: steps 60–100", "21 step(s) were trained again"]),
+        (
+            lambda: imported(segments=[segment(1, 10, 80), segment(2, 60, 100)]),
+            "info",
+            ["2 segments", "segment 1: steps 10–80", "segment 2: steps 60–100", "21 step(s) were trained again"],
+        ),
         (lambda: imported(segments=[segment(1, 10, 50), segment(2, 60, 100)]), "info", ["2 segments"]),
     ],
     "planned_steps_unknown": [
         (lambda: imported(), "warning", ["lightning", "100 steps logged", "STEPS=<n>"]),
     ],
     "import_warnings": [
-        (lambda: imported(warnings=["metrics.jsonl:11: last line is cut off"]), "warning",
-         ["metrics.jsonl:11: last line is cut off"]),
+        (
+            lambda: imported(warnings=["metrics.jsonl:11: last line is cut off"]),
+            "warning",
+            ["metrics.jsonl:11: last line is cut off"],
+        ),
     ],
     "damaged_files": [
-        (lambda: make_run(problems=["train/metrics.jsonl: last line (truncated write?) is not valid JSON and was "
-                                    "skipped", "train/DONE: not valid JSON (Expecting value); ignored"]), "warning",
-         ["train/metrics.jsonl: last line", "train/DONE"]),
+        (
+            lambda: make_run(
+                problems=[
+                    "train/metrics.jsonl: last line (truncated write?) is not valid JSON and was skipped",
+                    "train/DONE: not valid JSON (Expecting value); ignored",
+                ]
+            ),
+            "warning",
+            ["train/metrics.jsonl: last line", "train/DONE"],
+        ),
     ],
     "uncommitted_code": [
-        (lambda: make_run(provenance={"git": {"commit": "0123456789abcdef", "dirty": True,
-                                              "diff_sha256": "abcdef0123456789ffff"}}), "info",
-         ["abcdef012345", "0123456789", "uncommitted"]),
+        (
+            lambda: make_run(
+                provenance={"git": {"commit": "0123456789abcdef", "dirty": True, "diff_sha256": "abcdef0123456789ffff"}}
+            ),
+            "info",
+            ["abcdef012345", "0123456789", "uncommitted"],
+        ),
     ],
     "at_chance": [
-        (lambda: with_harness([task_row(value=0.254, stderr=0.004, chance=0.25)]), "warning",
-         ["cloze acc 0.2540 vs chance 0.2500"]),
-        (lambda: with_harness([task_row(task="piqa", value=0.45, stderr=0.01, chance=0.5)]), "warning",
-         ["piqa acc 0.4500 vs chance 0.5000"]),
+        (
+            lambda: with_harness([task_row(value=0.254, stderr=0.004, chance=0.25)]),
+            "warning",
+            ["cloze acc 0.2540 vs chance 0.2500"],
+        ),
+        (
+            lambda: with_harness([task_row(task="piqa", value=0.45, stderr=0.01, chance=0.5)]),
+            "warning",
+            ["piqa acc 0.4500 vs chance 0.5000"],
+        ),
     ],
     "subset_only": [
-        (lambda: with_harness([task_row(n=100, n_original=10042), task_row(metric="acc_norm", n=100,
-                                                                          n_original=10042)]),
-         "warning", ["cloze 100 of 10042"]),
+        (
+            lambda: with_harness(
+                [task_row(n=100, n_original=10042), task_row(metric="acc_norm", n=100, n_original=10042)]
+            ),
+            "warning",
+            ["cloze 100 of 10042"],
+        ),
     ],
     "resolved_mismatch": [
-        (lambda: with_bench({"bf16": variant(100, 5.0, precision="bf16",
-                                             mismatches=["precision: requested 'bf16', in effect 'fp32'"])}),
-         "error", ["bf16: precision: requested 'bf16', in effect 'fp32'"]),
+        (
+            lambda: with_bench(
+                {
+                    "bf16": variant(
+                        100, 5.0, precision="bf16", mismatches=["precision: requested 'bf16', in effect 'fp32'"]
+                    )
+                }
+            ),
+            "error",
+            ["bf16: precision: requested 'bf16', in effect 'fp32'"],
+        ),
     ],
     "identical_measurements": [  # seed 004: FP32 and BF16 rows identical because precision was hard-coded
-        (lambda: with_bench({"fp32": variant(139.2, 5.06), "bf16": variant(139.3, 5.06, precision="bf16")}),
-         "warning", ["fp32 and bf16", "139.20 vs 139.30 ms", "5.060 vs 5.060 GiB"]),
+        (
+            lambda: with_bench({"fp32": variant(139.2, 5.06), "bf16": variant(139.3, 5.06, precision="bf16")}),
+            "warning",
+            ["fp32 and bf16", "139.20 vs 139.30 ms", "5.060 vs 5.060 GiB"],
+        ),
     ],
     "qlora_not_smaller": [
-        (lambda: with_bench({"lora": variant(507, 11.0, finetune="lora", precision="bf16"),
-                             "qlora": variant(615, 11.35, finetune="qlora", precision="bf16")}),
-         "warning", ["qlora 11.350 GiB >= lora 11.000 GiB", "a quarter"]),
+        (
+            lambda: with_bench(
+                {
+                    "lora": variant(507, 11.0, finetune="lora", precision="bf16"),
+                    "qlora": variant(615, 11.35, finetune="qlora", precision="bf16"),
+                }
+            ),
+            "warning",
+            ["qlora 11.350 GiB >= lora 11.000 GiB", "a quarter"],
+        ),
     ],
     "bench_failures": [
-        (lambda: with_bench({"a": variant(100, 5.0), "b": variant(0, 0, status="failed",
-                                                                  errors=["out of memory: CUDA out of memory"])}),
-         "warning", ["b (out of memory: CUDA out of memory)"]),
+        (
+            lambda: with_bench(
+                {
+                    "a": variant(100, 5.0),
+                    "b": variant(0, 0, status="failed", errors=["out of memory: CUDA out of memory"]),
+                }
+            ),
+            "warning",
+            ["b (out of memory: CUDA out of memory)"],
+        ),
     ],
     "within_noise": [
-        (lambda: with_bench({"base": variant(100, 5.0, std_ms=2.0), "w4": variant(101.5, 5.0, std_ms=1.0,
-                                                                                 grad_accum=4)}),
-         "info", ["w4 101.50±1.00 ms vs 100.00±2.00 ms"]),
+        (
+            lambda: with_bench(
+                {"base": variant(100, 5.0, std_ms=2.0), "w4": variant(101.5, 5.0, std_ms=1.0, grad_accum=4)}
+            ),
+            "info",
+            ["w4 101.50±1.00 ms vs 100.00±2.00 ms"],
+        ),
     ],
 }
 
 # rule name -> runs on which it must stay quiet (the healthy run plus the edge just inside its threshold)
 QUIET = {
-    "run_incomplete": [healthy,
-                       lambda: make_run(steps=None, config={"name": "t", "train": {"epochs": 1}}, metrics=metric_rows(
-                           range(10, 51, 10)))],  # nothing planned to compare with
-    "nonfinite_loss": [healthy,
-                       lambda: make_run(perplexity={"step": 100, "perplexity": 12.0, "nan_count": 0, "inf_count": 0})],
-    "loss_not_decreasing": [healthy,
-                            lambda: make_run(validation=val_rows([(0, 5.0), (100, 4.9)])),  # -2% is a drop
-                            lambda: make_run(validation=[], metrics=metric_rows([10, 20, 30]))],  # too few points
-    "untrained_perplexity": [healthy,
-                             lambda: make_run(perplexity={"step": 100, "perplexity": 1000.0},
-                                              prepared={"vocab_size": 2048}),  # 0.49x < 0.5x
-                             lambda: make_run(perplexity={"step": 100, "perplexity": 1500.0})],  # vocab unknown
-    "validation_rising": [healthy,
-                          lambda: make_run(validation=val_rows([(0, 6.0), (50, 4.0), (100, 4.07)])),  # within 2%
-                          lambda: make_run(validation=val_rows([(0, 6.0), (100, 7.0)]))],  # fewer than 3 passes
+    "run_incomplete": [
+        healthy,
+        lambda: make_run(
+            steps=None, config={"name": "t", "train": {"epochs": 1}}, metrics=metric_rows(range(10, 51, 10))
+        ),
+    ],  # nothing planned to compare with
+    "nonfinite_loss": [
+        healthy,
+        lambda: make_run(perplexity={"step": 100, "perplexity": 12.0, "nan_count": 0, "inf_count": 0}),
+    ],
+    "loss_not_decreasing": [
+        healthy,
+        lambda: make_run(validation=val_rows([(0, 5.0), (100, 4.9)])),  # -2% is a drop
+        lambda: make_run(validation=[], metrics=metric_rows([10, 20, 30])),
+    ],  # too few points
+    "untrained_perplexity": [
+        healthy,
+        lambda: make_run(perplexity={"step": 100, "perplexity": 1000.0}, prepared={"vocab_size": 2048}),  # 0.49x < 0.5x
+        lambda: make_run(perplexity={"step": 100, "perplexity": 1500.0}),
+    ],  # vocab unknown
+    "validation_rising": [
+        healthy,
+        lambda: make_run(validation=val_rows([(0, 6.0), (50, 4.0), (100, 4.07)])),  # within 2%
+        lambda: make_run(validation=val_rows([(0, 6.0), (100, 7.0)])),
+    ],  # fewer than 3 passes
     "eval_not_final_checkpoint": [healthy, lambda: make_run(perplexity=None)],
     "damaged_files": [healthy],
     "resumed_run": [healthy, lambda: imported(segments=[segment(1, 10, 100)])],
     "planned_steps_unknown": [healthy, lambda: imported(plan={"steps_planned": 100})],
     "import_warnings": [healthy, lambda: imported(plan={"steps_planned": 100})],
-    "uncommitted_code": [healthy,
-                         lambda: make_run(provenance={"git": {"commit": None, "dirty": None, "diff_sha256": None}}),
-                         lambda: make_run(provenance=None)],
-    "at_chance": [healthy, lambda: with_harness([task_row(value=0.40, stderr=0.03)]),
-                  lambda: with_harness([task_row(metric="exact_match", value=0.0, chance=None)])],
+    "uncommitted_code": [
+        healthy,
+        lambda: make_run(provenance={"git": {"commit": None, "dirty": None, "diff_sha256": None}}),
+        lambda: make_run(provenance=None),
+    ],
+    "at_chance": [
+        healthy,
+        lambda: with_harness([task_row(value=0.40, stderr=0.03)]),
+        lambda: with_harness([task_row(metric="exact_match", value=0.0, chance=None)]),
+    ],
     "subset_only": [healthy, lambda: with_harness([task_row(n=300, n_original=300)])],
-    "resolved_mismatch": [healthy, lambda: with_bench({"a": variant(100, 5.0), "b": variant(80, 3.0, precision="bf16")})],
+    "resolved_mismatch": [
+        healthy,
+        lambda: with_bench({"a": variant(100, 5.0), "b": variant(80, 3.0, precision="bf16")}),
+    ],
     "identical_measurements": [
         healthy,
         lambda: with_bench({"fp32": variant(139.0, 5.06), "bf16": variant(120.0, 3.10, precision="bf16")}),
-        lambda: with_bench({"r1": variant(139.0, 5.06), "r2": variant(139.0, 5.06)})],  # same settings: expected
+        lambda: with_bench({"r1": variant(139.0, 5.06), "r2": variant(139.0, 5.06)}),
+    ],  # same settings: expected
     "qlora_not_smaller": [
         healthy,
-        lambda: with_bench({"lora": variant(507, 53.88, finetune="lora", precision="bf16"),
-                            "qlora": variant(615, 11.35, finetune="qlora", precision="bf16")})],
-    "bench_failures": [healthy, lambda: with_bench({"a": variant(100, 5.0),
-                                                    "fa2": variant(0, 0, status="skipped", errors=["no GPU"])})],
-    "within_noise": [healthy, lambda: with_bench({"base": variant(100, 5.0, std_ms=1.0),
-                                                  "fast": variant(80, 5.0, std_ms=1.0, compile=True)})],
+        lambda: with_bench(
+            {
+                "lora": variant(507, 53.88, finetune="lora", precision="bf16"),
+                "qlora": variant(615, 11.35, finetune="qlora", precision="bf16"),
+            }
+        ),
+    ],
+    "bench_failures": [
+        healthy,
+        lambda: with_bench({"a": variant(100, 5.0), "fa2": variant(0, 0, status="skipped", errors=["no GPU"])}),
+    ],
+    "within_noise": [
+        healthy,
+        lambda: with_bench({"base": variant(100, 5.0, std_ms=1.0), "fast": variant(80, 5.0, std_ms=1.0, compile=True)}),
+    ],
 }
 
 RULES_BY_NAME = {rule.__name__: rule for rule in RULES}
@@ -298,25 +500,35 @@ def test_killed_run_with_100_of_1000_steps_is_partial_and_an_error():
 
 
 # --------------------------------------------------------------------------- Run.status
-@pytest.mark.parametrize("kwargs, status", [
-    (dict(done=completed(100)), "completed"),
-    (dict(done={"status": "completed", "steps_done": 120, "steps_planned": 100}), "completed"),
-    (dict(steps=None, config={"name": "t", "train": {"epochs": 2}},
-          done={"status": "completed", "steps_done": 930, "steps_planned": 930}), "completed"),
-    (dict(done=None), "partial"),  # metrics but no DONE: killed
-    (dict(done={"status": "completed", "steps_done": 60, "steps_planned": 100}), "partial"),
-    (dict(done={"status": "interrupted", "steps_done": 60, "steps_planned": 100}), "partial"),
-    (dict(done={"status": "stopped_nonfinite", "steps_done": 40, "steps_planned": 100}), "failed"),
-    (dict(done={"status": "stopped_nonfinite", "steps_done": 100, "steps_planned": 100}), "failed"),
-    (dict(metrics=[], validation=[], done=None), "not started"),
-])
+@pytest.mark.parametrize(
+    "kwargs, status",
+    [
+        (dict(done=completed(100)), "completed"),
+        (dict(done={"status": "completed", "steps_done": 120, "steps_planned": 100}), "completed"),
+        (
+            dict(
+                steps=None,
+                config={"name": "t", "train": {"epochs": 2}},
+                done={"status": "completed", "steps_done": 930, "steps_planned": 930},
+            ),
+            "completed",
+        ),
+        (dict(done=None), "partial"),  # metrics but no DONE: killed
+        (dict(done={"status": "completed", "steps_done": 60, "steps_planned": 100}), "partial"),
+        (dict(done={"status": "interrupted", "steps_done": 60, "steps_planned": 100}), "partial"),
+        (dict(done={"status": "stopped_nonfinite", "steps_done": 40, "steps_planned": 100}), "failed"),
+        (dict(done={"status": "stopped_nonfinite", "steps_done": 100, "steps_planned": 100}), "failed"),
+        (dict(metrics=[], validation=[], done=None), "not started"),
+    ],
+)
 def test_run_status(kwargs, status):
     assert make_run(**kwargs).status == status
 
 
 def test_steps_done_prefers_done_over_metrics():
-    run = make_run(metrics=metric_rows([10, 20, 30]), done={"status": "completed", "steps_done": 35,
-                                                             "steps_planned": 35})
+    run = make_run(
+        metrics=metric_rows([10, 20, 30]), done={"status": "completed", "steps_done": 35, "steps_planned": 35}
+    )
     assert run.steps_done == 35 and run.steps_planned == 35
     assert make_run(metrics=metric_rows([10, 20, 30])).steps_done == 30
 
@@ -324,11 +536,14 @@ def test_steps_done_prefers_done_over_metrics():
 # --------------------------------------------------------------------------- ordering
 def test_run_checks_orders_errors_before_warnings_before_info():
     run = make_run(
-        steps=1000, metrics=metric_rows(range(10, 101, 10), loss=lambda s: math.nan if s == 100 else 4.0),
+        steps=1000,
+        metrics=metric_rows(range(10, 101, 10), loss=lambda s: math.nan if s == 100 else 4.0),
         validation=val_rows([(0, 6.0), (50, 4.0), (100, 4.5)]),
-        perplexity={"step": 50, "perplexity": 1900.0}, prepared={"vocab_size": 2048},
+        perplexity={"step": 50, "perplexity": 1900.0},
+        prepared={"vocab_size": 2048},
         problems=["train/metrics.jsonl: line 3 is not valid JSON and was skipped"],
-        provenance={"git": {"commit": "abc", "dirty": True, "diff_sha256": "f" * 64}})
+        provenance={"git": {"commit": "abc", "dirty": True, "diff_sha256": "f" * 64}},
+    )
     findings = run_checks(run)
     severities = [f.severity for f in findings]
     assert severities == sorted(severities, key=SEVERITY_ORDER.get)
@@ -341,7 +556,10 @@ def test_run_checks_orders_errors_before_warnings_before_info():
 
 
 def test_run_checks_with_explicit_rules_and_reverse_order():
-    run = make_run(steps=1000, metrics=metric_rows(range(10, 101, 10)),
-                   provenance={"git": {"commit": "abc", "dirty": True, "diff_sha256": "0" * 64}})
+    run = make_run(
+        steps=1000,
+        metrics=metric_rows(range(10, 101, 10)),
+        provenance={"git": {"commit": "abc", "dirty": True, "diff_sha256": "0" * 64}},
+    )
     findings = run_checks(run, rules=[checks.uncommitted_code, checks.damaged_files, checks.run_incomplete])
     assert [f.rule for f in findings] == ["run_incomplete", "uncommitted_code"]

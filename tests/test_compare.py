@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, write_experiment
+
 from pipeline.report.compare import config_diff, delta_row
 
 pytestmark = pytest.mark.slow
@@ -18,10 +18,16 @@ def test_config_diff_lists_only_changed_keys_with_ratios():
     assert config_diff(a, b) == [{"key": "train.lr", "old": 1e-3, "new": 2e-3, "ratio": 2.0}]
 
 
-@pytest.mark.parametrize("old, new, hib, noise, verdict", [
-    (0.25, 0.26, True, 0.03, "within noise (±0.03)"), (0.25, 0.40, True, 0.03, "better"),
-    (5.0, 4.0, False, None, "better (noise unknown)"), (5.0, 6.0, False, None, "worse (noise unknown)"),
-    (3.0, 3.0, False, None, "same")])
+@pytest.mark.parametrize(
+    "old, new, hib, noise, verdict",
+    [
+        (0.25, 0.26, True, 0.03, "within noise (±0.03)"),
+        (0.25, 0.40, True, 0.03, "better"),
+        (5.0, 4.0, False, None, "better (noise unknown)"),
+        (5.0, 6.0, False, None, "worse (noise unknown)"),
+        (3.0, 3.0, False, None, "same"),
+    ],
+)
 def test_delta_verdicts_are_noise_aware(old, new, hib, noise, verdict):
     assert delta_row("m", old, new, hib, noise)["verdict"] == verdict
 
@@ -54,10 +60,12 @@ def project(tmp_path_factory) -> Path:
     write_experiment(root, "base", TINY)
     write_experiment(root, "faster", {"extends": "base", "train": {"lr": 1e-2}, "report": {"compare_to": "base"}})
     # A change that cannot affect training (seed 000 credited such a change with a result).
-    write_experiment(root, "noop", {"extends": "base", "eval": {"perplexity": {"batch_size": 2}},
-                                    "report": {"compare_to": "base"}})
-    write_experiment(root, "bytes", {"extends": "base", "data": {"tokenizer": {"type": "bytes"}},
-                                     "report": {"compare_to": "base"}})
+    write_experiment(
+        root, "noop", {"extends": "base", "eval": {"perplexity": {"batch_size": 2}}, "report": {"compare_to": "base"}}
+    )
+    write_experiment(
+        root, "bytes", {"extends": "base", "data": {"tokenizer": {"type": "bytes"}}, "report": {"compare_to": "base"}}
+    )
     with pytest.MonkeyPatch.context() as mp:
         for name in ("base", "faster", "noop", "bytes"):
             run_pipeline(root, name, mp)

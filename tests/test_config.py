@@ -75,21 +75,26 @@ def test_extends_child_overrides_one_nested_key_and_inherits_the_rest(exp_dir):
     write(exp_dir, "child", {"extends": "parent", "train": {"lr": 0.002}})
     exp = load_experiment("child", root=exp_dir)
     assert exp.name == "child" and exp.extends == "parent"
-    assert exp.train.lr == pytest.approx(0.002)          # overridden
+    assert exp.train.lr == pytest.approx(0.002)  # overridden
     assert exp.train.steps == 40 and exp.train.batch_size == 4  # inherited siblings of the overridden key
-    assert exp.model.dim == 64 and exp.model.heads == 2   # inherited section
+    assert exp.model.dim == 64 and exp.model.heads == 2  # inherited section
 
 
 def test_extends_two_levels(exp_dir):
-    write(exp_dir, "grand", _base(train={"steps": 40, "lr": 0.01, "seed": 3}, model={"dim": 64, "heads": 2},
-                                  report={"title": "grand title"}))
+    write(
+        exp_dir,
+        "grand",
+        _base(
+            train={"steps": 40, "lr": 0.01, "seed": 3}, model={"dim": 64, "heads": 2}, report={"title": "grand title"}
+        ),
+    )
     write(exp_dir, "parent", {"extends": "grand", "train": {"lr": 0.005}, "model": {"layers": 3}})
     write(exp_dir, "child", {"extends": "parent", "train": {"seed": 7}, "description": "leaf"})
     exp = load_experiment("child", root=exp_dir)
     assert exp.name == "child" and exp.extends == "parent"
-    assert exp.train.seed == 7                      # from child
-    assert exp.train.lr == pytest.approx(0.005)     # from parent
-    assert exp.model.layers == 3                    # from parent
+    assert exp.train.seed == 7  # from child
+    assert exp.train.lr == pytest.approx(0.005)  # from parent
+    assert exp.model.layers == 3  # from parent
     assert exp.train.steps == 40 and exp.model.dim == 64 and exp.report.title == "grand title"  # from grand
     assert exp.description == "leaf"
 
@@ -158,8 +163,11 @@ def test_set_list_of_items_overrides_the_file(exp_dir):
 
 def test_set_values_are_typed(exp_dir):
     write(exp_dir, "base", BASE)
-    exp = load_experiment("base", ["train.lr=3e-4 train.compile=true train.seed=11 train.clip=0.5",
-                                   "report.title='two words'"], root=exp_dir)
+    exp = load_experiment(
+        "base",
+        ["train.lr=3e-4 train.compile=true train.seed=11 train.clip=0.5", "report.title='two words'"],
+        root=exp_dir,
+    )
     assert isinstance(exp.train.lr, float) and exp.train.lr == pytest.approx(3e-4)
     assert exp.train.compile is True
     assert exp.train.seed == 11 and isinstance(exp.train.seed, int)
@@ -191,97 +199,235 @@ def test_override_setting_a_value_and_a_mapping_at_once(exp_dir):
 # =========================================================================== malformed configs
 @dataclass
 class Case:
-    files: dict            # experiment name -> body (dict, or raw text); "@TRAIN@" is replaced by a real file
-    origin: str            # stem of the file the message must name, or "SET"
-    contains: list         # substrings the message must contain (the dotted key first)
-    load: str = "bad"      # experiment to load
+    files: dict  # experiment name -> body (dict, or raw text); "@TRAIN@" is replaced by a real file
+    origin: str  # stem of the file the message must name, or "SET"
+    contains: list  # substrings the message must contain (the dotted key first)
+    load: str = "bad"  # experiment to load
     overrides: list = field(default_factory=list)
 
 
 CASES = [
-    pytest.param(Case({"bad": _base(trainer={"steps": 3})}, "bad", ["trainer", "unknown key", "did you mean 'train'"]),
-                 id="unknown-top-level-key"),
-    pytest.param(Case({"bad": _base(train={"steps": 10, "lrr": 0.1})}, "bad",
-                      ["train.lrr", "unknown key", "did you mean 'lr'"]), id="unknown-nested-key-suggests"),
-    pytest.param(Case({"bad": _base(data={"source": {"type": "files", "train": ["@TRAIN@"], "validaton": []}})},
-                      "bad", ["data.source.validaton", "did you mean 'validation'"]), id="files-source-typo"),
-    pytest.param(Case({"bad": _base(data={"source": {"type": "files", "trian": ["@TRAIN@"]}})},
-                      "bad", ["data.source.trian", "unknown key", "did you mean 'train'"]),
-                 id="files-source-typo-of-required-key"),
-    pytest.param(Case({"bad": _base(data={"source": {"type": "builtin", "name": "kjv"},
-                                          "tokenizer": {"type": "bpe", "vocab_size": 500, "min_freq": 2}})},
-                      "bad", ["data.tokenizer.min_freq", "did you mean 'min_frequency'"]), id="tokenizer-typo"),
-    pytest.param(Case({"bad": _base(train={"steps": 10, "lr": "fast"})}, "bad",
-                      ["train.lr", "expected a number", "'fast'"]), id="wrong-type-number"),
-    pytest.param(Case({"bad": _base(train={"steps": "ten"})}, "bad", ["train.steps", "expected an integer", "'ten'"]),
-                 id="wrong-type-integer"),
-    pytest.param(Case({"bad": _base(train={"steps": 10, "compile": "maybe"})}, "bad",
-                      ["train.compile", "expected true or false", "'maybe'"]), id="wrong-type-bool"),
+    pytest.param(
+        Case({"bad": _base(trainer={"steps": 3})}, "bad", ["trainer", "unknown key", "did you mean 'train'"]),
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        Case({"bad": _base(train={"steps": 10, "lrr": 0.1})}, "bad", ["train.lrr", "unknown key", "did you mean 'lr'"]),
+        id="unknown-nested-key-suggests",
+    ),
+    pytest.param(
+        Case(
+            {"bad": _base(data={"source": {"type": "files", "train": ["@TRAIN@"], "validaton": []}})},
+            "bad",
+            ["data.source.validaton", "did you mean 'validation'"],
+        ),
+        id="files-source-typo",
+    ),
+    pytest.param(
+        Case(
+            {"bad": _base(data={"source": {"type": "files", "trian": ["@TRAIN@"]}})},
+            "bad",
+            ["data.source.trian", "unknown key", "did you mean 'train'"],
+        ),
+        id="files-source-typo-of-required-key",
+    ),
+    pytest.param(
+        Case(
+            {
+                "bad": _base(
+                    data={
+                        "source": {"type": "builtin", "name": "kjv"},
+                        "tokenizer": {"type": "bpe", "vocab_size": 500, "min_freq": 2},
+                    }
+                )
+            },
+            "bad",
+            ["data.tokenizer.min_freq", "did you mean 'min_frequency'"],
+        ),
+        id="tokenizer-typo",
+    ),
+    pytest.param(
+        Case({"bad": _base(train={"steps": 10, "lr": "fast"})}, "bad", ["train.lr", "expected a number", "'fast'"]),
+        id="wrong-type-number",
+    ),
+    pytest.param(
+        Case({"bad": _base(train={"steps": "ten"})}, "bad", ["train.steps", "expected an integer", "'ten'"]),
+        id="wrong-type-integer",
+    ),
+    pytest.param(
+        Case(
+            {"bad": _base(train={"steps": 10, "compile": "maybe"})},
+            "bad",
+            ["train.compile", "expected true or false", "'maybe'"],
+        ),
+        id="wrong-type-bool",
+    ),
     pytest.param(Case({"bad": _base(model=[64, 2])}, "bad", ["model", "expected a mapping"]), id="section-not-mapping"),
-    pytest.param(Case({"bad": _base(train={"steps": 10, "precision": "fp8"})}, "bad",
-                      ["train.precision", "'fp8'", "'bf16'"]), id="wrong-enum"),
-    pytest.param(Case({"bad": _base(data={"source": {"type": "builtin", "name": "wiki"}})}, "bad",
-                      ["data.source.name", "'wiki'", "'kjv'"]), id="wrong-enum-builtin-name"),
-    pytest.param(Case({"bad": _base(train={"steps": -5})}, "bad", ["train.steps", "greater than 0", "-5"]),
-                 id="negative-steps"),
+    pytest.param(
+        Case({"bad": _base(train={"steps": 10, "precision": "fp8"})}, "bad", ["train.precision", "'fp8'", "'bf16'"]),
+        id="wrong-enum",
+    ),
+    pytest.param(
+        Case(
+            {"bad": _base(data={"source": {"type": "builtin", "name": "wiki"}})},
+            "bad",
+            ["data.source.name", "'wiki'", "'kjv'"],
+        ),
+        id="wrong-enum-builtin-name",
+    ),
+    pytest.param(
+        Case({"bad": _base(train={"steps": -5})}, "bad", ["train.steps", "greater than 0", "-5"]), id="negative-steps"
+    ),
     pytest.param(Case({"bad": _base(train={"steps": 0})}, "bad", ["train.steps", "greater than 0"]), id="zero-steps"),
-    pytest.param(Case({"bad": _base(train={"steps": 10, "epochs": 2})}, "bad",
-                      ["train.steps", "train.epochs", "exactly one"]), id="steps-and-epochs"),
-    pytest.param(Case({"bad": _base(train={"lr": 0.01})}, "bad", ["train.steps", "train.epochs", "exactly one"]),
-                 id="neither-steps-nor-epochs"),
-    pytest.param(Case({"bad": _base(train={"steps": 10, "warmup_steps": 10})}, "bad",
-                      ["train.warmup_steps", "train.steps=10"]), id="warmup-not-below-steps"),
-    pytest.param(Case({"bad": _base(data={"source": {"type": "builtin", "name": "kjv"}, "seq_len": 512},
-                                    model={"max_seq_len": 128})}, "bad",
-                      ["data.seq_len", "model.max_seq_len=128", "512"]), id="seq-len-above-positions"),
-    pytest.param(Case({"bad": _base(model={"max_seq_len": 128}, eval={"perplexity": {"seq_len": 256}})}, "bad",
-                      ["eval.perplexity.seq_len", "model.max_seq_len=128", "256"]), id="ppl-seq-len-above-positions"),
-    pytest.param(Case({"bad": _base(model={"dim": 100, "heads": 3})}, "bad", ["model.heads", "model.dim=100", "3"]),
-                 id="heads-do-not-divide-dim"),
-    pytest.param(Case({"bad": _base(model={"heads": 4, "kv_heads": 3})}, "bad", ["model.kv_heads", "model.heads=4"]),
-                 id="kv-heads-do-not-divide-heads"),
-    pytest.param(Case({"bad": _base(model={"vocab_size": 300},
-                                    data={"source": {"type": "builtin", "name": "kjv"},
-                                          "tokenizer": {"type": "bpe", "vocab_size": 500}})}, "bad",
-                      ["model.vocab_size", "data.tokenizer.vocab_size=500"]), id="vocab-below-tokenizer"),
-    pytest.param(Case({"bad": {"train": {"steps": 10}}}, "bad", ["data", "required key is missing"]),
-                 id="missing-data-section"),
+    pytest.param(
+        Case({"bad": _base(train={"steps": 10, "epochs": 2})}, "bad", ["train.steps", "train.epochs", "exactly one"]),
+        id="steps-and-epochs",
+    ),
+    pytest.param(
+        Case({"bad": _base(train={"lr": 0.01})}, "bad", ["train.steps", "train.epochs", "exactly one"]),
+        id="neither-steps-nor-epochs",
+    ),
+    pytest.param(
+        Case({"bad": _base(train={"steps": 10, "warmup_steps": 10})}, "bad", ["train.warmup_steps", "train.steps=10"]),
+        id="warmup-not-below-steps",
+    ),
+    pytest.param(
+        Case(
+            {
+                "bad": _base(
+                    data={"source": {"type": "builtin", "name": "kjv"}, "seq_len": 512}, model={"max_seq_len": 128}
+                )
+            },
+            "bad",
+            ["data.seq_len", "model.max_seq_len=128", "512"],
+        ),
+        id="seq-len-above-positions",
+    ),
+    pytest.param(
+        Case(
+            {"bad": _base(model={"max_seq_len": 128}, eval={"perplexity": {"seq_len": 256}})},
+            "bad",
+            ["eval.perplexity.seq_len", "model.max_seq_len=128", "256"],
+        ),
+        id="ppl-seq-len-above-positions",
+    ),
+    pytest.param(
+        Case({"bad": _base(model={"dim": 100, "heads": 3})}, "bad", ["model.heads", "model.dim=100", "3"]),
+        id="heads-do-not-divide-dim",
+    ),
+    pytest.param(
+        Case({"bad": _base(model={"heads": 4, "kv_heads": 3})}, "bad", ["model.kv_heads", "model.heads=4"]),
+        id="kv-heads-do-not-divide-heads",
+    ),
+    pytest.param(
+        Case(
+            {
+                "bad": _base(
+                    model={"vocab_size": 300},
+                    data={
+                        "source": {"type": "builtin", "name": "kjv"},
+                        "tokenizer": {"type": "bpe", "vocab_size": 500},
+                    },
+                )
+            },
+            "bad",
+            ["model.vocab_size", "data.tokenizer.vocab_size=500"],
+        ),
+        id="vocab-below-tokenizer",
+    ),
+    pytest.param(
+        Case({"bad": {"train": {"steps": 10}}}, "bad", ["data", "required key is missing"]), id="missing-data-section"
+    ),
     pytest.param(Case({"bad": ""}, "bad", ["data", "required key is missing"]), id="empty-file"),
-    pytest.param(Case({"bad": _base(data={"source": {"name": "kjv"}})}, "bad", ["data.source", "type", "builtin"]),
-                 id="missing-source-type"),
-    pytest.param(Case({"bad": _base(data={"source": {"type": "ftp", "name": "kjv"}})}, "bad",
-                      ["data.source", "'ftp'", "builtin", "files"]),
-                 id="unknown-source-type"),
-    pytest.param(Case({"bad": _base(data={"source": {"type": "files", "train": ["@MISSING@"]}})}, "bad",
-                      ["data.source.train", "file not found", "@MISSING@"]), id="files-source-train-missing"),
-    pytest.param(Case({"bad": "train:\n  steps: 10\n  lr: [1, 2\ndata: {}\n"}, "bad", ["line 4", "invalid YAML"]),
-                 id="invalid-yaml"),
+    pytest.param(
+        Case({"bad": _base(data={"source": {"name": "kjv"}})}, "bad", ["data.source", "type", "builtin"]),
+        id="missing-source-type",
+    ),
+    pytest.param(
+        Case(
+            {"bad": _base(data={"source": {"type": "ftp", "name": "kjv"}})},
+            "bad",
+            ["data.source", "'ftp'", "builtin", "files"],
+        ),
+        id="unknown-source-type",
+    ),
+    pytest.param(
+        Case(
+            {"bad": _base(data={"source": {"type": "files", "train": ["@MISSING@"]}})},
+            "bad",
+            ["data.source.train", "file not found", "@MISSING@"],
+        ),
+        id="files-source-train-missing",
+    ),
+    pytest.param(
+        Case({"bad": "train:\n  steps: 10\n  lr: [1, 2\ndata: {}\n"}, "bad", ["line 4", "invalid YAML"]),
+        id="invalid-yaml",
+    ),
     pytest.param(Case({"bad": "- train\n- data\n"}, "bad", ["mapping", "list"]), id="top-level-list"),
     pytest.param(Case({"bad": _base(extends=5)}, "bad", ["extends", "experiment name"]), id="extends-not-a-name"),
     # -- errors set by SET name SET
-    pytest.param(Case({"bad": BASE}, "SET", ["train.lr", "expected a number", "'fast'"], overrides=["train.lr=fast"]),
-                 id="set-wrong-type"),
-    pytest.param(Case({"bad": BASE}, "SET", ["train.lrr", "did you mean 'lr'"], overrides=["train.lrr=0.1"]),
-                 id="set-unknown-key"),
-    pytest.param(Case({"bad": BASE}, "SET", ["model.heads", "model.dim=128"], overrides=["model.heads=3"]),
-                 id="set-heads"),
+    pytest.param(
+        Case({"bad": BASE}, "SET", ["train.lr", "expected a number", "'fast'"], overrides=["train.lr=fast"]),
+        id="set-wrong-type",
+    ),
+    pytest.param(
+        Case({"bad": BASE}, "SET", ["train.lrr", "did you mean 'lr'"], overrides=["train.lrr=0.1"]),
+        id="set-unknown-key",
+    ),
+    pytest.param(
+        Case({"bad": BASE}, "SET", ["model.heads", "model.dim=128"], overrides=["model.heads=3"]), id="set-heads"
+    ),
     # -- origin tracking: keys that came from a parent name the parent file
-    pytest.param(Case({"parent": _base(train={"steps": 10, "lr": "fast"}), "bad": {"extends": "parent"}}, "parent",
-                      ["train.lr", "expected a number"]), id="parent-wrong-type"),
-    pytest.param(Case({"parent": _base(model={"dimm": 64}), "bad": {"extends": "parent", "train": {"lr": 0.1}}},
-                      "parent", ["model.dimm", "did you mean 'dim'"]), id="parent-unknown-key"),
-    pytest.param(Case({"parent": _base(data={"source": {"type": "files", "train": ["@MISSING@"]}}),
-                       "bad": {"extends": "parent", "train": {"lr": 0.1}}}, "parent",
-                      ["data.source.train", "@MISSING@"]), id="parent-missing-train-file"),
-    pytest.param(Case({"parent": _base(data={"source": {"type": "builtin", "name": "kjv"}, "seq_len": 512}),
-                       "bad": {"extends": "parent", "model": {"layers": 1}}}, "parent",
-                      ["data.seq_len", "model.max_seq_len"]),
-                 id="parent-seq-len-cross-check"),
-    pytest.param(Case({"parent": _base(model={"dim": 64}), "bad": {"extends": "parent", "model": {"heads": 3}}},
-                      "bad", ["model.heads", "model.dim=64"]),
-                 id="child-heads-cross-check"),
-    pytest.param(Case({"bad": BASE}, "SET", ["data.seq_len", "model.max_seq_len"], overrides=["data.seq_len=1024"]),
-                 id="set-seq-len-cross-check"),
+    pytest.param(
+        Case(
+            {"parent": _base(train={"steps": 10, "lr": "fast"}), "bad": {"extends": "parent"}},
+            "parent",
+            ["train.lr", "expected a number"],
+        ),
+        id="parent-wrong-type",
+    ),
+    pytest.param(
+        Case(
+            {"parent": _base(model={"dimm": 64}), "bad": {"extends": "parent", "train": {"lr": 0.1}}},
+            "parent",
+            ["model.dimm", "did you mean 'dim'"],
+        ),
+        id="parent-unknown-key",
+    ),
+    pytest.param(
+        Case(
+            {
+                "parent": _base(data={"source": {"type": "files", "train": ["@MISSING@"]}}),
+                "bad": {"extends": "parent", "train": {"lr": 0.1}},
+            },
+            "parent",
+            ["data.source.train", "@MISSING@"],
+        ),
+        id="parent-missing-train-file",
+    ),
+    pytest.param(
+        Case(
+            {
+                "parent": _base(data={"source": {"type": "builtin", "name": "kjv"}, "seq_len": 512}),
+                "bad": {"extends": "parent", "model": {"layers": 1}},
+            },
+            "parent",
+            ["data.seq_len", "model.max_seq_len"],
+        ),
+        id="parent-seq-len-cross-check",
+    ),
+    pytest.param(
+        Case(
+            {"parent": _base(model={"dim": 64}), "bad": {"extends": "parent", "model": {"heads": 3}}},
+            "bad",
+            ["model.heads", "model.dim=64"],
+        ),
+        id="child-heads-cross-check",
+    ),
+    pytest.param(
+        Case({"bad": BASE}, "SET", ["data.seq_len", "model.max_seq_len"], overrides=["data.seq_len=1024"]),
+        id="set-seq-len-cross-check",
+    ),
 ]
 
 
@@ -323,7 +469,11 @@ OLD = 1_000_000_000_000_000_000  # 2001-09-09, in ns: no write during the test c
 
 def _age_outputs(run: RunDir, ns: int = OLD) -> None:
     """Set every written file's mtime to a fixed past time: a file that is rewritten gets a new one."""
-    for path in [run.config, run.root / "resolve.json", *(run.stamp(s) for s in ("prepare", "train", "eval", "report"))]:
+    for path in [
+        run.config,
+        run.root / "resolve.json",
+        *(run.stamp(s) for s in ("prepare", "train", "eval", "report")),
+    ]:
         os.utime(path, ns=(ns, ns))
 
 
@@ -389,8 +539,9 @@ def test_changing_seq_len_does_not_invalidate_prepare(frozen):
 # =========================================================================== CLI
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_resolve_error_is_one_line_exit_2_and_writes_nothing(tmp_path):

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "containers"))
@@ -32,15 +31,20 @@ def test_containerfile_keeps_the_base_torch():
     assert "pip install torch" not in text
 
 
-@pytest.mark.parametrize("mutation, problem", [
-    (lambda t: t + 'CMD ["--help"]\n', "CMD"),
-    (lambda t: t.replace("COPY pipeline /opt/labnote/pipeline", "COPY pipeline pipeline"), "absolute"),
-    (lambda t: t.replace("ARG BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime", "ARG BASE_IMAGE"),
-     "ARG without a default"),
-    (lambda t: t + 'LABEL a="1" b="2"\n', "one LABEL per line"),
-    (lambda t: t + "USER nobody\n", "USER"),
-    (lambda t: "FROM debian AS build\nRUN true\n" + t, "exactly one FROM"),
-])
+@pytest.mark.parametrize(
+    "mutation, problem",
+    [
+        (lambda t: t + 'CMD ["--help"]\n', "CMD"),
+        (lambda t: t.replace("COPY pipeline /opt/labnote/pipeline", "COPY pipeline pipeline"), "absolute"),
+        (
+            lambda t: t.replace("ARG BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime", "ARG BASE_IMAGE"),
+            "ARG without a default",
+        ),
+        (lambda t: t + 'LABEL a="1" b="2"\n', "one LABEL per line"),
+        (lambda t: t + "USER nobody\n", "USER"),
+        (lambda t: "FROM debian AS build\nRUN true\n" + t, "exactly one FROM"),
+    ],
+)
 def test_containerfile_checks_fire(mutation, problem):
     problems = convert.containerfile_problems(mutation(CONTAINERFILE.read_text()))
     assert any(problem in p for p in problems), problems
@@ -68,8 +72,12 @@ def test_make_n_shows_the_apptainer_commands(tmp_path: Path):
     from conftest import project_copy
 
     project = project_copy(tmp_path)
-    proc = subprocess.run(["make", "-n", "report", "EXP=smoke", "RUNTIME=apptainer", "SIF=x.sif",
-                           f"HF_HOME={tmp_path}/hf"], cwd=project, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["make", "-n", "report", "EXP=smoke", "RUNTIME=apptainer", "SIF=x.sif", f"HF_HOME={tmp_path}/hf"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if "python -m pipeline" in line]
     stages = [line.split("python -m pipeline ")[1].split()[0] for line in lines]

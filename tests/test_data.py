@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED, TINY, pipeline_cmd, pipeline_env, write_experiment
-from pipeline.config.schema import BPETokenizer, BuiltinSource, ByteTokenizer, FilesSource, HFSource
+
+from pipeline.config.schema import BPETokenizer, ByteTokenizer, FilesSource, HFSource
 from pipeline.data.sources import holdout_split, kjv_chapters, load_documents
 from pipeline.data.tokenizer import build_tokenizer, encode_documents
 from pipeline.errors import DataError
@@ -43,8 +43,9 @@ def test_holdout_split_is_deterministic_and_disjoint():
 def test_files_source_text_and_jsonl(tmp_path: Path):
     (tmp_path / "a.txt").write_text("first doc\nline two\n\nsecond doc\n\n\nthird doc\n")
     (tmp_path / "b.jsonl").write_text('{"text": "json one"}\n\n{"text": "json two"}\n')
-    text = FilesSource(type="files", train=[tmp_path / "a.txt"], validation=[tmp_path / "a.txt"],
-                       test=[tmp_path / "a.txt"])
+    text = FilesSource(
+        type="files", train=[tmp_path / "a.txt"], validation=[tmp_path / "a.txt"], test=[tmp_path / "a.txt"]
+    )
     docs = load_documents(text, 0.1, 0.1)
     assert docs["train"] == ["first doc\nline two", "second doc", "third doc"]
     jsonl = FilesSource(type="files", format="jsonl", train=[tmp_path / "b.jsonl"] * 10)
@@ -62,15 +63,19 @@ def test_hf_datasets_path_with_local_files(tmp_path: Path):
     """The real `datasets.load_dataset` code path (the 'text' builder needs no hub)."""
     (tmp_path / "train.txt").write_text("\n".join(f"line {i}" for i in range(50)))
     (tmp_path / "test.txt").write_text("held out one\nheld out two\n")
-    src = HFSource(type="hf", name="text", data_files={"train": [str(tmp_path / "train.txt")],
-                                                       "test": [str(tmp_path / "test.txt")]})
+    src = HFSource(
+        type="hf",
+        name="text",
+        data_files={"train": [str(tmp_path / "train.txt")], "test": [str(tmp_path / "test.txt")]},
+    )
     docs = load_documents(src, 0.1, 0.1)
     assert docs["test"] == ["held out one", "held out two"]
     assert len(docs["validation"]) == 5 and len(docs["train"]) == 45
 
 
-@pytest.mark.parametrize("spec, vocab", [(BPETokenizer(type="bpe", vocab_size=300), 300),
-                                         (ByteTokenizer(type="bytes"), 257)])
+@pytest.mark.parametrize(
+    "spec, vocab", [(BPETokenizer(type="bpe", vocab_size=300), 300), (ByteTokenizer(type="bytes"), 257)]
+)
 def test_tokenizers_round_trip(spec, vocab):
     docs = kjv_chapters()[:30]
     tok = build_tokenizer(spec, docs)
@@ -81,12 +86,16 @@ def test_tokenizers_round_trip(spec, vocab):
 
 
 def test_missing_hub_dataset_is_one_clear_line(tmp_path: Path):
-    body = {**TINY, "data": {**TINY["data"], "source": {"type": "hf", "name": "wikitext", "config": "wikitext-2-raw-v1"}}}
+    body = {
+        **TINY,
+        "data": {**TINY["data"], "source": {"type": "hf", "name": "wikitext", "config": "wikitext-2-raw-v1"}},
+    }
     write_experiment(tmp_path, "hubonly", body)
     env = pipeline_env(HF_HOME=str(tmp_path / "empty-cache"))
     assert subprocess.run(pipeline_cmd("resolve", "hubonly"), cwd=tmp_path, env=env).returncode == 0
-    proc = subprocess.run(pipeline_cmd("prepare", "runs/hubonly"), cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        pipeline_cmd("prepare", "runs/hubonly"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: data.source: dataset hf:wikitext/wikitext-2-raw-v1")
@@ -94,10 +103,13 @@ def test_missing_hub_dataset_is_one_clear_line(tmp_path: Path):
     assert not (tmp_path / "runs" / "hubonly" / "prepared").exists()
 
 
-@pytest.mark.skipif(not (SHARED / "data" / "wikitext-2" / "valid.txt").is_file(),
-                    reason="needs ../shared/data/wikitext-2 (developer machines only)")
+@pytest.mark.skipif(
+    not (SHARED / "data" / "wikitext-2" / "valid.txt").is_file(),
+    reason="needs ../shared/data/wikitext-2 (developer machines only)",
+)
 def test_wikitext2_local_files():
-    src = FilesSource(type="files", train=[SHARED / "data/wikitext-2/valid.txt"],
-                      test=[SHARED / "data/wikitext-2/test.txt"])
+    src = FilesSource(
+        type="files", train=[SHARED / "data/wikitext-2/valid.txt"], test=[SHARED / "data/wikitext-2/test.txt"]
+    )
     docs = load_documents(src, 0.05, 0.05)
     assert len(docs["train"]) > 1000 and len(docs["test"]) > 1000 and docs["validation"]

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, pipeline_cmd, pipeline_env, write_experiment
 
 pytestmark = pytest.mark.slow
@@ -24,8 +23,9 @@ def metrics(run_dir: Path) -> list[dict]:
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path):
     write_experiment(tmp_path, "one", {**TINY, "train": {**TINY["train"], "batch_size": 4}})
-    write_experiment(tmp_path, "two", {**TINY, "train": {**TINY["train"], "batch_size": 2},
-                                       "hpc": {"gpus_per_node": 2}})
+    write_experiment(
+        tmp_path, "two", {**TINY, "train": {**TINY["train"], "batch_size": 2}, "hpc": {"gpus_per_node": 2}}
+    )
     env = pipeline_env()
     for name in ("one", "two"):
         for args in (("resolve", name), ("prepare", f"runs/{name}")):
@@ -33,9 +33,24 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path):
     single = subprocess.run(pipeline_cmd("train", "runs/one"), cwd=tmp_path, env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-2000:]
     # What the Makefile runs when hpc.nodes x hpc.gpus_per_node > 1 (standalone rendezvous on one node).
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "pipeline", "train", "runs/two"], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=600)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "pipeline",
+            "train",
+            "runs/two",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one, two = metrics(tmp_path / "runs" / "one"), metrics(tmp_path / "runs" / "two")
     assert [m["step"] for m in one] == [m["step"] for m in two]
@@ -47,14 +62,29 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path):
     assert done["world_size"] == 2 and done["tokens_per_step"] == 4 * 32
     # only rank 0 wrote: one metrics line per log step, one set of checkpoints
     assert len(two) == 6 and sorted(p.name for p in (tmp_path / "runs" / "two" / "checkpoints").iterdir()) == [
-        "0000000010", "0000000012"]
+        "0000000010",
+        "0000000012",
+    ]
 
 
 def test_make_launches_torchrun_for_several_processes(tmp_path: Path):
     from conftest import REPO
 
-    proc = subprocess.run(["make", "-n", "-C", str(REPO), "_train", "EXP=ddp_probe", "TRAIN_NPROC=4",
-                           "TRAIN_NNODES=2", f"PY={sys.executable}"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "make",
+            "-n",
+            "-C",
+            str(REPO),
+            "_train",
+            "EXP=ddp_probe",
+            "TRAIN_NPROC=4",
+            "TRAIN_NNODES=2",
+            f"PY={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     line = next(line for line in proc.stdout.splitlines() if "pipeline train" in line)
     assert line.startswith("srun --ntasks-per-node=1")

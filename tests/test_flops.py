@@ -16,16 +16,27 @@ def llama_non_embedding_by_hand(dim: int, layers: int, heads: int, kv_heads: int
     """Weights of a Llama decoder, counted from the architecture (no biases anywhere)."""
     kv_dim = kv_heads * (dim // heads)
     attention = dim * dim + dim * kv_dim + dim * kv_dim + dim * dim  # q, k, v, o projections
-    mlp = dim * ffn + dim * ffn + ffn * dim                           # gate, up, down
-    norms = dim + dim                                                 # RMSNorm before attention and before MLP
-    return layers * (attention + mlp + norms) + dim                   # + the final RMSNorm
+    mlp = dim * ffn + dim * ffn + ffn * dim  # gate, up, down
+    norms = dim + dim  # RMSNorm before attention and before MLP
+    return layers * (attention + mlp + norms) + dim  # + the final RMSNorm
 
 
 @pytest.mark.parametrize("kv_heads,tie", [(4, True), (2, True), (4, False)])
 def test_flops_per_token_matches_a_hand_count_of_a_built_llama(kv_heads: int, tie: bool):
     dim, layers, heads, ffn, vocab, seq = 64, 2, 4, 192, 300, 32
-    model = build_model(ModelConfig(arch="llama", dim=dim, layers=layers, heads=heads, kv_heads=kv_heads,
-                                    ffn_dim=ffn, max_seq_len=seq, tie_embeddings=tie), vocab_size=vocab)
+    model = build_model(
+        ModelConfig(
+            arch="llama",
+            dim=dim,
+            layers=layers,
+            heads=heads,
+            kv_heads=kv_heads,
+            ffn_dim=ffn,
+            max_seq_len=seq,
+            tie_embeddings=tie,
+        ),
+        vocab_size=vocab,
+    )
     n = llama_non_embedding_by_hand(dim, layers, heads, kv_heads, ffn)
     expected = 6 * n + 12 * layers * dim * seq
     assert flops_per_token(model, layers, dim, seq) == expected
@@ -51,20 +62,23 @@ def test_mfu_is_achieved_over_peak_and_none_without_a_peak():
     assert mfu(achieved, 0.0) is None
 
 
-@pytest.mark.parametrize("name,peak", [
-    ("NVIDIA H100 80GB HBM3", 989.4e12),   # the SXM part's CUDA name
-    ("NVIDIA H100 PCIe", 756e12),
-    ("NVIDIA H100 NVL", 835e12),
-    ("NVIDIA H200", 989.4e12),
-    ("NVIDIA A100-SXM4-80GB", 312e12),
-    ("NVIDIA A10", 125e12),
-    ("NVIDIA L40S", 362.05e12),
-    ("NVIDIA A10G", None),                 # not A10: no datasheet figure
-    ("Tesla V100-SXM2-16GB", None),        # no bf16 tensor cores
-    ("Some Future Accelerator", None),
-    ("cpu", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "name,peak",
+    [
+        ("NVIDIA H100 80GB HBM3", 989.4e12),  # the SXM part's CUDA name
+        ("NVIDIA H100 PCIe", 756e12),
+        ("NVIDIA H100 NVL", 835e12),
+        ("NVIDIA H200", 989.4e12),
+        ("NVIDIA A100-SXM4-80GB", 312e12),
+        ("NVIDIA A10", 125e12),
+        ("NVIDIA L40S", 362.05e12),
+        ("NVIDIA A10G", None),  # not A10: no datasheet figure
+        ("Tesla V100-SXM2-16GB", None),  # no bf16 tensor cores
+        ("Some Future Accelerator", None),
+        ("cpu", None),
+        (None, None),
+    ],
+)
 def test_datasheet_peak_by_device_name(name, peak):
     assert datasheet_peak(name) == peak
 

@@ -9,28 +9,37 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, pipeline_cmd, pipeline_env, write_experiment
 
 pytestmark = pytest.mark.slow
 
-HARNESS = {"tasks": ["labnote_cloze", {"task": "labnote_nextword", "num_fewshot": 2, "limit": 12},
-                     {"task": "labnote_rolling", "limit": 5}],
-           "batch_size": 16}
+HARNESS = {
+    "tasks": [
+        "labnote_cloze",
+        {"task": "labnote_nextword", "num_fewshot": 2, "limit": 12},
+        {"task": "labnote_rolling", "limit": 5},
+    ],
+    "batch_size": 16,
+}
 
 
 def run(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(pipeline_cmd(*args), cwd=project, env=pipeline_env(**env), capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        pipeline_cmd(*args), cwd=project, env=pipeline_env(**env), capture_output=True, text=True, timeout=600
+    )
     return proc
 
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("harness")
-    body = {**TINY, "model": {**TINY["model"], "max_seq_len": 64}, "data": {**TINY["data"], "seq_len": 32},
-            "train": {**TINY["train"], "steps": 4, "checkpoint_every": 4},
-            "eval": {**TINY["eval"], "harness": HARNESS}}
+    body = {
+        **TINY,
+        "model": {**TINY["model"], "max_seq_len": 64},
+        "data": {**TINY["data"], "seq_len": 32},
+        "train": {**TINY["train"], "steps": 4, "checkpoint_every": 4},
+        "eval": {**TINY["eval"], "harness": HARNESS},
+    }
     write_experiment(project, "tiny", body)
     for args in (("resolve", "tiny"), ("prepare", "runs/tiny"), ("train", "runs/tiny"), ("eval", "runs/tiny")):
         proc = run(project, *args)
@@ -51,8 +60,12 @@ def test_normalised_table_equals_lm_eval_numbers(evaluated: Path):
     result = json.loads((evaluated / "eval" / "lm_eval.json").read_text())
     rows = [json.loads(line) for line in (evaluated / "eval" / "tasks.jsonl").read_text().splitlines()]
     assert {(r["task"], r["metric"]) for r in rows} >= {
-        ("labnote_cloze", "acc"), ("labnote_cloze", "acc_norm"), ("labnote_nextword", "exact_match"),
-        ("labnote_rolling", "word_perplexity"), ("labnote_rolling", "bits_per_byte")}
+        ("labnote_cloze", "acc"),
+        ("labnote_cloze", "acc_norm"),
+        ("labnote_nextword", "exact_match"),
+        ("labnote_rolling", "word_perplexity"),
+        ("labnote_rolling", "bits_per_byte"),
+    }
     for r in rows:
         key = f"{r['metric']},{r['filter']}"
         assert r["value"] == result["results"][r["task"]][key]

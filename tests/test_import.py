@@ -10,10 +10,10 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import import_fixtures as fx
-from conftest import REPO, TINY, pipeline_cmd, pipeline_env, write_experiment
+import pytest
+from conftest import TINY, pipeline_cmd, pipeline_env, write_experiment
+
 from pipeline.config.load import load_experiment
 from pipeline.config.resolve import freeze
 from pipeline.errors import UserError
@@ -73,9 +73,14 @@ def test_lingua_dump_numbers_equal_the_source(workdir):
     ours = jsonl(run_dir / "train" / "metrics.jsonl")
     assert [r["step"] for r in ours] == [s["global_step"] for s in source]
     for o, s in zip(ours, source):  # exact equality: copied, not recomputed
-        assert (o["loss"], o["tokens_per_s"], o["grad_norm"], o["lr"], o["mem_peak_gib"], o["flops_per_s"]) == \
-               (s["loss/out"], s["speed/wps"], s["optim/grad_norm"], s["optim/lr"], s["memory/max_active_gib"],
-                s["speed/FLOPS"])
+        assert (o["loss"], o["tokens_per_s"], o["grad_norm"], o["lr"], o["mem_peak_gib"], o["flops_per_s"]) == (
+            s["loss/out"],
+            s["speed/wps"],
+            s["optim/grad_norm"],
+            s["optim/lr"],
+            s["memory/max_active_gib"],
+            s["speed/FLOPS"],
+        )
         assert o["power_w"] == pytest.approx(s["memory/power_draw"] / 1000, rel=1e-12)
     rows = table(report, "Training")
     assert [int(r["step"]) for r in rows] == [s["global_step"] for s in source]
@@ -95,13 +100,14 @@ def test_lingua_checks_incomplete_chance_and_warmup_excluded(workdir):
     wps = [s[4] for s in fx.LINGUA_STEPS]
     steady = wps[1:]  # the 2.16e4 warm-up step is the first after the start
     assert summary_row(report, "Throughput").startswith(
-        f"{sorted(steady)[len(steady) // 2]:,.0f} ({min(steady):,.0f}–{max(steady):,.0f}) tokens/s")
+        f"{sorted(steady)[len(steady) // 2]:,.0f} ({min(steady):,.0f}–{max(steady):,.0f}) tokens/s"
+    )
     assert f"{min(wps):,.0f}" not in summary_row(report, "Throughput").split(",", 1)[0]
     memory = summary_row(report, "Peak device **memory**")
     assert "20% of the device's memory" in memory and "18.62 GiB" in memory
     assert not re.search(r"GPU (utili[sz]ation|使用率)", report)
     tasks = {r["task"]: r for r in table(report, "lm-evaluation-harness")}
-    for task, (metric, value, stderr, n, _choices) in fx.TASKS.items():
+    for task, (_metric, value, stderr, n, _choices) in fx.TASKS.items():
         assert tasks[task]["value"] == format(value, ".4f") and tasks[task]["± stderr"] == format(stderr, ".4f")
         assert tasks[task]["items"] == f"{n:,}"
     assert tasks["piqa"]["chance"] == "0.5000" and tasks["hellaswag"]["chance"] == "0.2500"
@@ -115,7 +121,10 @@ def test_lingua_resumed_run_has_segments(workdir):
     run_dir, report = import_and_render(src, "lingua", "resumed")
     run = load_run(run_dir)
     assert [(s["first_step"], s["last_step"], s["rows"]) for s in run.segments] == [(10, 80, 8), (60, 100, 5)]
-    assert "2 segments" in rules(run_dir)["resumed_run"] and "21 step(s) were trained again" in rules(run_dir)["resumed_run"]
+    assert (
+        "2 segments" in rules(run_dir)["resumed_run"]
+        and "21 step(s) were trained again" in rules(run_dir)["resumed_run"]
+    )
     assert float(run.metrics.set_index("step").loc[60, "loss"]) == 2.95  # the later segment's value
     seg_rows = table(report, "Segments")
     assert [(r["first step"], r["last step"]) for r in seg_rows] == [("10", "80"), ("60", "100")]
@@ -141,8 +150,9 @@ def test_hf_trainer_log_history(workdir):
     history = json.loads((src / "trainer_state.json").read_text())["log_history"]
     train = [h for h in history if "loss" in h]
     ours = jsonl(run_dir / "train" / "metrics.jsonl")
-    assert [(o["step"], o["loss"], o["grad_norm"], o["lr"], o["epoch"]) for o in ours] == \
-           [(h["step"], h["loss"], h["grad_norm"], h["learning_rate"], h["epoch"]) for h in train]
+    assert [(o["step"], o["loss"], o["grad_norm"], o["lr"], o["epoch"]) for o in ours] == [
+        (h["step"], h["loss"], h["grad_norm"], h["learning_rate"], h["epoch"]) for h in train
+    ]
     evals = [h for h in history if "eval_loss" in h]
     assert [v["val_loss"] for v in jsonl(run_dir / "train" / "validation.jsonl")] == [h["eval_loss"] for h in evals]
     assert [r["loss"] for r in table(report, "Validation")] == [format(h["eval_loss"], ".4f") for h in evals]
@@ -169,6 +179,7 @@ def test_lightning_versions_join_as_segments(workdir):
     run = load_run(run_dir)
     assert [(s["first_step"], s["last_step"]) for s in run.segments] == [(0, 149), (100, 399)]
     import csv
+
     with open(logs / "version_1" / "metrics.csv", newline="") as fh:
         source = [r for r in csv.DictReader(fh) if r["train_loss_step"]]
     frame = run.metrics.set_index("step")
@@ -183,9 +194,11 @@ def test_lightning_versions_join_as_segments(workdir):
     assert len(shown) == 25
     for row in shown:
         src = later[int(row["step"])]
-        assert (row["loss"], row["lr"], row["grad norm"]) == (format(float(src["train_loss_step"]), ".4f"),
-                                                            format(float(src["lr-AdamW"]), ".3e"),
-                                                            format(float(src["grad_2.0_norm_total"]), ".4g"))
+        assert (row["loss"], row["lr"], row["grad norm"]) == (
+            format(float(src["train_loss_step"]), ".4f"),
+            format(float(src["lr-AdamW"]), ".3e"),
+            format(float(src["grad_2.0_norm_total"]), ".4g"),
+        )
     assert "unknown" not in report.split("\n")[2] and "399 of 400" in report
     assert "resumed_run" in rules(run_dir) and "planned_steps_unknown" not in rules(run_dir)
 
@@ -218,12 +231,20 @@ def test_lm_eval_results_file(workdir):
 
 
 # --------------------------------------------------------------------------- bad sources
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: p.write_text(p.read_text().replace("}\n", "\n", 3)), r"metrics\.jsonl:1: not valid JSON"),
-    (lambda p: p.write_text(p.read_text().replace('"global_step": 30', '"step": 30')), r"metrics\.jsonl:3: no 'global_step'"),
-    (lambda p: p.write_text(p.read_text().replace('"loss/out": 3.2732', '"loss/out": "n/a"')),
-     r"metrics\.jsonl:4: loss/out: expected a number, got 'n/a'"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_text(p.read_text().replace("}\n", "\n", 3)), r"metrics\.jsonl:1: not valid JSON"),
+        (
+            lambda p: p.write_text(p.read_text().replace('"global_step": 30', '"step": 30')),
+            r"metrics\.jsonl:3: no 'global_step'",
+        ),
+        (
+            lambda p: p.write_text(p.read_text().replace('"loss/out": 3.2732', '"loss/out": "n/a"')),
+            r"metrics\.jsonl:4: loss/out: expected a number, got 'n/a'",
+        ),
+    ],
+)
 def test_malformed_lingua_names_file_and_line(workdir, damage, message):
     src = fx.lingua_dump(workdir / "out")
     damage(src / "metrics.jsonl")
@@ -249,7 +270,9 @@ def test_malformed_hf_and_csv_name_the_line(workdir):
     state.write_text(json.dumps(data, indent=2, sort_keys=True))
     line = next(i for i, ln in enumerate(state.read_text().splitlines(), 1) if '"NaN?"' in ln)
     entry_start = max(i for i, ln in enumerate(state.read_text().splitlines()[:line], 1) if ln.strip() == "{")
-    with pytest.raises(SourceError, match=rf"trainer_state\.json:{entry_start}: log_history\[4\]: loss: expected a number, got 'NaN\?'"):
+    with pytest.raises(
+        SourceError, match=rf"trainer_state\.json:{entry_start}: log_history\[4\]: loss: expected a number, got 'NaN\?'"
+    ):
         run_import(src, "hf-trainer", "bad_hf")
     v0 = fx.lightning_version(workdir / "v0", range(0, 10))
     lines = (v0 / "metrics.csv").read_text().splitlines()
@@ -265,8 +288,13 @@ def test_malformed_hf_and_csv_name_the_line(workdir):
 def test_cli_error_is_one_line_exit_2(tmp_path):
     src = fx.lingua_dump(tmp_path / "out")
     (src / "metrics.jsonl").write_text('{"global_step": 10}\nnot json\n{"global_step": 30}\n')
-    proc = subprocess.run(pipeline_cmd("import", str(src), "--from", "lingua", "--exp", "x"), cwd=tmp_path,
-                          env=pipeline_env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        pipeline_cmd("import", str(src), "--from", "lingua", "--exp", "x"),
+        cwd=tmp_path,
+        env=pipeline_env(),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"error: {src}/metrics.jsonl:2: not valid JSON (Expecting value)"
     assert not (tmp_path / "runs").exists()
@@ -298,15 +326,16 @@ def test_reimport_replaces_an_imported_run(workdir):
 def test_imported_run_has_no_stages_to_run(workdir):
     run_dir = run_import(fx.lingua_dump(workdir / "out"), "lingua", "imp")
     freeze(load_experiment("imp"), RunDir(run_dir))
-    proc = subprocess.run(pipeline_cmd("train", str(run_dir)), cwd=workdir, env=pipeline_env(), capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        pipeline_cmd("train", str(run_dir)), cwd=workdir, env=pipeline_env(), capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "imported from lingua" in proc.stderr and "only `make report`" in proc.stderr
 
 
 @pytest.mark.slow
 def test_make_import_then_make_report(tmp_path):
-    from test_make import make  # same Make invocation as the stage tests (PY=, no venv)
     from conftest import project_copy
+    from test_make import make  # same Make invocation as the stage tests (PY=, no venv)
 
     root = project_copy(tmp_path / "repo")
     src = fx.lingua_dump(tmp_path / "lingua_out")

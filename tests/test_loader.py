@@ -22,9 +22,19 @@ TORN_LOSS = 1.23456789
 
 
 def metric(step: int, loss) -> dict:
-    return {"step": step, "epoch": step / 100, "loss": loss, "grad_norm": 0.8, "lr": 1e-3, "tokens": step * 256,
-            "tokens_per_s": 5000.0 + step, "step_time_s": 0.05, "data_time_s": 0.001, "mem_peak_gib": 0.2,
-            "time_utc": "2026-01-01T00:00:00+00:00"}
+    return {
+        "step": step,
+        "epoch": step / 100,
+        "loss": loss,
+        "grad_norm": 0.8,
+        "lr": 1e-3,
+        "tokens": step * 256,
+        "tokens_per_s": 5000.0 + step,
+        "step_time_s": 0.05,
+        "data_time_s": 0.001,
+        "mem_peak_gib": 0.2,
+        "time_utc": "2026-01-01T00:00:00+00:00",
+    }
 
 
 def jsonl(records: list[dict]) -> str:
@@ -35,28 +45,50 @@ def write_config(run: Path, steps: int = 50, tmp_root: Path | None = None) -> No
     """A real resolved config: an Experiment loaded from YAML and dumped the way `resolve` does."""
     exp_dir = (tmp_root or run.parent) / "experiments"
     exp_dir.mkdir(parents=True, exist_ok=True)
-    (exp_dir / "tiny.yaml").write_text(yaml.safe_dump({
-        "model": {"dim": 32, "layers": 1, "heads": 2, "max_seq_len": 32},
-        "data": {"source": {"type": "builtin", "name": "kjv"}, "seq_len": 32},
-        "train": {"steps": steps, "log_every": 10, "eval_every": 25},
-        "report": {"title": "Tiny damaged run"}}))
+    (exp_dir / "tiny.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": {"dim": 32, "layers": 1, "heads": 2, "max_seq_len": 32},
+                "data": {"source": {"type": "builtin", "name": "kjv"}, "seq_len": 32},
+                "train": {"steps": steps, "log_every": 10, "eval_every": 25},
+                "report": {"title": "Tiny damaged run"},
+            }
+        )
+    )
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(to_yaml(load_experiment("tiny", root=exp_dir)), encoding="utf-8")
 
 
 def write_provenance(run: Path) -> None:
-    (run / "provenance.json").write_text(json.dumps({
-        "stages": {"train": {"duration_s": 12.5}}, "experiment": "tiny", "config_hash": "ab" * 32,
-        "host": "testhost", "git": {"commit": "0123456789abcdef", "dirty": False, "diff_sha256": None},
-        "versions": {"python": "3.11", "torch": "x", "transformers": "y", "datasets": "z"},
-        "device": {"cpu": "test cpu", "cpu_count": 2, "gpus": [], "torch_threads": 2},
-        "scheduler": {"scheduler": None, "job_id": None}, "container": {"runtime": None, "image": None, "sha256": None},
-    }))
+    (run / "provenance.json").write_text(
+        json.dumps(
+            {
+                "stages": {"train": {"duration_s": 12.5}},
+                "experiment": "tiny",
+                "config_hash": "ab" * 32,
+                "host": "testhost",
+                "git": {"commit": "0123456789abcdef", "dirty": False, "diff_sha256": None},
+                "versions": {"python": "3.11", "torch": "x", "transformers": "y", "datasets": "z"},
+                "device": {"cpu": "test cpu", "cpu_count": 2, "gpus": [], "torch_threads": 2},
+                "scheduler": {"scheduler": None, "job_id": None},
+                "container": {"runtime": None, "image": None, "sha256": None},
+            }
+        )
+    )
     (run / "prepared").mkdir(exist_ok=True)
-    (run / "prepared" / "stats.json").write_text(json.dumps({
-        "source": "builtin:kjv", "tokenizer": "bytes", "vocab_size": 260,
-        "splits": {"train": {"documents": 10, "characters": 5000, "tokens": 5000},
-                   "test": {"documents": 1, "characters": 500, "tokens": 500}}}))
+    (run / "prepared" / "stats.json").write_text(
+        json.dumps(
+            {
+                "source": "builtin:kjv",
+                "tokenizer": "bytes",
+                "vocab_size": 260,
+                "splits": {
+                    "train": {"documents": 10, "characters": 5000, "tokens": 5000},
+                    "test": {"documents": 1, "characters": 500, "tokens": 500},
+                },
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -69,13 +101,35 @@ def damaged_run(tmp_path: Path) -> Path:
     train.mkdir()
     torn = json.dumps(metric(60, TORN_LOSS))[:37]  # cut mid-record, no newline: a kill during write()
     (train / "metrics.jsonl").write_text(jsonl([metric(s, v) for s, v in LOSSES.items()]) + torn)
-    (train / "validation.jsonl").write_text(jsonl([
-        {"step": s, "epoch": s / 100, "val_loss": v, "val_perplexity": math.exp(v), "val_accuracy": 0.2,
-         "val_tokens": 512} for s, v in ((0, 5.6), (25, 4.1), (50, 3.2))]))
-    (train / "DONE").write_text(json.dumps({
-        "status": "completed", "steps_done": 50, "steps_planned": 50, "steps_per_epoch": 100,
-        "tokens_per_step": 256, "parameters": {"total": 1000, "trainable": 1000, "embedding": 400,
-                                               "non_embedding": 600}, "device": "cpu", "world_size": 1}))
+    (train / "validation.jsonl").write_text(
+        jsonl(
+            [
+                {
+                    "step": s,
+                    "epoch": s / 100,
+                    "val_loss": v,
+                    "val_perplexity": math.exp(v),
+                    "val_accuracy": 0.2,
+                    "val_tokens": 512,
+                }
+                for s, v in ((0, 5.6), (25, 4.1), (50, 3.2))
+            ]
+        )
+    )
+    (train / "DONE").write_text(
+        json.dumps(
+            {
+                "status": "completed",
+                "steps_done": 50,
+                "steps_planned": 50,
+                "steps_per_epoch": 100,
+                "tokens_per_step": 256,
+                "parameters": {"total": 1000, "trainable": 1000, "embedding": 400, "non_embedding": 600},
+                "device": "cpu",
+                "world_size": 1,
+            }
+        )
+    )
     return run
 
 
@@ -110,7 +164,8 @@ def test_lines_without_step_are_skipped_and_reported(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "train").mkdir(parents=True)
     (run_dir / "train" / "validation.jsonl").write_text(
-        jsonl([{"step": 0, "val_loss": 5.0}, {"val_loss": 4.0}, {"step": 10, "val_loss": 3.0}]) + "[1, 2]\n")
+        jsonl([{"step": 0, "val_loss": 5.0}, {"val_loss": 4.0}, {"step": 10, "val_loss": 3.0}]) + "[1, 2]\n"
+    )
     run = load_run(run_dir)
     assert run.validation["step"].tolist() == [0, 10]
     assert len(run.problems) == 2
@@ -122,7 +177,8 @@ def test_duplicate_steps_keep_the_last_record(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "train").mkdir(parents=True)
     (run_dir / "train" / "metrics.jsonl").write_text(
-        jsonl([metric(10, 5.0), metric(20, 4.0), metric(20, 3.5), metric(30, 3.0)]))
+        jsonl([metric(10, 5.0), metric(20, 4.0), metric(20, 3.5), metric(30, 3.0)])
+    )
     run = load_run(run_dir)
     assert run.metrics["step"].tolist() == [10, 20, 30]
     assert run.metrics.loc[run.metrics["step"] == 20, "loss"].item() == pytest.approx(3.5)
@@ -132,7 +188,8 @@ def test_nan_and_inf_strings_are_read_as_floats_and_flagged(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "train").mkdir(parents=True)
     (run_dir / "train" / "metrics.jsonl").write_text(
-        jsonl([metric(10, 4.0), metric(20, "nan"), metric(30, "inf"), metric(40, 3.0)]))
+        jsonl([metric(10, 4.0), metric(20, "nan"), metric(30, "inf"), metric(40, 3.0)])
+    )
     (run_dir / "train" / "validation.jsonl").write_text(jsonl([{"step": 20, "val_loss": "-inf"}]))
     run = load_run(run_dir)
     assert run.problems == []
@@ -187,9 +244,9 @@ def test_report_renders_from_a_damaged_run(damaged_run, tmp_path):
     text = out.read_text(encoding="utf-8")
     assert text.startswith("# Tiny damaged run")
     assert "damaged_files" in text and "last line" in text
-    assert f"{LOSSES[50]:.4f}" == "2.7183" and "2.7183" in text      # the last complete step's loss
-    assert f"{LOSSES[10]:.4f} → 2.7183" in text                       # summary: first → last logged
-    assert f"{TORN_LOSS:.4f}" not in text                             # nothing from the torn line
+    assert f"{LOSSES[50]:.4f}" == "2.7183" and "2.7183" in text  # the last complete step's loss
+    assert f"{LOSSES[10]:.4f} → 2.7183" in text  # summary: first → last logged
+    assert f"{TORN_LOSS:.4f}" not in text  # nothing from the torn line
     assert "completed" in text and "50 of 50" in text
     assert (report_dir / "loss.png").is_file() and (report_dir / "loss.png").stat().st_size > 1000
     assert "![loss](loss.png)" in text

@@ -4,14 +4,12 @@ bad input stops before anything in runs/ changes. Runs real stages on a tiny exp
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, pipeline_env, project_copy, write_experiment
 
 pytestmark = pytest.mark.slow
@@ -21,8 +19,9 @@ STAGES = ("prepare", "train", "eval", "report")
 def make(project: Path, *args: str) -> subprocess.CompletedProcess:
     env = pipeline_env()
     env.pop("PYTHONPATH")  # the copy must work on its own
-    return subprocess.run(["make", *args, f"PY={sys.executable}"], cwd=project, env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        ["make", *args, f"PY={sys.executable}"], cwd=project, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def stages_run(proc: subprocess.CompletedProcess) -> list[str]:
@@ -75,12 +74,15 @@ def snapshot(run_dir: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("args, names", [
-    (["EXP=tiny", "SET=train.lr=fast"], "train.lr"),
-    (["EXP=tiny", "SET=model.max_seq_len=16"], "data.seq_len"),
-    (["EXP=tiny", "SET=train.optimizer=sgd"], "train.optimizer"),
-    (["EXP=tinyy"], "experiments/tinyy.yaml"),
-])
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["EXP=tiny", "SET=train.lr=fast"], "train.lr"),
+        (["EXP=tiny", "SET=model.max_seq_len=16"], "data.seq_len"),
+        (["EXP=tiny", "SET=train.optimizer=sgd"], "train.optimizer"),
+        (["EXP=tinyy"], "experiments/tinyy.yaml"),
+    ],
+)
 def test_bad_input_exits_2_and_changes_nothing(project: Path, args: list[str], names: str):
     before = snapshot(project / "runs")
     proc = make(project, "report", *args)

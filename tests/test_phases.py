@@ -7,8 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.report.phases import (EARLY_STOPPED, PLATEAUED, RISING, STILL_IMPROVING, TOO_SHORT, Phase,
-                                    segment, smooth, verdict)
+from pipeline.report.phases import (
+    EARLY_STOPPED,
+    PLATEAUED,
+    RISING,
+    STILL_IMPROVING,
+    TOO_SHORT,
+    Phase,
+    segment,
+    smooth,
+    verdict,
+)
 
 # A found breakpoint may be this far from the true one, as a fraction of the curve's step range
 # (the module docstring states the same). Noise in these curves is 1.5% of the value range.
@@ -126,7 +135,7 @@ def test_improvement_pct_matches_hand_computation():
     first, second = segment(steps, values)
     assert (first.start_step, first.end_step, second.start_step, second.end_step) == (50, 950, 1050, 1950)
     assert (first.start_value, first.end_value) == pytest.approx((3.9, 2.1))
-    assert first.improvement_pct == pytest.approx((3.9 - 2.1) / 3.9 * 100)        # 46.15%
+    assert first.improvement_pct == pytest.approx((3.9 - 2.1) / 3.9 * 100)  # 46.15%
     assert (second.start_value, second.end_value) == pytest.approx((1.975, 1.525))
     assert second.improvement_pct == pytest.approx((1.975 - 1.525) / 1.975 * 100)  # 22.78%
     assert (first.slope, second.slope) == pytest.approx((-2.0, -0.5))
@@ -144,8 +153,8 @@ def test_max_phases_caps_the_count():
 
 def test_fewer_than_min_points_gives_an_empty_list():
     assert segment([], []) == []
-    assert segment([0, 10], [3.0, 2.0]) == []                      # 2 < min_points=3
-    assert len(segment([0, 10, 20], [3.0, 2.0, 1.0])) == 1          # exactly min_points: one phase
+    assert segment([0, 10], [3.0, 2.0]) == []  # 2 < min_points=3
+    assert len(segment([0, 10, 20], [3.0, 2.0, 1.0])) == 1  # exactly min_points: one phase
     assert segment([0, 10, 20, 30], [3.0, 2.0, 1.0, 0.5], min_points=5) == []
     assert verdict([0, 10], [3.0, 2.0]) == TOO_SHORT
 
@@ -203,8 +212,9 @@ def test_smooth_ema_lags_and_reduces_noise():
     assert np.std(out[100:]) < 0.5 * np.std(values[100:])
     ramp = smooth(np.r_[np.zeros(10), np.ones(10)], 5, method="ema")
     assert 0 < ramp[10] < 1 and ramp[-1] > 0.9
-    np.testing.assert_allclose(smooth([0.0, 1.0, 1.0, np.nan, 1.0], 3, method="ema"),
-                               [0.0, 0.5, 0.75, np.nan, 0.875])  # alpha = 2 / (3 + 1); NaN skipped
+    np.testing.assert_allclose(
+        smooth([0.0, 1.0, 1.0, np.nan, 1.0], 3, method="ema"), [0.0, 0.5, 0.75, np.nan, 0.875]
+    )  # alpha = 2 / (3 + 1); NaN skipped
     np.testing.assert_array_equal(smooth(values, 1, method="ema"), values)
     with pytest.raises(ValueError):
         smooth(values, 0)

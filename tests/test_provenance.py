@@ -10,16 +10,28 @@ from pipeline.rundir import RunDir
 
 
 def test_secret_looking_variables_are_never_recorded():
-    env = {"WANDB_API_KEY": "0123abcd", "HF_TOKEN": "hf_xxx", "HF_HOME": "/data/hf", "SLURM_JOB_ID": "42",
-           "AWS_SECRET_ACCESS_KEY": "s", "MY_PASSWORD": "p", "HOME": "/root", "NCCL_DEBUG": "INFO",
-           "GITHUB_TOKEN": "t", "PJM_JOBID": "7"}
+    env = {
+        "WANDB_API_KEY": "0123abcd",
+        "HF_TOKEN": "hf_xxx",
+        "HF_HOME": "/data/hf",
+        "SLURM_JOB_ID": "42",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "MY_PASSWORD": "p",
+        "HOME": "/root",
+        "NCCL_DEBUG": "INFO",
+        "GITHUB_TOKEN": "t",
+        "PJM_JOBID": "7",
+    }
     kept = safe_environment(env)
     assert kept == {"HF_HOME": "/data/hf", "NCCL_DEBUG": "INFO", "PJM_JOBID": "7", "SLURM_JOB_ID": "42"}
 
 
 def test_scheduler_and_container_are_read_from_the_environment():
     assert scheduler_info({"SLURM_JOB_ID": "3849979", "SLURM_JOB_NODELIST": "b0031"}) == {
-        "scheduler": "slurm", "job_id": "3849979", "nodes": "b0031"}
+        "scheduler": "slurm",
+        "job_id": "3849979",
+        "nodes": "b0031",
+    }
     assert scheduler_info({"PJM_JOBID": "3849979"}) == {"scheduler": "pjm", "job_id": "3849979"}
     assert scheduler_info({})["scheduler"] is None
     info = container_info({"APPTAINER_CONTAINER": "/scratch/labnote.sif", "LABNOTE_IMAGE_SHA256": "ab" * 32})

@@ -16,8 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, write_experiment
+
 from pipeline.bench.sweep import summarise
 from pipeline.config.load import load_experiment
 from pipeline.config.resolve import config_hash, load_resolved, to_yaml
@@ -26,38 +26,88 @@ from pipeline.report.loader import load_run
 from pipeline.report.render import render
 
 STEPS, LOG_EVERY, EVAL_EVERY = 120, 4, 40  # 30 metric lines (more than max_table_rows: the table is thinned)
-TOKENS_PER_STEP = 4 * 32                    # TINY: batch 4 × seq_len 32
+TOKENS_PER_STEP = 4 * 32  # TINY: batch 4 × seq_len 32
 
 BENCH = {
-    "workload": "train", "seq_len": 32, "steps": 5, "warmup_steps": 2, "repeats": 2, "baseline": "fp32",
-    "fixed": {"precision": "fp32", "attn_implementation": "sdpa", "finetune": "full", "lora_r": 8, "grad_accum": 1,
-              "batch_size": 4, "compile": False, "num_workers": 0, "use_cache": True, "gradient_checkpointing": False},
-    "variants": [{"name": "fp32"}, {"name": "bf16", "precision": "bf16"},
-                 {"name": "lora", "precision": "bf16", "finetune": "lora"},
-                 {"name": "torch-compile", "compile": True},  # resolved compile=False: a resolved_mismatch error
-                 {"name": "fa2", "attn_implementation": "flash_attention_2"},  # skipped
-                 {"name": "broken", "grad_accum": 2}],  # failed
+    "workload": "train",
+    "seq_len": 32,
+    "steps": 5,
+    "warmup_steps": 2,
+    "repeats": 2,
+    "baseline": "fp32",
+    "fixed": {
+        "precision": "fp32",
+        "attn_implementation": "sdpa",
+        "finetune": "full",
+        "lora_r": 8,
+        "grad_accum": 1,
+        "batch_size": 4,
+        "compile": False,
+        "num_workers": 0,
+        "use_cache": True,
+        "gradient_checkpointing": False,
+    },
+    "variants": [
+        {"name": "fp32"},
+        {"name": "bf16", "precision": "bf16"},
+        {"name": "lora", "precision": "bf16", "finetune": "lora"},
+        {"name": "torch-compile", "compile": True},  # resolved compile=False: a resolved_mismatch error
+        {"name": "fa2", "attn_implementation": "flash_attention_2"},  # skipped
+        {"name": "broken", "grad_accum": 2},
+    ],  # failed
 }
 
 EXPERIMENT = {
     **TINY,
     "train": {**TINY["train"], "steps": STEPS, "log_every": LOG_EVERY, "eval_every": EVAL_EVERY},
-    "eval": {**TINY["eval"], "harness": {"tasks": ["labnote_cloze", {"task": "labnote_nextword", "num_fewshot": 3,
-                                                                     "limit": 100}, "labnote_rolling"],
-                                         "batch_size": 32}},
+    "eval": {
+        **TINY["eval"],
+        "harness": {
+            "tasks": ["labnote_cloze", {"task": "labnote_nextword", "num_fewshot": 3, "limit": 100}, "labnote_rolling"],
+            "batch_size": 32,
+        },
+    },
     "stages": ["prepare", "train", "eval", "bench"],
     "bench": BENCH,
     "report": {"title": "Tiny run with every section"},
 }
 
-EN_HEADINGS = ["## Summary", "## Checks", "## Environment", "## Model", "## Data", "## Hyperparameters",
-               "## Training", "## Validation", "## Perplexity", "## lm-evaluation-harness", "## Benchmark sweep",
-               "## Artifacts", "## Reproduce"]
-JA_HEADINGS = ["## 実行概要", "## チェック", "## 実行環境", "## モデル構成", "## データ", "## ハイパーパラメータ",
-               "## 学習結果", "## 検証", "## 評価結果: パープレキシティ", "## 評価結果: lm-evaluation-harness",
-               "## ベンチマーク結果", "## 保存ファイル", "## 再現手順"]
-STATUS = {"completed": ("✅ completed", "✅ 完了"), "partial": ("⚠️ partial", "⚠️ 部分的（未完了）"),
-          "failed": ("❌ failed", "❌ 失敗"), "not started": ("⏸ not started", "⏸ 未実行")}
+EN_HEADINGS = [
+    "## Summary",
+    "## Checks",
+    "## Environment",
+    "## Model",
+    "## Data",
+    "## Hyperparameters",
+    "## Training",
+    "## Validation",
+    "## Perplexity",
+    "## lm-evaluation-harness",
+    "## Benchmark sweep",
+    "## Artifacts",
+    "## Reproduce",
+]
+JA_HEADINGS = [
+    "## 実行概要",
+    "## チェック",
+    "## 実行環境",
+    "## モデル構成",
+    "## データ",
+    "## ハイパーパラメータ",
+    "## 学習結果",
+    "## 検証",
+    "## 評価結果: パープレキシティ",
+    "## 評価結果: lm-evaluation-harness",
+    "## ベンチマーク結果",
+    "## 保存ファイル",
+    "## 再現手順",
+]
+STATUS = {
+    "completed": ("✅ completed", "✅ 完了"),
+    "partial": ("⚠️ partial", "⚠️ 部分的（未完了）"),
+    "failed": ("❌ failed", "❌ 失敗"),
+    "not started": ("⏸ not started", "⏸ 未実行"),
+}
 
 # A number as the filters print it: -1,234.5678 / +0.0123 / 1.23e-04 / 45% / 300. Digits inside identifiers
 # (float32, sha256, p90, hex hashes) are not numbers; a comma is a thousands separator only before 3 digits.
@@ -84,53 +134,105 @@ def _lr(step: int, peak: float, warmup: int = 2, min_ratio: float = 0.1) -> floa
 
 
 FLOPS_PER_TOKEN = 4_718_592
-PEAK = {"flops_per_s": 1.675e11, "dtype": "float32", "device": "cpu", "datasheet_flops_per_s": None,
-        "datasheet_dtype": None}
+PEAK = {
+    "flops_per_s": 1.675e11,
+    "dtype": "float32",
+    "device": "cpu",
+    "datasheet_flops_per_s": None,
+    "datasheet_dtype": None,
+}
 
 
 def metric_line(step: int, scale: float = 1.0, peak_lr: float = 3e-3) -> dict:
     loss = 2.1 + scale * 3.6 * math.exp(-step / 45) + 0.03 * math.sin(step)
     tps = 9000.0 + 400.0 * math.sin(step / 7) + (0.0 if step > LOG_EVERY else -3500.0)  # first interval: start-up
-    return {"step": step, "epoch": step / 100, "loss": loss, "grad_norm": 1.6 / (1 + step / 30),
-            "lr": _lr(step, peak_lr), "tokens": step * TOKENS_PER_STEP, "tokens_per_s": tps,
-            "step_time_s": TOKENS_PER_STEP / tps, "data_time_s": 0.00041, "mem_peak_gib": 0.4123 + step * 1e-5,
-            "flops_per_token": FLOPS_PER_TOKEN, "flops_per_s": FLOPS_PER_TOKEN * tps,
-            "mfu": FLOPS_PER_TOKEN * tps / PEAK["flops_per_s"], "mfu_datasheet": None,
-            "time_utc": f"2026-11-23T10:{step // 60:02d}:{step % 60:02d}+00:00"}
+    return {
+        "step": step,
+        "epoch": step / 100,
+        "loss": loss,
+        "grad_norm": 1.6 / (1 + step / 30),
+        "lr": _lr(step, peak_lr),
+        "tokens": step * TOKENS_PER_STEP,
+        "tokens_per_s": tps,
+        "step_time_s": TOKENS_PER_STEP / tps,
+        "data_time_s": 0.00041,
+        "mem_peak_gib": 0.4123 + step * 1e-5,
+        "flops_per_token": FLOPS_PER_TOKEN,
+        "flops_per_s": FLOPS_PER_TOKEN * tps,
+        "mfu": FLOPS_PER_TOKEN * tps / PEAK["flops_per_s"],
+        "mfu_datasheet": None,
+        "time_utc": f"2026-11-23T10:{step // 60:02d}:{step % 60:02d}+00:00",
+    }
 
 
 def validation_line(step: int, scale: float = 1.0) -> dict:
     loss = 2.3 + scale * 3.45 * math.exp(-step / 50)
-    return {"step": step, "epoch": step / 100, "val_loss": loss, "val_perplexity": math.exp(loss),
-            "val_accuracy": 0.02 + 0.0015 * step, "val_tokens": 2 * TOKENS_PER_STEP,
-            "time_utc": "2026-11-23T10:05:00+00:00"}
+    return {
+        "step": step,
+        "epoch": step / 100,
+        "val_loss": loss,
+        "val_perplexity": math.exp(loss),
+        "val_accuracy": 0.02 + 0.0015 * step,
+        "val_tokens": 2 * TOKENS_PER_STEP,
+        "time_utc": "2026-11-23T10:05:00+00:00",
+    }
 
 
 def bench_rows() -> list[dict]:
     """results.jsonl rows as a sweep writes them (two repeats per variant that ran)."""
-    measured = {"fp32": (0.0357, 0.4220, "fp32", None, "full", 49_152),
-                "bf16": (0.2821, 0.4189, "bf16", "bfloat16", "full", 49_152),
-                "lora": (0.5192, 0.4667, "bf16", "bfloat16", "lora", 2_048),
-                "torch-compile": (0.0402, 0.4301, "fp32", None, "full", 49_152)}
+    measured = {
+        "fp32": (0.0357, 0.4220, "fp32", None, "full", 49_152),
+        "bf16": (0.2821, 0.4189, "bf16", "bfloat16", "full", 49_152),
+        "lora": (0.5192, 0.4667, "bf16", "bfloat16", "lora", 2_048),
+        "torch-compile": (0.0402, 0.4301, "fp32", None, "full", 49_152),
+    }
     rows = []
     for name, (t, mem, precision, autocast, finetune, trainable) in measured.items():
         for repeat, jitter in enumerate((0.97, 1.04)):
             step = t * jitter
-            rows.append({
-                "variant": name, "repeat": repeat, "status": "ok", "step_times_s": [step] * 5,
-                "step_time_median_s": step, "step_time_p90_s": step * 1.12, "tokens_per_s": 128 / step,
-                "samples_per_s": 4 / step, "effective_batch": 4, "mem_peak_allocated_gib": mem * jitter ** 0.1,
-                "mem_peak_reserved_gib": None, "energy_j": None, "nvml_process_mem_gib": None,
-                "mem_kind": "cpu_peak_rss",
-                "resolved": {"precision": precision, "attn_implementation": "sdpa", "finetune": finetune,
-                             "compile": False, "gradient_checkpointing": False, "param_dtypes": {"float32": 12},
-                             "autocast_dtype": autocast, "linear_4bit_layers": 0, "trainable_params": trainable,
-                             "total_params": 49_152 + (2_048 if finetune == "lora" else 0)},
-                "mismatches": ["compile: requested True, in effect False"] if name == "torch-compile" else []})
-    rows.append({"variant": "fa2", "repeat": 0, "status": "skipped",
-                 "reason": "flash_attention_2 needs a CUDA GPU; this process runs on cpu"})
-    rows += [{"variant": "broken", "repeat": r, "status": "failed", "error": "RuntimeError: injected fault"}
-             for r in range(2)]
+            rows.append(
+                {
+                    "variant": name,
+                    "repeat": repeat,
+                    "status": "ok",
+                    "step_times_s": [step] * 5,
+                    "step_time_median_s": step,
+                    "step_time_p90_s": step * 1.12,
+                    "tokens_per_s": 128 / step,
+                    "samples_per_s": 4 / step,
+                    "effective_batch": 4,
+                    "mem_peak_allocated_gib": mem * jitter**0.1,
+                    "mem_peak_reserved_gib": None,
+                    "energy_j": None,
+                    "nvml_process_mem_gib": None,
+                    "mem_kind": "cpu_peak_rss",
+                    "resolved": {
+                        "precision": precision,
+                        "attn_implementation": "sdpa",
+                        "finetune": finetune,
+                        "compile": False,
+                        "gradient_checkpointing": False,
+                        "param_dtypes": {"float32": 12},
+                        "autocast_dtype": autocast,
+                        "linear_4bit_layers": 0,
+                        "trainable_params": trainable,
+                        "total_params": 49_152 + (2_048 if finetune == "lora" else 0),
+                    },
+                    "mismatches": ["compile: requested True, in effect False"] if name == "torch-compile" else [],
+                }
+            )
+    rows.append(
+        {
+            "variant": "fa2",
+            "repeat": 0,
+            "status": "skipped",
+            "reason": "flash_attention_2 needs a CUDA GPU; this process runs on cpu",
+        }
+    )
+    rows += [
+        {"variant": "broken", "repeat": r, "status": "failed", "error": "RuntimeError: injected fault"}
+        for r in range(2)
+    ]
     return rows
 
 
@@ -143,21 +245,48 @@ def harness_files(run: Path, step: int) -> None:
         ("labnote_rolling", "bits_per_byte", "none", 2.6931, None, 40, 40, 0, False, None),
         ("labnote_rolling", "word_perplexity", "none", 21456.789, None, 40, 40, 0, False, None),
     ]
-    keys = ["task", "metric", "filter", "value", "stderr", "n", "n_original", "num_fewshot", "higher_is_better",
-            "chance"]
+    keys = [
+        "task",
+        "metric",
+        "filter",
+        "value",
+        "stderr",
+        "n",
+        "n_original",
+        "num_fewshot",
+        "higher_is_better",
+        "chance",
+    ]
     _jsonl(run / "eval" / "tasks.jsonl", [dict(zip(keys, t)) for t in tasks])
-    _json(run / "eval" / "harness_timing.json", {
-        "checkpoint": f"{step:010d}", "step": step, "device": "cpu", "dtype": "float32", "batch_size": 32,
-        "total_s": 5.872, "requests": {"loglikelihood": {"seconds": 2.413, "requests": 1200},
-                                       "loglikelihood_rolling": {"seconds": 0.391, "requests": 40},
-                                       "generate_until": {"seconds": 1.966, "requests": 100}},
-        "items": {"labnote_cloze": 300, "labnote_nextword": 100, "labnote_rolling": 40}})
+    _json(
+        run / "eval" / "harness_timing.json",
+        {
+            "checkpoint": f"{step:010d}",
+            "step": step,
+            "device": "cpu",
+            "dtype": "float32",
+            "batch_size": 32,
+            "total_s": 5.872,
+            "requests": {
+                "loglikelihood": {"seconds": 2.413, "requests": 1200},
+                "loglikelihood_rolling": {"seconds": 0.391, "requests": 40},
+                "generate_until": {"seconds": 1.966, "requests": 100},
+            },
+            "items": {"labnote_cloze": 300, "labnote_nextword": 100, "labnote_rolling": 40},
+        },
+    )
     _json(run / "eval" / "lm_eval.json", {"results": {}, "n-shot": {"labnote_nextword": 3}})
     (run / "eval" / "DONE").write_text("")
 
 
-def build_run(project: Path, name: str = "tiny", body: dict | None = None, *, scale: float = 1.0,
-              commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+def build_run(
+    project: Path,
+    name: str = "tiny",
+    body: dict | None = None,
+    *,
+    scale: float = 1.0,
+    commit: str = "0123456789abcdef0123456789abcdef01234567",
+) -> Path:
     """A finished run of `body` (default EXPERIMENT) with every file the report reads."""
     body = body or EXPERIMENT
     write_experiment(project, name, body)
@@ -166,31 +295,55 @@ def build_run(project: Path, name: str = "tiny", body: dict | None = None, *, sc
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
     chash = config_hash(cfg)
-    _json(run / "resolve.json", {"experiment": name, "extends": None, "overrides": ["train.seed=0"],
-                                 "config_hash": chash})
+    _json(
+        run / "resolve.json", {"experiment": name, "extends": None, "overrides": ["train.seed=0"], "config_hash": chash}
+    )
     peak_lr = cfg.train.lr
 
     # prepare
-    _json(run / "prepared" / "stats.json", {
-        "source": "builtin:kjv", "tokenizer": "bpe", "vocab_size": 300, "eos_token_id": 0, "token_dtype": "uint16",
-        "splits": {"train": {"documents": 48, "characters": 212_345, "tokens": 81_234},
-                   "validation": {"documents": 6, "characters": 26_017, "tokens": 9_871},
-                   "test": {"documents": 6, "characters": 25_430, "tokens": 9_702}}})
+    _json(
+        run / "prepared" / "stats.json",
+        {
+            "source": "builtin:kjv",
+            "tokenizer": "bpe",
+            "vocab_size": 300,
+            "eos_token_id": 0,
+            "token_dtype": "uint16",
+            "splits": {
+                "train": {"documents": 48, "characters": 212_345, "tokens": 81_234},
+                "validation": {"documents": 6, "characters": 26_017, "tokens": 9_871},
+                "test": {"documents": 6, "characters": 25_430, "tokens": 9_702},
+            },
+        },
+    )
     (run / "prepared" / "DONE").write_text("")
 
     # train
     train_hash = "5f" * 32
-    _json(run / "train" / "plan.json", {"steps_planned": STEPS, "steps_per_epoch": 100,
-                                        "tokens_per_step": TOKENS_PER_STEP, "train_hash": train_hash})
-    _jsonl(run / "train" / "metrics.jsonl",
-           [metric_line(s, scale, peak_lr) for s in range(LOG_EVERY, STEPS + 1, LOG_EVERY)])
-    _jsonl(run / "train" / "validation.jsonl",
-           [validation_line(s, scale) for s in range(0, STEPS + 1, EVAL_EVERY)])
-    _json(run / "train" / "DONE", {
-        "status": "completed", "steps_done": STEPS, "steps_planned": STEPS, "steps_per_epoch": 100,
-        "tokens_per_step": TOKENS_PER_STEP, "train_hash": train_hash, "resumed_from": None,
-        "parameters": {"total": 29_312, "trainable": 29_312, "embedding": 9_600, "non_embedding": 19_712},
-        "device": "cpu", "world_size": 1})
+    _json(
+        run / "train" / "plan.json",
+        {"steps_planned": STEPS, "steps_per_epoch": 100, "tokens_per_step": TOKENS_PER_STEP, "train_hash": train_hash},
+    )
+    _jsonl(
+        run / "train" / "metrics.jsonl",
+        [metric_line(s, scale, peak_lr) for s in range(LOG_EVERY, STEPS + 1, LOG_EVERY)],
+    )
+    _jsonl(run / "train" / "validation.jsonl", [validation_line(s, scale) for s in range(0, STEPS + 1, EVAL_EVERY)])
+    _json(
+        run / "train" / "DONE",
+        {
+            "status": "completed",
+            "steps_done": STEPS,
+            "steps_planned": STEPS,
+            "steps_per_epoch": 100,
+            "tokens_per_step": TOKENS_PER_STEP,
+            "train_hash": train_hash,
+            "resumed_from": None,
+            "parameters": {"total": 29_312, "trainable": 29_312, "embedding": 9_600, "non_embedding": 19_712},
+            "device": "cpu",
+            "world_size": 1,
+        },
+    )
     for step in (100, STEPS):
         ckpt = run / "checkpoints" / f"{step:010d}"
         ckpt.mkdir(parents=True)
@@ -198,11 +351,28 @@ def build_run(project: Path, name: str = "tiny", body: dict | None = None, *, sc
         (ckpt / "train_state.pt").write_bytes(b"\0" * 235_121)
 
     # eval
-    _json(run / "eval" / "perplexity.json", {
-        "checkpoint": f"{STEPS:010d}", "step": STEPS, "split": "test", "batch_size": 4, "seq_len": 32,
-        "batches": 4, "valid_batches": 4, "tokens": 508, "dtype": "float32", "device": "cpu",
-        "loss": 2.487654321, "perplexity": math.exp(2.487654321), "accuracy": 0.2047, "nan_count": 0,
-        "inf_count": 0, "eval_time_s": 0.21, "tokens_per_s": 2419.05})
+    _json(
+        run / "eval" / "perplexity.json",
+        {
+            "checkpoint": f"{STEPS:010d}",
+            "step": STEPS,
+            "split": "test",
+            "batch_size": 4,
+            "seq_len": 32,
+            "batches": 4,
+            "valid_batches": 4,
+            "tokens": 508,
+            "dtype": "float32",
+            "device": "cpu",
+            "loss": 2.487654321,
+            "perplexity": math.exp(2.487654321),
+            "accuracy": 0.2047,
+            "nan_count": 0,
+            "inf_count": 0,
+            "eval_time_s": 0.21,
+            "tokens_per_s": 2419.05,
+        },
+    )
     harness_files(run, STEPS)
 
     # bench: summary.json through the sweep's own summarise()
@@ -213,20 +383,40 @@ def build_run(project: Path, name: str = "tiny", body: dict | None = None, *, sc
 
     # provenance: one entry per stage, as record_stage merges them
     stages = {}
-    for stage, start, seconds in (("prepare", "10:00:00", 3.2), ("train", "10:00:04", 41.734),
-                                  ("eval", "10:00:47", 9.881), ("bench", "10:00:58", 63.05)):
-        stages[stage] = {"started_utc": f"2026-11-23T{start}+00:00", "ended_utc": "2026-11-23T10:02:00+00:00",
-                         "duration_s": seconds, "argv": ["-m", "pipeline", stage, f"runs/{name}"],
-                         "host": "node01", "job_id": "3849979", "git_commit": commit}
-    _json(run / "provenance.json", {
-        "stages": stages, "experiment": name, "config_hash": chash, "config_file": "config.yaml",
-        "host": "node01", "user": "tester", "platform": "Linux-6.1-x86_64",
-        "git": {"commit": commit, "dirty": True, "diff_sha256": "9e" * 32},
-        "versions": {"python": "3.11.7", "torch": "2.5.1+cpu", "transformers": "4.46.3", "datasets": "3.1.0"},
-        "device": {"cpu": "AMD EPYC 7763", "cpu_count": 16, "gpus": [], "torch_threads": 16},
-        "scheduler": {"scheduler": "slurm", "job_id": "3849979", "nodes": "node01"},
-        "container": {"runtime": "apptainer", "image": "/shared/labnote.sif", "sha256": "ab12" * 16},
-        "device_peak": PEAK, "env": {}})
+    for stage, start, seconds in (
+        ("prepare", "10:00:00", 3.2),
+        ("train", "10:00:04", 41.734),
+        ("eval", "10:00:47", 9.881),
+        ("bench", "10:00:58", 63.05),
+    ):
+        stages[stage] = {
+            "started_utc": f"2026-11-23T{start}+00:00",
+            "ended_utc": "2026-11-23T10:02:00+00:00",
+            "duration_s": seconds,
+            "argv": ["-m", "pipeline", stage, f"runs/{name}"],
+            "host": "node01",
+            "job_id": "3849979",
+            "git_commit": commit,
+        }
+    _json(
+        run / "provenance.json",
+        {
+            "stages": stages,
+            "experiment": name,
+            "config_hash": chash,
+            "config_file": "config.yaml",
+            "host": "node01",
+            "user": "tester",
+            "platform": "Linux-6.1-x86_64",
+            "git": {"commit": commit, "dirty": True, "diff_sha256": "9e" * 32},
+            "versions": {"python": "3.11.7", "torch": "2.5.1+cpu", "transformers": "4.46.3", "datasets": "3.1.0"},
+            "device": {"cpu": "AMD EPYC 7763", "cpu_count": 16, "gpus": [], "torch_threads": 16},
+            "scheduler": {"scheduler": "slurm", "job_id": "3849979", "nodes": "node01"},
+            "container": {"runtime": "apptainer", "image": "/shared/labnote.sif", "sha256": "ab12" * 16},
+            "device_peak": PEAK,
+            "env": {},
+        },
+    )
     return run
 
 
@@ -249,9 +439,17 @@ def make_state(run: Path, state: str) -> None:
     _jsonl(run / "train" / "validation.jsonl", [validation_line(s) for s in range(0, half, EVAL_EVERY)])
     if state == "failed":
         lines[-1]["loss"] = "nan"  # non-finite values are written as strings
-        _json(run / "train" / "DONE", {"status": "stopped_nonfinite", "steps_done": half, "steps_planned": STEPS,
-                                       "parameters": {"total": 29_312, "trainable": 29_312, "embedding": 9_600,
-                                                      "non_embedding": 19_712}, "device": "cpu", "world_size": 1})
+        _json(
+            run / "train" / "DONE",
+            {
+                "status": "stopped_nonfinite",
+                "steps_done": half,
+                "steps_planned": STEPS,
+                "parameters": {"total": 29_312, "trainable": 29_312, "embedding": 9_600, "non_embedding": 19_712},
+                "device": "cpu",
+                "world_size": 1,
+            },
+        )
     _jsonl(run / "train" / "metrics.jsonl", lines)
 
 
@@ -316,8 +514,20 @@ def test_japanese_wording_and_untranslated_findings(full_run: Path, tmp_path: Pa
     en, ja = render_both(full_run, tmp_path / "reports")
     for heading in EN_HEADINGS + ["## Comparison with"]:
         assert heading not in ja
-    for english in ("**Status:", "| Severity |", "| Host |", "| Steps |", "configured steps", "check(s) failed",
-                    "Not measured", "Resolved settings", "fixed conditions", "(baseline)", "| yes", "| no "):
+    for english in (
+        "**Status:",
+        "| Severity |",
+        "| Host |",
+        "| Steps |",
+        "configured steps",
+        "check(s) failed",
+        "Not measured",
+        "Resolved settings",
+        "fixed conditions",
+        "(baseline)",
+        "| yes",
+        "| no ",
+    ):
         assert english not in ja, english
     assert "**状態: ✅ 完了** — 設定した全 120 ステップ中 120 ステップを実行。エラーのチェックが 1 件あり" in ja
     assert "| 状態 | 完了、120 / 120 ステップ |" in ja
@@ -356,8 +566,13 @@ def test_unfinished_runs_get_the_right_status_word(tmp_path: Path, state: str):
 
 
 def test_comparison_section(tmp_path: Path):
-    build_run(tmp_path, "base", {**EXPERIMENT, "train": {**EXPERIMENT["train"], "lr": 1.5e-3}}, scale=1.1,
-              commit="fedcba9876543210fedcba9876543210fedcba98")
+    build_run(
+        tmp_path,
+        "base",
+        {**EXPERIMENT, "train": {**EXPERIMENT["train"], "lr": 1.5e-3}},
+        scale=1.1,
+        commit="fedcba9876543210fedcba9876543210fedcba98",
+    )
     run_dir = build_run(tmp_path, "tiny", {**EXPERIMENT, "report": {**EXPERIMENT["report"], "compare_to": "base"}})
     en, ja = render_both(run_dir, tmp_path / "reports")
     assert_same_numbers(en, ja)

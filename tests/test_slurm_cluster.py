@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from slurm_cluster import LocalSlurm, SlurmError, port_in_use, process_alive, require_slurm, slurm  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -54,8 +53,15 @@ def test_failing_job_reports_failed_and_its_exit_code(slurm, tmp_path):
 
 
 def test_job_array_runs_every_task(slurm, tmp_path):
-    job = slurm.submit("-a", "0-2", "-o", "slurm-%A_%a.out", "--wrap",
-                       'echo "task $SLURM_ARRAY_TASK_ID" > "task-$SLURM_ARRAY_TASK_ID.txt"', cwd=tmp_path)
+    job = slurm.submit(
+        "-a",
+        "0-2",
+        "-o",
+        "slurm-%A_%a.out",
+        "--wrap",
+        'echo "task $SLURM_ARRAY_TASK_ID" > "task-$SLURM_ARRAY_TASK_ID.txt"',
+        cwd=tmp_path,
+    )
     result = slurm.wait_for_job(job, timeout=90)
     assert result.state == "COMPLETED"
     assert sorted(r["ArrayTaskId"] for r in result.records) == ["0", "1", "2"]

@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from pipeline.tasks import build_tasks
 
 TASKS_DIR = REPO / "pipeline" / "tasks"
@@ -39,7 +39,8 @@ def test_generator_is_deterministic(tmp_path: Path):
     assert sorted(p.name for p in DATA_DIR.glob("*.jsonl")) == sorted(build_tasks.FILES)
     for path in written:
         assert path.read_bytes() == (DATA_DIR / path.name).read_bytes(), (
-            f"{path.name} differs from the committed file: run 'python -m pipeline.tasks.build_tasks'")
+            f"{path.name} differs from the committed file: run 'python -m pipeline.tasks.build_tasks'"
+        )
 
 
 def test_data_files_are_small(data):
@@ -47,7 +48,10 @@ def test_data_files_are_small(data):
 
 
 def test_cloze_items_are_valid(data):
-    for name, n in (("labnote_cloze.jsonl", build_tasks.N_CLOZE), ("labnote_cloze_fewshot.jsonl", build_tasks.N_FEWSHOT)):
+    for name, n in (
+        ("labnote_cloze.jsonl", build_tasks.N_CLOZE),
+        ("labnote_cloze_fewshot.jsonl", build_tasks.N_FEWSHOT),
+    ):
         rows = data[name]
         assert len(rows) == n and len({r["id"] for r in rows}) == n
         for r in rows:
@@ -63,13 +67,15 @@ def test_cloze_items_are_valid(data):
 
 
 def test_nextword_items_are_valid(data):
-    for name, n in (("labnote_nextword.jsonl", build_tasks.N_NEXTWORD),
-                    ("labnote_nextword_fewshot.jsonl", build_tasks.N_FEWSHOT)):
+    for name, n in (
+        ("labnote_nextword.jsonl", build_tasks.N_NEXTWORD),
+        ("labnote_nextword_fewshot.jsonl", build_tasks.N_FEWSHOT),
+    ):
         rows = data[name]
         assert len(rows) == n and len({r["id"] for r in rows}) == n
         for r in rows:
             assert r["prompt"].startswith("Text: ") and r["prompt"].endswith("\nNext word:")
-            words = r["prompt"][len("Text: "):-len("\nNext word:")].split()
+            words = r["prompt"][len("Text: ") : -len("\nNext word:")].split()
             assert len(words) == build_tasks.NEXTWORD_CONTEXT_WORDS
             assert r["target"].startswith(" ") and r["target"][1:].isalpha()  # one word, no punctuation
     test_prompts = {r["prompt"] for r in data["labnote_nextword.jsonl"]}
@@ -120,22 +126,32 @@ def test_harness_runs_all_tasks_on_a_tiny_model(tmp_path, monkeypatch, offline):
     loaded = tm.load(TASK_NAMES)["tasks"]
     loaded["labnote_nextword"].set_config(key="num_fewshot", value=5)  # per-task shots, from its fewshot split
     limit = 10
-    out = lm_eval.simple_evaluate(model="hf", model_args={"pretrained": str(model_dir), "dtype": "float32"},
-                                  tasks=[loaded[name] for name in TASK_NAMES], task_manager=tm,
-                                  batch_size=8, device="cpu", limit=limit)
+    out = lm_eval.simple_evaluate(
+        model="hf",
+        model_args={"pretrained": str(model_dir), "dtype": "float32"},
+        tasks=[loaded[name] for name in TASK_NAMES],
+        task_manager=tm,
+        batch_size=8,
+        device="cpu",
+        limit=limit,
+    )
 
     assert out["max_length"] == 256  # the HF wrapper takes the model's max_position_embeddings
     assert out["n-shot"] == {"labnote_cloze": 0, "labnote_nextword": 5, "labnote_rolling": 0}
     assert {name: out["n-samples"][name]["effective"] for name in TASK_NAMES} == dict.fromkeys(TASK_NAMES, limit)
     res = out["results"]
-    for task, keys in (("labnote_cloze", ("acc,none", "acc_norm,none")),
-                       ("labnote_nextword", ("exact_match,none", "exact_match,first_word"))):
+    for task, keys in (
+        ("labnote_cloze", ("acc,none", "acc_norm,none")),
+        ("labnote_nextword", ("exact_match,none", "exact_match,first_word")),
+    ):
         for key in keys:
             assert 0.0 <= res[task][key] <= 1.0
             stderr = res[task][key.replace(",", "_stderr,")]
             assert math.isfinite(stderr) and stderr >= 0.0
     rolling = res["labnote_rolling"]
-    assert all(math.isfinite(rolling[k]) for k in ("word_perplexity,none", "byte_perplexity,none", "bits_per_byte,none"))
+    assert all(
+        math.isfinite(rolling[k]) for k in ("word_perplexity,none", "byte_perplexity,none", "bits_per_byte,none")
+    )
     assert rolling["word_perplexity,none"] > 1 and rolling["byte_perplexity,none"] > 1
     # an untrained model with a 300-token vocabulary: about log2(300) bits per token, a few bits per byte
     assert 1.0 < rolling["bits_per_byte,none"] < 12.0

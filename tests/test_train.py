@@ -9,16 +9,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
-
 from conftest import pipeline_cmd, pipeline_env
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
 
 
 def run(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(pipeline_cmd(*args), cwd=project, env=pipeline_env(**env), capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        pipeline_cmd(*args), cwd=project, env=pipeline_env(**env), capture_output=True, text=True, timeout=600
+    )
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -57,8 +57,24 @@ def uninterrupted(prepared: Path) -> Path:
 def test_train_writes_the_contract(uninterrupted: Path):
     metrics = lines(uninterrupted / "train" / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [2, 4, 6, 8, 10, 12]
-    expected = {"step", "epoch", "loss", "grad_norm", "lr", "tokens", "tokens_per_s", "step_time_s", "data_time_s",
-                "mem_peak_gib", "segment", "time_utc", "flops_per_token", "flops_per_s", "mfu", "mfu_datasheet"}
+    expected = {
+        "step",
+        "epoch",
+        "loss",
+        "grad_norm",
+        "lr",
+        "tokens",
+        "tokens_per_s",
+        "step_time_s",
+        "data_time_s",
+        "mem_peak_gib",
+        "segment",
+        "time_utc",
+        "flops_per_token",
+        "flops_per_s",
+        "mfu",
+        "mfu_datasheet",
+    }
     assert all(set(m) == expected for m in metrics)
     # FLOP accounting: a constant per token, times the logged rate, over the peak recorded in provenance.
     peak = json.loads((uninterrupted / "provenance.json").read_text())["device_peak"]
@@ -83,7 +99,8 @@ def test_train_writes_the_contract(uninterrupted: Path):
     ckpts = sorted(p.name for p in (uninterrupted / "checkpoints").iterdir())
     assert ckpts == ["0000000010", "0000000012"]
     assert {"config.json", "model.safetensors", "tokenizer.json", "train_state.pt", "config.yaml"} <= {
-        p.name for p in (uninterrupted / "checkpoints" / "0000000012").iterdir()}
+        p.name for p in (uninterrupted / "checkpoints" / "0000000012").iterdir()
+    }
     prov = json.loads((uninterrupted / "provenance.json").read_text())
     assert prov["stages"]["train"]["duration_s"] > 0 and prov["versions"]["torch"]
 

@@ -70,7 +70,8 @@ def build_variant_model(cfg: Experiment, settings: dict, vocab_size: int, device
 
             compute = DTYPES[settings["precision"]] if settings["precision"] != "fp32" else torch.float32
             kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute
+            )
             kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else "cpu"
         model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
     if settings["finetune"] != "qlora":
@@ -82,9 +83,17 @@ def build_variant_model(cfg: Experiment, settings: dict, vocab_size: int, device
 
         if settings["finetune"] == "qlora":
             model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=bool(settings["gradient_checkpointing"]))
-        model = get_peft_model(model, LoraConfig(r=settings["lora_r"], lora_alpha=2 * settings["lora_r"],
-                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+                model, use_gradient_checkpointing=bool(settings["gradient_checkpointing"])
+            )
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=settings["lora_r"],
+                lora_alpha=2 * settings["lora_r"],
+                target_modules="all-linear",
+                task_type="CAUSAL_LM",
+            ),
+        )
     if workload != "train":
         model.eval()
     runner = torch.compile(model) if settings["compile"] else model
@@ -104,13 +113,20 @@ def resolved_settings(model, runner, autocast_dtype: torch.dtype | None, setting
         precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(autocast_dtype, "fp32")
     else:
         precision = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(
-            max(float_dtypes, key=lambda d: dtypes[d]) if float_dtypes else "", "unknown")
+            max(float_dtypes, key=lambda d: dtypes[d]) if float_dtypes else "", "unknown"
+        )
     finetune = "qlora" if n4 else ("lora" if hasattr(model, "peft_config") else "full")
     return {
-        "precision": precision, "attn_implementation": base.config._attn_implementation, "finetune": finetune,
-        "compile": runner is not model, "gradient_checkpointing": bool(getattr(base, "is_gradient_checkpointing", False)),
-        "param_dtypes": dict(dtypes), "autocast_dtype": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
-        "linear_4bit_layers": n4, "trainable_params": trainable, "total_params": total,
+        "precision": precision,
+        "attn_implementation": base.config._attn_implementation,
+        "finetune": finetune,
+        "compile": runner is not model,
+        "gradient_checkpointing": bool(getattr(base, "is_gradient_checkpointing", False)),
+        "param_dtypes": dict(dtypes),
+        "autocast_dtype": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
+        "linear_4bit_layers": n4,
+        "trainable_params": trainable,
+        "total_params": total,
     }
 
 
@@ -118,5 +134,8 @@ MISMATCH_KEYS = ("precision", "attn_implementation", "finetune", "compile", "gra
 
 
 def mismatches(requested: dict, resolved: dict) -> list[str]:
-    return [f"{k}: requested {requested[k]!r}, in effect {resolved[k]!r}"
-            for k in MISMATCH_KEYS if requested.get(k) is not None and requested[k] != resolved.get(k)]
+    return [
+        f"{k}: requested {requested[k]!r}, in effect {resolved[k]!r}"
+        for k in MISMATCH_KEYS
+        if requested.get(k) is not None and requested[k] != resolved.get(k)
+    ]

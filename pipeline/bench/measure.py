@@ -70,26 +70,43 @@ def _nvml_process_mem(nv, handle) -> float | None:
 
 def _step_fn(cfg: Experiment, settings: dict, model, runner, device, vocab: int):
     bc, workload = cfg.bench, cfg.bench.workload
-    autocast = (torch.autocast(device.type, dtype=DTYPES[settings["precision"]])
-                if workload == "train" and settings["precision"] != "fp32" else nullcontext())
+    autocast = (
+        torch.autocast(device.type, dtype=DTYPES[settings["precision"]])
+        if workload == "train" and settings["precision"] != "fp32"
+        else nullcontext()
+    )
     if workload == "generate":
-        prompts = torch.randint(0, vocab, (settings["batch_size"], bc.prompt_len), generator=torch.Generator().manual_seed(0))
+        prompts = torch.randint(
+            0, vocab, (settings["batch_size"], bc.prompt_len), generator=torch.Generator().manual_seed(0)
+        )
         prompts = prompts.to(device)
 
         def step():
             with torch.no_grad():
-                model.generate(input_ids=prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=bc.new_tokens,
-                               min_new_tokens=bc.new_tokens, do_sample=False, use_cache=settings["use_cache"],
-                               pad_token_id=0)
+                model.generate(
+                    input_ids=prompts,
+                    attention_mask=torch.ones_like(prompts),
+                    max_new_tokens=bc.new_tokens,
+                    min_new_tokens=bc.new_tokens,
+                    do_sample=False,
+                    use_cache=settings["use_cache"],
+                    pad_token_id=0,
+                )
+
         return step, autocast, settings["batch_size"] * bc.new_tokens
 
     loader = torch.utils.data.DataLoader(
         SyntheticTokens(vocab, bc.seq_len, settings["batch_size"] * settings["grad_accum"] * 4),
-        batch_size=settings["batch_size"], shuffle=False, num_workers=settings["num_workers"],
-        pin_memory=device.type == "cuda", persistent_workers=settings["num_workers"] > 0)
+        batch_size=settings["batch_size"],
+        shuffle=False,
+        num_workers=settings["num_workers"],
+        pin_memory=device.type == "cuda",
+        persistent_workers=settings["num_workers"] > 0,
+    )
     batches = iter(())
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4) \
-        if workload == "train" else None
+    optimizer = (
+        torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4) if workload == "train" else None
+    )
 
     def next_batch():
         nonlocal batches
@@ -111,6 +128,7 @@ def _step_fn(cfg: Experiment, settings: dict, model, runner, device, vocab: int)
             loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
     tokens = settings["batch_size"] * bc.seq_len * (settings["grad_accum"] if workload == "train" else 1)
     return step, autocast, tokens
 
@@ -142,19 +160,33 @@ def measure(cfg: Experiment, settings: dict, vocab: int) -> dict:
     energy1 = _nvml_energy_mj(nv, handle) if nv else None
     median = statistics.median(times)
     out = {
-        "step_time_median_s": median, "step_time_p90_s": float(np.percentile(times, 90)),
-        "step_time_mean_s": statistics.fmean(times), "measured_s": sum(times), "step_times_s": times,
-        "tokens_per_step": tokens_per_step, "tokens_per_s": tokens_per_step / median,
+        "step_time_median_s": median,
+        "step_time_p90_s": float(np.percentile(times, 90)),
+        "step_time_mean_s": statistics.fmean(times),
+        "measured_s": sum(times),
+        "step_times_s": times,
+        "tokens_per_step": tokens_per_step,
+        "tokens_per_s": tokens_per_step / median,
         "samples_per_s": settings["batch_size"] * (settings["grad_accum"] if bc.workload == "train" else 1) / median,
         "effective_batch": settings["batch_size"] * (settings["grad_accum"] if bc.workload == "train" else 1),
-        "device": str(device), "resolved": resolved, "mismatches": mismatches(settings, resolved),
+        "device": str(device),
+        "resolved": resolved,
+        "mismatches": mismatches(settings, resolved),
     }
     if device.type == "cuda":
-        out.update(mem_peak_allocated_gib=torch.cuda.max_memory_allocated(device) / 2**30,
-                   mem_peak_reserved_gib=torch.cuda.max_memory_reserved(device) / 2**30, mem_kind="cuda_peak_allocated",
-                   nvml_process_mem_gib=_nvml_process_mem(nv, handle) if nv else None,
-                   energy_j=(energy1 - energy0) / 1000 if energy0 is not None and energy1 is not None else None)
+        out.update(
+            mem_peak_allocated_gib=torch.cuda.max_memory_allocated(device) / 2**30,
+            mem_peak_reserved_gib=torch.cuda.max_memory_reserved(device) / 2**30,
+            mem_kind="cuda_peak_allocated",
+            nvml_process_mem_gib=_nvml_process_mem(nv, handle) if nv else None,
+            energy_j=(energy1 - energy0) / 1000 if energy0 is not None and energy1 is not None else None,
+        )
     else:
-        out.update(mem_peak_allocated_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                   mem_peak_reserved_gib=None, mem_kind="cpu_peak_rss", nvml_process_mem_gib=None, energy_j=None)
+        out.update(
+            mem_peak_allocated_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            mem_peak_reserved_gib=None,
+            mem_kind="cpu_peak_rss",
+            nvml_process_mem_gib=None,
+            energy_j=None,
+        )
     return out

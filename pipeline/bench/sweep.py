@@ -54,17 +54,30 @@ def summarise(cfg: Experiment, rows: list[dict]) -> dict:
     for v in bc.expanded():
         mine = [r for r in rows if r["variant"] == v.name]
         ok = [r for r in mine if r["status"] == "ok"]
-        entry = {"requested": bc.settings(v), "repeats": len(mine), "ok": len(ok),
-                 "status": "ok" if ok else (mine[0]["status"] if mine else "missing"),
-                 "errors": sorted({r.get("error") or r.get("reason") for r in mine if r["status"] != "ok"})}
+        entry = {
+            "requested": bc.settings(v),
+            "repeats": len(mine),
+            "ok": len(ok),
+            "status": "ok" if ok else (mine[0]["status"] if mine else "missing"),
+            "errors": sorted({r.get("error") or r.get("reason") for r in mine if r["status"] != "ok"}),
+        }
         if ok:
-            def stat(key):
+
+            def stat(key, ok=ok):
                 vals = [r[key] for r in ok if r.get(key) is not None]
                 if not vals:
                     return None, None
                 return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
-            for key in ("step_time_median_s", "tokens_per_s", "samples_per_s", "mem_peak_allocated_gib",
-                        "mem_peak_reserved_gib", "energy_j", "nvml_process_mem_gib"):
+
+            for key in (
+                "step_time_median_s",
+                "tokens_per_s",
+                "samples_per_s",
+                "mem_peak_allocated_gib",
+                "mem_peak_reserved_gib",
+                "energy_j",
+                "nvml_process_mem_gib",
+            ):
                 entry[key], entry[f"{key}_std"] = stat(key)
             entry["step_time_p90_s"] = max(r["step_time_p90_s"] for r in ok)
             entry["effective_batch"] = ok[0]["effective_batch"]
@@ -74,10 +87,18 @@ def summarise(cfg: Experiment, rows: list[dict]) -> dict:
             mean, std = entry["step_time_median_s"], entry["step_time_median_s_std"]
             entry["spread_pct"] = 100 * std / mean if mean else None
         variants[v.name] = entry
-    return {"workload": bc.workload, "fixed": bc.fixed.model_dump(), "seq_len": bc.seq_len,
-            "prompt_len": bc.prompt_len, "new_tokens": bc.new_tokens, "steps": bc.steps,
-            "warmup_steps": bc.warmup_steps, "repeats": bc.repeats,
-            "baseline": bc.baseline or bc.expanded()[0].name, "variants": variants}
+    return {
+        "workload": bc.workload,
+        "fixed": bc.fixed.model_dump(),
+        "seq_len": bc.seq_len,
+        "prompt_len": bc.prompt_len,
+        "new_tokens": bc.new_tokens,
+        "steps": bc.steps,
+        "warmup_steps": bc.warmup_steps,
+        "repeats": bc.repeats,
+        "baseline": bc.baseline or bc.expanded()[0].name,
+        "variants": variants,
+    }
 
 
 def run_variant(cfg: Experiment, run: RunDir, variant: BenchVariant, on_row=None) -> list[dict]:
@@ -88,8 +109,14 @@ def run_variant(cfg: Experiment, run: RunDir, variant: BenchVariant, on_row=None
         rows.append({"variant": variant.name, "repeat": repeat, **result})
         if on_row:
             on_row(rows)
-        log.info("bench %s #%d: %s", variant.name, repeat, result["status"] if result["status"] != "ok"
-                 else f"{result['tokens_per_s']:.0f} tokens/s, step {result['step_time_median_s'] * 1e3:.1f} ms")
+        log.info(
+            "bench %s #%d: %s",
+            variant.name,
+            repeat,
+            result["status"]
+            if result["status"] != "ok"
+            else f"{result['tokens_per_s']:.0f} tokens/s, step {result['step_time_median_s'] * 1e3:.1f} ms",
+        )
         if result["status"] == "skipped":
             break  # the reason will not change on the next repeat
     return rows
@@ -110,8 +137,14 @@ def run_bench(cfg: Experiment, run_dir: Path) -> Path:
     rows: list[dict] = []
     for variant in cfg.bench.expanded():
         done = list(rows)
-        rows += run_variant(cfg, run, variant, on_row=lambda mine: write_text(
-            out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in done + mine)))
+        rows += run_variant(
+            cfg,
+            run,
+            variant,
+            on_row=lambda mine, done=done: write_text(
+                out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in done + mine)
+            ),
+        )
     return finish(cfg, out, rows)
 
 
@@ -140,8 +173,14 @@ def collect_bench_parts(cfg: Experiment, run_dir: Path) -> Path:
         if path.is_file():
             rows += [json.loads(line) for line in path.read_text().splitlines()]
         else:
-            rows.append({"variant": variant.name, "repeat": 0, "status": "failed",
-                         "error": f"array task {index} wrote no result (killed, timed out or never ran)"})
+            rows.append(
+                {
+                    "variant": variant.name,
+                    "repeat": 0,
+                    "status": "failed",
+                    "error": f"array task {index} wrote no result (killed, timed out or never ran)",
+                }
+            )
     return finish(cfg, run.root / "bench", rows)
 
 

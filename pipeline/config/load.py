@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import difflib
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -121,8 +122,9 @@ def parse_overrides(items: Iterable[str]) -> dict:
     return tree
 
 
-def load_experiment(name: str, overrides: Iterable[str] = (), root: Path = EXPERIMENTS_DIR,
-                    runs: Path = RUNS_DIR) -> Experiment:
+def load_experiment(
+    name: str, overrides: Iterable[str] = (), root: Path = EXPERIMENTS_DIR, runs: Path = RUNS_DIR
+) -> Experiment:
     origin: dict[str, str] = {}
     imported = imported_config_path(name, runs)
     if not (root / f"{name}.yaml").is_file() and imported.is_file():
@@ -152,10 +154,18 @@ def _check_files_exist(exp: Experiment, origin: dict[str, str], default: str) ->
 
 # --------------------------------------------------------------------------- error text
 _TYPE_WORDS = {
-    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
-    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
-    "bool_parsing": "true or false", "string_type": "a string", "dict_type": "a mapping",
-    "model_type": "a mapping", "list_type": "a list", "tuple_type": "a list",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "list_type": "a list",
+    "tuple_type": "a list",
 }
 
 

@@ -62,38 +62,62 @@ def stage_hashes(cfg: Experiment) -> dict[str, str]:
     prepare = digest({"data": data, "fingerprint": data_fingerprint(cfg)})
     train = digest({"prepare": prepare, "model": d["model"], "train": d["train"], "seq_len": cfg.seq_len})
     evaluate = digest({"train": train, "eval": d["eval"]})
-    bench = digest({"prepare": prepare if "prepare" in cfg.active_stages else None, "model": d["model"],
-                    "bench": d["bench"], "device": d["train"]["device"]})
-    report = digest({"eval": evaluate, "bench": bench, "report": d["report"], "name": d["name"],
-                     "description": d["description"], "stages": cfg.active_stages})
+    bench = digest(
+        {
+            "prepare": prepare if "prepare" in cfg.active_stages else None,
+            "model": d["model"],
+            "bench": d["bench"],
+            "device": d["train"]["device"],
+        }
+    )
+    report = digest(
+        {
+            "eval": evaluate,
+            "bench": bench,
+            "report": d["report"],
+            "name": d["name"],
+            "description": d["description"],
+            "stages": cfg.active_stages,
+        }
+    )
     return {"prepare": prepare, "train": train, "eval": evaluate, "bench": bench, "report": report}
 
 
 def make_targets(cfg: Experiment) -> str:
     """Make fragment naming the files the report waits for (the sub-make includes it)."""
-    outputs = {"prepare": "$(RUN)/prepared/DONE", "train": "$(RUN)/train/DONE", "eval": "$(RUN)/eval/DONE",
-               "bench": "$(RUN)/bench/DONE"}
+    outputs = {
+        "prepare": "$(RUN)/prepared/DONE",
+        "train": "$(RUN)/train/DONE",
+        "eval": "$(RUN)/eval/DONE",
+        "bench": "$(RUN)/bench/DONE",
+    }
     stages = cfg.active_stages
     bench_deps = outputs["prepare"] if "prepare" in stages else ""
     hpc = cfg.hpc
     b = cfg.report.compare_to
     compare = f"$(wildcard runs/{b}/train/DONE runs/{b}/eval/DONE runs/{b}/bench/DONE)" if b else ""
     inputs = [outputs[s] for s in stages] + (["$(RUN)/import/import.json"] if cfg.imported else [])
-    return ("# written by `python -m pipeline resolve`; do not edit\n"
-            f"STAGE_OUTPUTS := {' '.join(inputs)}\n"
-            f"BENCH_DEPS := {bench_deps}\n"
-            f"TRAIN_NNODES := {hpc.nodes}\n"
-            f"TRAIN_NPROC := {max(1, hpc.gpus_per_node)}\n"
-            f"RDZV_PORT := {hpc.rdzv_port}\n"
-            # The baseline's outputs, when it has been run: a re-run baseline re-renders this report.
-            f"COMPARE_INPUTS := {compare}\n")
+    return (
+        "# written by `python -m pipeline resolve`; do not edit\n"
+        f"STAGE_OUTPUTS := {' '.join(inputs)}\n"
+        f"BENCH_DEPS := {bench_deps}\n"
+        f"TRAIN_NNODES := {hpc.nodes}\n"
+        f"TRAIN_NPROC := {max(1, hpc.gpus_per_node)}\n"
+        f"RDZV_PORT := {hpc.rdzv_port}\n"
+        # The baseline's outputs, when it has been run: a re-run baseline re-renders this report.
+        f"COMPARE_INPUTS := {compare}\n"
+    )
 
 
 def freeze(cfg: Experiment, run: RunDir, overrides: list[str] | tuple = ()) -> dict[str, bool]:
     """Write config.yaml, resolve.json (how it was made) and the stage stamps; return which stamps changed."""
     write_if_changed(run.config, to_yaml(cfg))
-    how = {"experiment": cfg.name, "extends": cfg.extends, "overrides": list(overrides),
-           "config_hash": config_hash(cfg)}
+    how = {
+        "experiment": cfg.name,
+        "extends": cfg.extends,
+        "overrides": list(overrides),
+        "config_hash": config_hash(cfg),
+    }
     write_if_changed(run.root / "resolve.json", json.dumps(how, indent=2) + "\n")
     write_if_changed(run.root / "stamps" / "targets.mk", make_targets(cfg))
     return {stage: write_if_changed(run.stamp(stage), h + "\n") for stage, h in stage_hashes(cfg).items()}

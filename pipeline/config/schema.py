@@ -8,7 +8,7 @@ Validation is structural (types, ranges, unknown keys); rules that span sections
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,7 +25,8 @@ class Section(BaseModel):
 # --------------------------------------------------------------------------- model
 class ModelConfig(Section):
     arch: Literal["llama", "gpt2", "gpt_neox", "qwen2", "mistral"] = Field(
-        "llama", description="transformers model_type, built with AutoModelForCausalLM.from_config")
+        "llama", description="transformers model_type, built with AutoModelForCausalLM.from_config"
+    )
     dim: PositiveInt = Field(128, description="hidden size")
     layers: PositiveInt = Field(2, description="transformer blocks")
     heads: PositiveInt = Field(4, description="attention heads")
@@ -38,7 +39,7 @@ class ModelConfig(Section):
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] = "sdpa"
 
     @model_validator(mode="after")
-    def _heads_divide_dim(self) -> "ModelConfig":
+    def _heads_divide_dim(self) -> ModelConfig:
         if self.dim % self.heads:
             raise ValueError(f"model.heads: must divide model.dim={self.dim}, got {self.heads}")
         kv = self.kv_heads or self.heads
@@ -51,7 +52,8 @@ class ModelConfig(Section):
 class BuiltinSource(Section):
     type: Literal["builtin"]
     name: Literal["gensim-wiki", "kjv"] = Field(
-        description="text shipped inside a pip package (offline): gensim's Wikipedia sample or the King James Bible")
+        description="text shipped inside a pip package (offline): gensim's Wikipedia sample or the King James Bible"
+    )
 
 
 class HFSource(Section):
@@ -61,7 +63,8 @@ class HFSource(Section):
     text_field: str = "text"
     revision: str | None = None
     data_files: dict[str, list[str]] | None = Field(
-        None, description="split -> local files, for file builders such as name: text / json / parquet")
+        None, description="split -> local files, for file builders such as name: text / json / parquet"
+    )
 
 
 class FilesSource(Section):
@@ -80,7 +83,7 @@ class ImportedSource(Section):
     name: str | None = Field(None, description="dataset as the source's own config names it, if it does")
 
 
-Source = Annotated[Union[BuiltinSource, HFSource, FilesSource, ImportedSource], Field(discriminator="type")]
+Source = Annotated[BuiltinSource | HFSource | FilesSource | ImportedSource, Field(discriminator="type")]
 
 
 class BPETokenizer(Section):
@@ -103,18 +106,23 @@ class ImportedTokenizer(Section):
     name: str | None = Field(None, description="tokenizer as the source's own config names it, if it does")
 
 
-Tokenizer = Annotated[Union[BPETokenizer, PretrainedTokenizer, ByteTokenizer, ImportedTokenizer],
-                      Field(discriminator="type")]
+Tokenizer = Annotated[
+    BPETokenizer | PretrainedTokenizer | ByteTokenizer | ImportedTokenizer, Field(discriminator="type")
+]
 
 
 class DataConfig(Section):
     source: Source
     tokenizer: Tokenizer = Field(default_factory=lambda: ByteTokenizer(type="bytes"))
-    seq_len: PositiveInt | None = Field(None, description="training sequence length (tokens); default model.max_seq_len")
+    seq_len: PositiveInt | None = Field(
+        None, description="training sequence length (tokens); default model.max_seq_len"
+    )
     val_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = Field(
-        0.05, description="share of documents held out when the source has no validation split")
+        0.05, description="share of documents held out when the source has no validation split"
+    )
     test_fraction: Annotated[float, Field(ge=0.0, lt=0.5)] = Field(
-        0.05, description="share of documents held out when the source has no test split")
+        0.05, description="share of documents held out when the source has no test split"
+    )
     max_documents: PositiveInt | None = Field(None, description="use only the first N documents (debug runs)")
 
 
@@ -142,7 +150,7 @@ class TrainConfig(Section):
     stop_on_nonfinite: bool = Field(True, description="stop when the loss becomes NaN/Inf")
 
     @model_validator(mode="after")
-    def _steps_xor_epochs(self) -> "TrainConfig":
+    def _steps_xor_epochs(self) -> TrainConfig:
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("train.steps: give exactly one of train.steps or train.epochs")
         if self.warmup_steps and self.steps and self.warmup_steps >= self.steps:
@@ -163,13 +171,15 @@ class HarnessTask(Section):
     task: str = Field(description="lm-eval task or group name")
     num_fewshot: NonNegInt | None = Field(None, description="default: the task's own")
     limit: Annotated[float, Field(gt=0)] | None = Field(
-        None, description="evaluate only the first N items (N >= 1) or this share of them (N < 1)")
+        None, description="evaluate only the first N items (N >= 1) or this share of them (N < 1)"
+    )
 
 
 class HarnessConfig(Section):
-    tasks: list[Union[str, HarnessTask]] = Field(
-        default_factory=list, description="lm-eval tasks: names or {task, num_fewshot, limit}")
-    batch_size: Union[PositiveInt, Literal["auto"]] = 16
+    tasks: list[str | HarnessTask] = Field(
+        default_factory=list, description="lm-eval tasks: names or {task, num_fewshot, limit}"
+    )
+    batch_size: PositiveInt | Literal["auto"] = 16
     max_batch_size: PositiveInt = 64
     include_path: list[Path] = Field(default_factory=list, description="extra directories of task YAMLs")
     seed: int = 1234
@@ -191,10 +201,12 @@ class BenchSettings(Section):
     """What a variant may change. Unset fields take the sweep's fixed conditions."""
 
     precision: Literal["fp32", "fp16", "bf16"] | None = Field(
-        None, description="train: autocast dtype (weights fp32); forward/generate: weight dtype")
+        None, description="train: autocast dtype (weights fp32); forward/generate: weight dtype"
+    )
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
     finetune: Literal["full", "lora", "qlora"] | None = Field(
-        None, description="lora: peft LoRA on all linear layers; qlora: 4-bit NF4 base (bitsandbytes) + LoRA")
+        None, description="lora: peft LoRA on all linear layers; qlora: 4-bit NF4 base (bitsandbytes) + LoRA"
+    )
     lora_r: PositiveInt | None = None
     grad_accum: PositiveInt | None = None
     batch_size: PositiveInt | None = None
@@ -217,11 +229,24 @@ class BenchConfig(Section):
     steps: PositiveInt = Field(10, description="measured steps per repeat")
     warmup_steps: NonNegInt = Field(3, description="steps run before measuring (compile, allocator, caches)")
     repeats: PositiveInt = Field(3, description="fresh processes per variant")
-    fixed: BenchSettings = Field(default_factory=lambda: BenchSettings(
-        precision="fp32", attn_implementation="sdpa", finetune="full", lora_r=8, grad_accum=1, batch_size=8,
-        compile=False, num_workers=0, use_cache=True, gradient_checkpointing=False))
+    fixed: BenchSettings = Field(
+        default_factory=lambda: BenchSettings(
+            precision="fp32",
+            attn_implementation="sdpa",
+            finetune="full",
+            lora_r=8,
+            grad_accum=1,
+            batch_size=8,
+            compile=False,
+            num_workers=0,
+            use_cache=True,
+            gradient_checkpointing=False,
+        )
+    )
     variants: list[BenchVariant] = Field(default_factory=list)
-    matrix: dict[str, list] = Field(default_factory=dict, description="field -> values; every combination becomes a variant")
+    matrix: dict[str, list] = Field(
+        default_factory=dict, description="field -> values; every combination becomes a variant"
+    )
     baseline: str | None = Field(None, description="variant the ratios are against; default the first")
     timeout_s: PositiveInt = Field(1800, description="per variant process")
 
@@ -300,7 +325,8 @@ class Experiment(Section):
     bench: BenchConfig | None = None
     hpc: HPCConfig = Field(default_factory=HPCConfig)
     stages: list[Literal["prepare", "train", "eval", "bench"]] | None = Field(
-        None, description="stages the report needs; default prepare, train, eval (+ bench when bench: is set)")
+        None, description="stages the report needs; default prepare, train, eval (+ bench when bench: is set)"
+    )
     imported: ImportInfo | None = Field(None, description="written by `make import`; never set by hand")
 
     @property
@@ -312,7 +338,7 @@ class Experiment(Section):
         return ["prepare", "train", "eval"] + (["bench"] if self.bench else [])
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Experiment":
+    def _cross_checks(self) -> Experiment:
         positions = self.model.max_seq_len
         if self.data.seq_len and self.data.seq_len > positions:
             raise ValueError(f"data.seq_len: must be <= model.max_seq_len={positions}, got {self.data.seq_len}")
@@ -327,8 +353,12 @@ class Experiment(Section):
                 raise ValueError("bench.variants: give at least one variant (or a bench.matrix)")
             if self.bench.baseline and self.bench.baseline not in names:
                 raise ValueError(f"bench.baseline: must be one of {names}, got {self.bench.baseline!r}")
-            if "bench" in self.active_stages and "prepare" not in self.active_stages and not self.model.vocab_size \
-                    and not self.bench.pretrained:
+            if (
+                "bench" in self.active_stages
+                and "prepare" not in self.active_stages
+                and not self.model.vocab_size
+                and not self.bench.pretrained
+            ):
                 raise ValueError("model.vocab_size: required when the bench runs without the prepare stage")
             if self.bench.workload != "generate" and self.bench.seq_len > positions:
                 raise ValueError(f"bench.seq_len: must be <= model.max_seq_len={positions}, got {self.bench.seq_len}")
@@ -338,8 +368,9 @@ class Experiment(Section):
             raise ValueError("stages: 'bench' needs a bench: section")
         tok = self.data.tokenizer
         if self.model.vocab_size and isinstance(tok, BPETokenizer) and self.model.vocab_size < tok.vocab_size:
-            raise ValueError(f"model.vocab_size: must be >= data.tokenizer.vocab_size={tok.vocab_size}, "
-                             f"got {self.model.vocab_size}")
+            raise ValueError(
+                f"model.vocab_size: must be >= data.tokenizer.vocab_size={tok.vocab_size}, got {self.model.vocab_size}"
+            )
         return self
 
     @property

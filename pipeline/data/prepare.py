@@ -28,18 +28,28 @@ def run_prepare(cfg: Experiment, run_dir: Path) -> Path:
     if cfg.model.vocab_size and vocab > cfg.model.vocab_size:
         from pipeline.errors import ConfigError
 
-        raise ConfigError(f"model.vocab_size: the tokenizer has {vocab} tokens, more than model.vocab_size="
-                          f"{cfg.model.vocab_size}")
+        raise ConfigError(
+            f"model.vocab_size: the tokenizer has {vocab} tokens, more than model.vocab_size={cfg.model.vocab_size}"
+        )
     dtype = np.uint16 if vocab <= np.iinfo(np.uint16).max else np.uint32
-    stats = {"source": describe(cfg.data.source), "tokenizer": cfg.data.tokenizer.type, "vocab_size": vocab,
-             "eos_token_id": tokenizer.eos_token_id, "token_dtype": np.dtype(dtype).name, "splits": {}}
+    stats = {
+        "source": describe(cfg.data.source),
+        "tokenizer": cfg.data.tokenizer.type,
+        "vocab_size": vocab,
+        "eos_token_id": tokenizer.eos_token_id,
+        "token_dtype": np.dtype(dtype).name,
+        "splits": {},
+    }
     with atomic_dir(run.prepared) as tmp:
         tokenizer.save_pretrained(tmp / "tokenizer")
         for split in SPLITS:
             ids = np.asarray(encode_documents(tokenizer, docs[split]), dtype=dtype)
             np.save(tmp / f"{split}.npy", ids)
-            stats["splits"][split] = {"documents": len(docs[split]), "characters": sum(map(len, docs[split])),
-                                      "tokens": int(ids.size)}
+            stats["splits"][split] = {
+                "documents": len(docs[split]),
+                "characters": sum(map(len, docs[split])),
+                "tokens": int(ids.size),
+            }
             log.info("%s: %d documents, %d tokens", split, len(docs[split]), ids.size)
         write_json(tmp / "stats.json", stats)
         (tmp / "DONE").write_text("ok\n")

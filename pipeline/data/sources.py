@@ -27,8 +27,9 @@ SPLITS = ("train", "validation", "test")
 _WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 
-def load_documents(source, val_fraction: float, test_fraction: float,
-                   max_documents: int | None = None) -> dict[str, list[str]]:
+def load_documents(
+    source, val_fraction: float, test_fraction: float, max_documents: int | None = None
+) -> dict[str, list[str]]:
     if isinstance(source, BuiltinSource):
         docs = {"gensim-wiki": gensim_wiki_articles, "kjv": kjv_chapters}[source.name]()
         splits = holdout_split(docs[:max_documents] if max_documents else docs, val_fraction, test_fraction)
@@ -62,8 +63,11 @@ def holdout_split(docs: list[str], val_fraction: float, test_fraction: float) ->
     if len(docs) < n_val + n_test + 1:
         raise DataError(f"data.source: {len(docs)} documents are too few to hold out validation and test splits")
     pick = lambda idx: [docs[i] for i in sorted(idx)]  # noqa: E731 - keep document order within a split
-    return {"validation": pick(order[:n_val]), "test": pick(order[n_val:n_val + n_test]),
-            "train": pick(order[n_val + n_test:])}
+    return {
+        "validation": pick(order[:n_val]),
+        "test": pick(order[n_val : n_val + n_test]),
+        "train": pick(order[n_val + n_test :]),
+    }
 
 
 def _fill_missing_holdouts(splits, val_fraction, test_fraction):
@@ -138,16 +142,17 @@ def hf_splits(source: HFSource) -> dict[str, list[str]]:
     import datasets
 
     try:
-        dd = datasets.load_dataset(source.name, source.config, revision=source.revision,
-                                   data_files=source.data_files)
+        dd = datasets.load_dataset(source.name, source.config, revision=source.revision, data_files=source.data_files)
     except Exception as exc:  # noqa: BLE001 - datasets raises many types for "not cached"
         raise DataError(missing_dataset_message(source, exc)) from None
     out = {}
     for split in SPLITS:
         if split in dd:
             if source.text_field not in dd[split].column_names:
-                raise DataError(f"data.source.text_field: '{source.text_field}' is not a column of "
-                                f"{describe(source)} (columns: {', '.join(dd[split].column_names)})")
+                raise DataError(
+                    f"data.source.text_field: '{source.text_field}' is not a column of "
+                    f"{describe(source)} (columns: {', '.join(dd[split].column_names)})"
+                )
             out[split] = [t for t in dd[split][source.text_field] if t and t.strip()]
     return out
 
@@ -157,9 +162,11 @@ def missing_dataset_message(source: HFSource, exc: Exception) -> str:
 
     home = os.environ.get("HF_HOME", "~/.cache/huggingface")
     first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-    return (f"data.source: dataset {describe(source)} is not in the local cache (HF_HOME={home}); "
-            f"run 'make data EXP=<exp>' on a machine with internet, or use data.source.type=files "
-            f"[{type(exc).__name__}: {first}]")
+    return (
+        f"data.source: dataset {describe(source)} is not in the local cache (HF_HOME={home}); "
+        f"run 'make data EXP=<exp>' on a machine with internet, or use data.source.type=files "
+        f"[{type(exc).__name__}: {first}]"
+    )
 
 
 # --------------------------------------------------------------------------- files

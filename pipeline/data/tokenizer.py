@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from pipeline.config.schema import BPETokenizer, ByteTokenizer, PretrainedTokenizer
 from pipeline.errors import DataError
@@ -23,8 +23,10 @@ def build_tokenizer(spec, train_docs: Iterable[str]):
         try:
             tok = AutoTokenizer.from_pretrained(spec.path)
         except (OSError, ValueError) as exc:
-            raise DataError(f"data.tokenizer.path: cannot load tokenizer '{spec.path}' offline "
-                            f"({str(exc).splitlines()[0][:120]}); run 'make data EXP=<exp>' or give a local directory") from None
+            raise DataError(
+                f"data.tokenizer.path: cannot load tokenizer '{spec.path}' offline "
+                f"({str(exc).splitlines()[0][:120]}); run 'make data EXP=<exp>' or give a local directory"
+            ) from None
         if tok.eos_token is None:
             tok.add_special_tokens({"eos_token": EOS})
         return tok
@@ -33,9 +35,13 @@ def build_tokenizer(spec, train_docs: Iterable[str]):
     if isinstance(spec, BPETokenizer):
         core = Tokenizer(models.BPE())
         core.pre_tokenizer = byte_level
-        trainer = trainers.BpeTrainer(vocab_size=spec.vocab_size, min_frequency=spec.min_frequency,
-                                      special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                      show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=spec.vocab_size,
+            min_frequency=spec.min_frequency,
+            special_tokens=[EOS],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
         core.train_from_iterator(train_docs, trainer=trainer)
     elif isinstance(spec, ByteTokenizer):
         alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
@@ -46,8 +52,9 @@ def build_tokenizer(spec, train_docs: Iterable[str]):
     else:  # pragma: no cover - the schema admits no other type
         raise DataError(f"data.tokenizer: unsupported type {spec!r}")
     core.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=EOS, bos_token=EOS, pad_token=EOS,
-                                   unk_token=None, model_max_length=1 << 30)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token=EOS, bos_token=EOS, pad_token=EOS, unk_token=None, model_max_length=1 << 30
+    )
 
 
 def encode_documents(tokenizer, docs: list[str], batch: int = 256) -> list[int]:
@@ -55,7 +62,7 @@ def encode_documents(tokenizer, docs: list[str], batch: int = 256) -> list[int]:
     eos = tokenizer.eos_token_id
     out: list[int] = []
     for start in range(0, len(docs), batch):
-        for ids in tokenizer(docs[start:start + batch], add_special_tokens=False)["input_ids"]:
+        for ids in tokenizer(docs[start : start + batch], add_special_tokens=False)["input_ids"]:
             out.extend(ids)
             out.append(eos)
     return out

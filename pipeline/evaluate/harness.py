@@ -54,16 +54,21 @@ def timed_lm_class():
         def loglikelihood(self, requests, *args, **kwargs):
             for r in requests:
                 self.choices[r.task_name][r.doc_id] += 1
-            return self._timed("loglikelihood", lambda q: super(TimedHFLM, self).loglikelihood(q, *args, **kwargs),
-                               requests)
+            return self._timed(
+                "loglikelihood", lambda q: super(TimedHFLM, self).loglikelihood(q, *args, **kwargs), requests
+            )
 
         def loglikelihood_rolling(self, requests, *args, **kwargs):
-            return self._timed("loglikelihood_rolling",
-                               lambda q: super(TimedHFLM, self).loglikelihood_rolling(q, *args, **kwargs), requests)
+            return self._timed(
+                "loglikelihood_rolling",
+                lambda q: super(TimedHFLM, self).loglikelihood_rolling(q, *args, **kwargs),
+                requests,
+            )
 
         def generate_until(self, requests, *args, **kwargs):
-            return self._timed("generate_until", lambda q: super(TimedHFLM, self).generate_until(q, *args, **kwargs),
-                               requests)
+            return self._timed(
+                "generate_until", lambda q: super(TimedHFLM, self).generate_until(q, *args, **kwargs), requests
+            )
 
         def chance_level(self, task: str) -> float | None:
             docs = self.choices.get(task)
@@ -82,8 +87,9 @@ def _sample_count(limit: float, n_docs: int) -> int:
     return min(n_docs, int(limit) if limit >= 1 else math.ceil(limit * n_docs))
 
 
-def evaluate_tasks(lm, specs: list[HarnessTask], include_path: list[Path], seed: int = 1234,
-                   max_gen_toks: int | None = None) -> dict:
+def evaluate_tasks(
+    lm, specs: list[HarnessTask], include_path: list[Path], seed: int = 1234, max_gen_toks: int | None = None
+) -> dict:
     """One `simple_evaluate` call for all tasks, with per-task few-shot and limits.
 
     lm-eval 0.4.13 takes `num_fewshot` and `limit` only globally, and a task dict is read as a new task,
@@ -110,16 +116,27 @@ def evaluate_tasks(lm, specs: list[HarnessTask], include_path: list[Path], seed:
             if spec.limit is not None:
                 samples[name] = list(range(_sample_count(spec.limit, len(tasks[name].eval_docs))))
     result = lm_eval.simple_evaluate(
-        model=lm, tasks=list(tasks.values()), samples=samples or None, task_manager=manager, log_samples=False,
-        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-        gen_kwargs={"max_gen_toks": max_gen_toks} if max_gen_toks else None, bootstrap_iters=1000)
+        model=lm,
+        tasks=list(tasks.values()),
+        samples=samples or None,
+        task_manager=manager,
+        log_samples=False,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+        gen_kwargs={"max_gen_toks": max_gen_toks} if max_gen_toks else None,
+        bootstrap_iters=1000,
+    )
     return json.loads(json.dumps(result, default=str))  # config.model_dtype is a torch.dtype
 
 
 def _task_error(exc: Exception, tasks: list[str]) -> str:
     text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-    return (f"eval.harness.tasks: cannot load {', '.join(tasks)} offline ({type(exc).__name__}: {text}); "
-            f"run 'make data EXP=<exp>' on a machine with internet, or check the task names")
+    return (
+        f"eval.harness.tasks: cannot load {', '.join(tasks)} offline ({type(exc).__name__}: {text}); "
+        f"run 'make data EXP=<exp>' on a machine with internet, or check the task names"
+    )
 
 
 def run_harness(cfg: Experiment, run_dir: Path) -> Path | None:
@@ -130,20 +147,30 @@ def run_harness(cfg: Experiment, run_dir: Path) -> Path | None:
     path = pick_checkpoint(run, cfg.eval.checkpoint)
     device = pick_device(cfg.train.device)
     precision = hc.precision or cfg.train.precision
-    lm = timed_lm_class()(pretrained=str(path), dtype=TORCH_DTYPES[precision], device=str(device),
-                          batch_size=hc.batch_size, max_batch_size=hc.max_batch_size,
-                          max_length=cfg.model.max_seq_len)
+    lm = timed_lm_class()(
+        pretrained=str(path),
+        dtype=TORCH_DTYPES[precision],
+        device=str(device),
+        batch_size=hc.batch_size,
+        max_batch_size=hc.max_batch_size,
+        max_length=cfg.model.max_seq_len,
+    )
     t0 = time.perf_counter()
     result = evaluate_tasks(lm, hc.specs(), hc.include_path, hc.seed, hc.max_gen_toks)
     total = time.perf_counter() - t0
     rows = normalise(result, lm.chance_level)
     write_json(run.eval / "lm_eval.json", result)
     write_text(run.eval / "tasks.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    timing = {"checkpoint": path.name, "step": int(path.name), "device": str(device), "dtype": TORCH_DTYPES[precision],
-              "batch_size": hc.batch_size, "total_s": round(total, 3),
-              "requests": {k: {"seconds": round(v["seconds"], 3), "requests": v["requests"]} for k, v in lm.timing.items()},
-              "items": {r["task"]: r["n"] for r in rows}}
+    timing = {
+        "checkpoint": path.name,
+        "step": int(path.name),
+        "device": str(device),
+        "dtype": TORCH_DTYPES[precision],
+        "batch_size": hc.batch_size,
+        "total_s": round(total, 3),
+        "requests": {k: {"seconds": round(v["seconds"], 3), "requests": v["requests"]} for k, v in lm.timing.items()},
+        "items": {r["task"]: r["n"] for r in rows},
+    }
     write_json(run.eval / "harness_timing.json", timing)
     log.info("harness: %d tasks in %.1f s", len(timing["items"]), total)
     return run.eval
-

@@ -33,7 +33,9 @@ def pick_checkpoint(run: RunDir, step: int | None) -> Path:
         return found[-1]
     wanted = run.checkpoints / f"{step:010d}"
     if wanted not in found:
-        raise DataError(f"eval.checkpoint: no checkpoint for step {step} (have: {', '.join(str(int(p.name)) for p in found)})")
+        raise DataError(
+            f"eval.checkpoint: no checkpoint for step {step} (have: {', '.join(str(int(p.name)) for p in found)})"
+        )
     return wanted
 
 
@@ -55,16 +57,31 @@ def run_perplexity(cfg: Experiment, run_dir: Path) -> Path:
     if len(rows) == 0:
         raise DataError(f"eval.perplexity.seq_len: the {pc.split} split has fewer than {seq_len} tokens")
     model = load_checkpoint_model(path, device)
-    batches = (torch.from_numpy(rows[i:i + pc.batch_size].astype("int64")) for i in range(0, len(rows), pc.batch_size))
+    batches = (
+        torch.from_numpy(rows[i : i + pc.batch_size].astype("int64")) for i in range(0, len(rows), pc.batch_size)
+    )
     t0 = time.perf_counter()
     result = score(model, batches, device, precision)
     elapsed = time.perf_counter() - t0
-    out = {"checkpoint": path.name, "step": int(path.name), "split": pc.split, "batch_size": pc.batch_size,
-           "seq_len": seq_len, "batches": result["batches"], "valid_batches": result["valid_batches"],
-           "tokens": result["tokens"], "dtype": str(DTYPES[precision]).removeprefix("torch."), "device": str(device),
-           "loss": result["loss"], "perplexity": result["perplexity"], "accuracy": result["accuracy"],
-           "nan_count": result["nan_count"], "inf_count": result["inf_count"], "eval_time_s": round(elapsed, 3),
-           "tokens_per_s": result["tokens"] / elapsed if elapsed > 0 else None}
+    out = {
+        "checkpoint": path.name,
+        "step": int(path.name),
+        "split": pc.split,
+        "batch_size": pc.batch_size,
+        "seq_len": seq_len,
+        "batches": result["batches"],
+        "valid_batches": result["valid_batches"],
+        "tokens": result["tokens"],
+        "dtype": str(DTYPES[precision]).removeprefix("torch."),
+        "device": str(device),
+        "loss": result["loss"],
+        "perplexity": result["perplexity"],
+        "accuracy": result["accuracy"],
+        "nan_count": result["nan_count"],
+        "inf_count": result["inf_count"],
+        "eval_time_s": round(elapsed, 3),
+        "tokens_per_s": result["tokens"] / elapsed if elapsed > 0 else None,
+    }
     out = {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
     write_json(run.perplexity, out)
     log.info("perplexity %s on %s (%d tokens)", out["perplexity"], pc.split, out["tokens"])

@@ -6,8 +6,8 @@ Shared by the train stage's validation passes and the perplexity stage, so both 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from contextlib import nullcontext
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,13 @@ def score(model, batches: Iterable[torch.Tensor], device: torch.device, precisio
         tokens += targets.numel()
     model.train(was_training)
     mean = (loss_sum / tokens).item() if tokens else float("nan")
-    return {"loss": mean, "perplexity": math.exp(mean) if tokens and mean < 700 else float("inf") if tokens else float("nan"),
-            "accuracy": correct.item() / tokens if tokens else float("nan"), "tokens": tokens,
-            "batches": n_batches, "valid_batches": valid, "nan_count": nan, "inf_count": inf}
+    return {
+        "loss": mean,
+        "perplexity": math.exp(mean) if tokens and mean < 700 else float("inf") if tokens else float("nan"),
+        "accuracy": correct.item() / tokens if tokens else float("nan"),
+        "tokens": tokens,
+        "batches": n_batches,
+        "valid_batches": valid,
+        "nan_count": nan,
+        "inf_count": inf,
+    }

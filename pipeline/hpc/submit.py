@@ -12,7 +12,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -26,8 +26,9 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "hpc"
 SUBMIT = {"slurm": ["sbatch", "--parsable"], "pjm": ["pjsub"]}
 
 
-def make_command(cfg: Experiment, overrides: list[str], make_args: str, target: str = "report",
-                 shell_tail: str = "") -> str:
+def make_command(
+    cfg: Experiment, overrides: list[str], make_args: str, target: str = "report", shell_tail: str = ""
+) -> str:
     """The job's make line; `shell_tail` is appended unquoted (it may hold $VARIABLES for the job's shell)."""
     parts = ["make", target, f"EXP={cfg.name}", *shlex.split(make_args)]
     if overrides:
@@ -35,19 +36,37 @@ def make_command(cfg: Experiment, overrides: list[str], make_args: str, target: 
     return shlex.join(parts) + (f" {shell_tail}" if shell_tail else "")
 
 
-def render_job(cfg: Experiment, sched: str, overrides: list[str], make_args: str, project: Path,
-               make_cmd: str | None = None, **slurm_extra) -> str:
+def render_job(
+    cfg: Experiment,
+    sched: str,
+    overrides: list[str],
+    make_args: str,
+    project: Path,
+    make_cmd: str | None = None,
+    **slurm_extra,
+) -> str:
     if sched == "pjm" and cfg.hpc.nodes > 1:
         raise ConfigError("hpc.nodes: multi-node jobs are supported with SCHED=slurm only (PJM: one node)")
-    env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=True,
-                      lstrip_blocks=True, keep_trailing_newline=True)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     run = RunDir(project / "runs" / cfg.name)
     return env.get_template(f"{sched}.sh.j2").render(
-        experiment=cfg.name, job_name=cfg.hpc.job_name or f"labnote-{cfg.name}", hpc=cfg.hpc,
-        project_dir=shlex.quote(str(project)), log_dir=str(run.root / "jobs"),
-        make_cmd=make_cmd or make_command(cfg, overrides, make_args), array=slurm_extra.get("array"),
-        dependency=slurm_extra.get("dependency"), log_name=slurm_extra.get("log_name", "slurm-%j.out"),
-        created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        experiment=cfg.name,
+        job_name=cfg.hpc.job_name or f"labnote-{cfg.name}",
+        hpc=cfg.hpc,
+        project_dir=shlex.quote(str(project)),
+        log_dir=str(run.root / "jobs"),
+        make_cmd=make_cmd or make_command(cfg, overrides, make_args),
+        array=slurm_extra.get("array"),
+        dependency=slurm_extra.get("dependency"),
+        log_name=slurm_extra.get("log_name", "slurm-%j.out"),
+        created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
 def parse_job_id(sched: str, stdout: str) -> str:
@@ -58,12 +77,19 @@ def parse_job_id(sched: str, stdout: str) -> str:
     return match.group(1)
 
 
-def submit(cfg: Experiment, sched: str, overrides: list[str], make_args: str, dry_run: bool = False,
-           script: str | None = None, name: str | None = None) -> dict:
+def submit(
+    cfg: Experiment,
+    sched: str,
+    overrides: list[str],
+    make_args: str,
+    dry_run: bool = False,
+    script: str | None = None,
+    name: str | None = None,
+) -> dict:
     project = Path.cwd().resolve()
     run = RunDir(project / "runs" / cfg.name)
     script = script or render_job(cfg, sched, overrides, make_args, project)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = run.root / "jobs" / f"{name or sched}-{stamp}.sh"
     write_text(path, script)
     path.chmod(0o755)
@@ -72,8 +98,10 @@ def submit(cfg: Experiment, sched: str, overrides: list[str], make_args: str, dr
         return record
     command = SUBMIT[sched]
     if shutil.which(command[0]) is None:
-        raise UserError(f"{command[0]}: not found; submit from a {sched} login node (or DRY_RUN=1 to only write "
-                        f"the script: {record['script']})")
+        raise UserError(
+            f"{command[0]}: not found; submit from a {sched} login node (or DRY_RUN=1 to only write "
+            f"the script: {record['script']})"
+        )
     proc = subprocess.run([*command, str(path)], capture_output=True, text=True, cwd=project)
     if proc.returncode != 0:
         raise UserError(f"{command[0]} failed (exit {proc.returncode}): {proc.stderr.strip()[:300]}")
@@ -83,8 +111,9 @@ def submit(cfg: Experiment, sched: str, overrides: list[str], make_args: str, dr
     return record
 
 
-def submit_bench_array(cfg: Experiment, sched: str, overrides: list[str], make_args: str,
-                       dry_run: bool = False) -> list[dict]:
+def submit_bench_array(
+    cfg: Experiment, sched: str, overrides: list[str], make_args: str, dry_run: bool = False
+) -> list[dict]:
     """One array task per bench variant, then a job that waits for all of them and writes the report."""
     if sched != "slurm":
         raise ConfigError("SCHED: bench job arrays are supported with SCHED=slurm only")
@@ -92,12 +121,29 @@ def submit_bench_array(cfg: Experiment, sched: str, overrides: list[str], make_a
         raise ConfigError("bench: --bench-array needs a bench: section")
     project, n = Path.cwd().resolve(), len(cfg.bench.expanded())
     part = make_command(cfg, overrides, make_args, "bench-part", 'INDEX="$SLURM_ARRAY_TASK_ID"')
-    array = submit(cfg, sched, overrides, make_args, dry_run, name="slurm-bench-array", script=render_job(
-        cfg, sched, overrides, make_args, project, make_cmd=part, array=f"0-{n - 1}", log_name="slurm-%A_%a.out"))
+    array = submit(
+        cfg,
+        sched,
+        overrides,
+        make_args,
+        dry_run,
+        name="slurm-bench-array",
+        script=render_job(
+            cfg, sched, overrides, make_args, project, make_cmd=part, array=f"0-{n - 1}", log_name="slurm-%A_%a.out"
+        ),
+    )
     # afterany: the report must also be written when a variant's task fails; the sweep records the failure.
-    collect = make_command(cfg, overrides, make_args, "bench-collect") + " && " + make_command(
-        cfg, overrides, make_args)
+    collect = (
+        make_command(cfg, overrides, make_args, "bench-collect") + " && " + make_command(cfg, overrides, make_args)
+    )
     dependency = f"afterany:{array['job_id']}" if array["job_id"] else "afterany:<array job id>"
-    report = submit(cfg, sched, overrides, make_args, dry_run, name="slurm-bench-report", script=render_job(
-        cfg, sched, overrides, make_args, project, make_cmd=collect, dependency=dependency))
+    report = submit(
+        cfg,
+        sched,
+        overrides,
+        make_args,
+        dry_run,
+        name="slurm-bench-report",
+        script=render_job(cfg, sched, overrides, make_args, project, make_cmd=collect, dependency=dependency),
+    )
     return [array, report]

@@ -30,8 +30,9 @@ def read_source(src: Path, fmt: str, mapping: dict[str, str] | None = None) -> I
     return lightning.read(src, mapping) if fmt == "lightning" else ADAPTERS[fmt](src)
 
 
-def run_import(src: Path, fmt: str, name: str, mapping: dict[str, str] | None = None,
-               steps_planned: int | None = None) -> Path:
+def run_import(
+    src: Path, fmt: str, name: str, mapping: dict[str, str] | None = None, steps_planned: int | None = None
+) -> Path:
     check_target(name)
     imp = read_source(src, fmt, mapping)
     steps_from = "source" if imp.steps_planned else None
@@ -42,6 +43,14 @@ def run_import(src: Path, fmt: str, name: str, mapping: dict[str, str] | None = 
     target = write_run(imp, name, steps_from)
     for warning in imp.warnings:
         log.warning("%s", warning)
-    log.info("imported %s (%s: %d metric rows, %d validation rows, %d task rows) -> %s; next: make report EXP=%s",
-             src, fmt, len(imp.metrics), len(imp.validation), len(imp.tasks), target, name)
+    log.info(
+        "imported %s (%s: %d metric rows, %d validation rows, %d task rows) -> %s; next: make report EXP=%s",
+        src,
+        fmt,
+        len(imp.metrics),
+        len(imp.validation),
+        len(imp.tasks),
+        target,
+        name,
+    )
     return target

@@ -31,19 +31,19 @@ class SourceError(UserError):
 class Imported:
     format: str
     source: Path
-    files: list[Path] = field(default_factory=list)          # every file read (hashed into import.json)
-    metrics: list[dict] = field(default_factory=list)        # train/metrics.jsonl rows, in the source's order
-    validation: list[dict] = field(default_factory=list)     # train/validation.jsonl rows
-    tasks: list[dict] = field(default_factory=list)          # eval/tasks.jsonl rows (normalised lm-eval results)
-    lm_eval: dict | None = None                              # lm-eval's results object, copied to eval/lm_eval.json
-    eval_info: dict = field(default_factory=dict)            # step evaluated, model, time, device (eval/harness_timing.json)
+    files: list[Path] = field(default_factory=list)  # every file read (hashed into import.json)
+    metrics: list[dict] = field(default_factory=list)  # train/metrics.jsonl rows, in the source's order
+    validation: list[dict] = field(default_factory=list)  # train/validation.jsonl rows
+    tasks: list[dict] = field(default_factory=list)  # eval/tasks.jsonl rows (normalised lm-eval results)
+    lm_eval: dict | None = None  # lm-eval's results object, copied to eval/lm_eval.json
+    eval_info: dict = field(default_factory=dict)  # step evaluated, model, time, device (eval/harness_timing.json)
     steps_planned: int | None = None
-    source_config: dict = field(default_factory=dict)        # the tool's own config, verbatim
-    model: dict = field(default_factory=dict)                # ModelConfig fields recovered from it
-    train: dict = field(default_factory=dict)                # TrainConfig fields recovered from it
-    data: dict = field(default_factory=dict)                 # {"source": name, "tokenizer": name, "seq_len": n}
-    summary: dict = field(default_factory=dict)              # the tool's end-of-run summary, verbatim
-    recovered: dict = field(default_factory=dict)            # environment facts the source states (provenance)
+    source_config: dict = field(default_factory=dict)  # the tool's own config, verbatim
+    model: dict = field(default_factory=dict)  # ModelConfig fields recovered from it
+    train: dict = field(default_factory=dict)  # TrainConfig fields recovered from it
+    data: dict = field(default_factory=dict)  # {"source": name, "tokenizer": name, "seq_len": n}
+    summary: dict = field(default_factory=dict)  # the tool's end-of-run summary, verbatim
+    recovered: dict = field(default_factory=dict)  # environment facts the source states (provenance)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -73,7 +73,9 @@ def read_jsonl(path: Path, warnings: list[str]) -> list[tuple[int, dict]]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             if lineno == len(lines) and not text.endswith("\n"):
-                warnings.append(f"{path.name}:{lineno}: last line is cut off (the job was killed while writing?); skipped")
+                warnings.append(
+                    f"{path.name}:{lineno}: last line is cut off (the job was killed while writing?); skipped"
+                )
                 continue
             raise SourceError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
         if not isinstance(obj, dict):
@@ -101,8 +103,9 @@ def read_yaml(path: Path) -> dict:
         obj = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise SourceError(f"{path}:{mark.line + 1 if mark else 1}: invalid YAML "
-                          f"({getattr(exc, 'problem', None) or exc})") from None
+        raise SourceError(
+            f"{path}:{mark.line + 1 if mark else 1}: invalid YAML ({getattr(exc, 'problem', None) or exc})"
+        ) from None
     if obj is None:
         return {}
     if not isinstance(obj, dict):
@@ -158,7 +161,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def array_lines(text: str, key: str) -> list[int]:
     """Line number of each element of the JSON array under `"key":`, so errors can name a line."""
-    match = re.search(r'"%s"\s*:\s*\[' % re.escape(key), text)
+    match = re.search(rf'"{re.escape(key)}"\s*:\s*\[', text)
     if not match:
         return []
     decoder, pos, lines = json.JSONDecoder(), match.end(), []

@@ -15,11 +15,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.importers.common import (Imported, SourceError, array_lines, assign_segments, number, read_json,
-                                       required_step)
+from pipeline.importers.common import (
+    Imported,
+    SourceError,
+    array_lines,
+    assign_segments,
+    number,
+    read_json,
+    required_step,
+)
 
-SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_tokens_per_second",
-                "total_flos", "train_loss")
+SUMMARY_KEYS = (
+    "train_runtime",
+    "train_samples_per_second",
+    "train_steps_per_second",
+    "train_tokens_per_second",
+    "total_flos",
+    "train_loss",
+)
 
 
 def _state_file(src: Path) -> Path:
@@ -27,28 +40,36 @@ def _state_file(src: Path) -> Path:
         return src
     if (src / "trainer_state.json").is_file():
         return src / "trainer_state.json"
-    checkpoints = sorted((p for p in src.glob("checkpoint-*/trainer_state.json")
-                          if re.fullmatch(r"checkpoint-\d+", p.parent.name)),
-                         key=lambda p: int(p.parent.name.split("-")[1]))
+    checkpoints = sorted(
+        (p for p in src.glob("checkpoint-*/trainer_state.json") if re.fullmatch(r"checkpoint-\d+", p.parent.name)),
+        key=lambda p: int(p.parent.name.split("-")[1]),
+    )
     if not checkpoints:
-        raise SourceError(f"{src}: no trainer_state.json (nor checkpoint-*/trainer_state.json); "
-                          f"expected a Trainer output_dir")
+        raise SourceError(
+            f"{src}: no trainer_state.json (nor checkpoint-*/trainer_state.json); expected a Trainer output_dir"
+        )
     return checkpoints[-1]
 
 
 def _train_row(entry: dict, where: str) -> dict:
-    return {"step": required_step(entry, "step", where), "epoch": number(entry.get("epoch"), f"{where}: epoch"),
-            "loss": number(entry.get("loss"), f"{where}: loss"),
-            "grad_norm": number(entry.get("grad_norm"), f"{where}: grad_norm"),
-            "lr": number(entry.get("learning_rate"), f"{where}: learning_rate"),
-            "tokens": number(entry.get("num_input_tokens_seen"), f"{where}: num_input_tokens_seen")}
+    return {
+        "step": required_step(entry, "step", where),
+        "epoch": number(entry.get("epoch"), f"{where}: epoch"),
+        "loss": number(entry.get("loss"), f"{where}: loss"),
+        "grad_norm": number(entry.get("grad_norm"), f"{where}: grad_norm"),
+        "lr": number(entry.get("learning_rate"), f"{where}: learning_rate"),
+        "tokens": number(entry.get("num_input_tokens_seen"), f"{where}: num_input_tokens_seen"),
+    }
 
 
 def _eval_row(entry: dict, where: str) -> dict:
-    return {"step": required_step(entry, "step", where), "epoch": number(entry.get("epoch"), f"{where}: epoch"),
-            "val_loss": number(entry.get("eval_loss"), f"{where}: eval_loss"),
-            "val_perplexity": number(entry.get("eval_perplexity"), f"{where}: eval_perplexity"),
-            "val_accuracy": number(entry.get("eval_accuracy"), f"{where}: eval_accuracy")}
+    return {
+        "step": required_step(entry, "step", where),
+        "epoch": number(entry.get("epoch"), f"{where}: epoch"),
+        "val_loss": number(entry.get("eval_loss"), f"{where}: eval_loss"),
+        "val_perplexity": number(entry.get("eval_perplexity"), f"{where}: eval_perplexity"),
+        "val_accuracy": number(entry.get("eval_accuracy"), f"{where}: eval_accuracy"),
+    }
 
 
 def read_state(path: Path, imp: Imported) -> None:
@@ -76,19 +97,23 @@ def read_state(path: Path, imp: Imported) -> None:
     imp.source_config = {k: v for k, v in state.items() if k != "log_history"}
     imp.files.append(path)
     if path.parent.name.startswith("checkpoint-"):
-        imp.warnings.append(f"read {path.parent.name}/trainer_state.json: the output_dir has no final "
-                            f"trainer_state.json (training did not finish?)")
+        imp.warnings.append(
+            f"read {path.parent.name}/trainer_state.json: the output_dir has no final "
+            f"trainer_state.json (training did not finish?)"
+        )
 
 
 def read_model_config(path: Path, imp: Imported) -> None:
     cfg = read_json(path)
     imp.files.append(path)
     imp.source_config["model_config"] = cfg
-    imp.model = {"dim": cfg.get("hidden_size") or cfg.get("n_embd"),
-                 "layers": cfg.get("num_hidden_layers") or cfg.get("n_layer"),
-                 "heads": cfg.get("num_attention_heads") or cfg.get("n_head"),
-                 "vocab_size": cfg.get("vocab_size"),
-                 "max_seq_len": cfg.get("max_position_embeddings") or cfg.get("n_positions")}
+    imp.model = {
+        "dim": cfg.get("hidden_size") or cfg.get("n_embd"),
+        "layers": cfg.get("num_hidden_layers") or cfg.get("n_layer"),
+        "heads": cfg.get("num_attention_heads") or cfg.get("n_head"),
+        "vocab_size": cfg.get("vocab_size"),
+        "max_seq_len": cfg.get("max_position_embeddings") or cfg.get("n_positions"),
+    }
 
 
 def read(src: Path) -> Imported:

@@ -41,12 +41,16 @@ def _columns(header: list[str], mapping: dict[str, str], path: Path) -> dict[str
                 raise SourceError(f"{path}:1: MAP {ours}={mapping[ours]}: no such column; columns: {', '.join(header)}")
             chosen[ours] = mapping[ours]
             continue
-        found = [n for n in names if n in header] or ([c for c in header if c.startswith("lr-")] if ours == "lr" else [])
+        found = [n for n in names if n in header] or (
+            [c for c in header if c.startswith("lr-")] if ours == "lr" else []
+        )
         if found:
             chosen[ours] = found[0]
     if "loss" not in chosen:
-        raise SourceError(f"{path}:1: no loss column (looked for {', '.join(CANDIDATES['loss'])}); columns: "
-                          f"{', '.join(header)}; name yours with MAP=\"loss=<column>\"")
+        raise SourceError(
+            f"{path}:1: no loss column (looked for {', '.join(CANDIDATES['loss'])}); columns: "
+            f'{", ".join(header)}; name yours with MAP="loss=<column>"'
+        )
     return chosen
 
 
@@ -67,8 +71,7 @@ def read_csv(path: Path, imp: Imported, mapping: dict[str, str]) -> tuple[list[d
             step = required_step(record, "step", where)
             epoch = number(record.get("epoch") or None, f"{where}: epoch")
             if row.get("loss") is not None:
-                train.append({"step": step, "epoch": epoch,
-                              **{k: v for k, v in row.items() if k not in VALIDATION}})
+                train.append({"step": step, "epoch": epoch, **{k: v for k, v in row.items() if k not in VALIDATION}})
             if any(row.get(k) is not None for k in VALIDATION):
                 val.append({"step": step, "epoch": epoch, **{k: row.get(k) for k in VALIDATION}})
     imp.files.append(path)
@@ -80,8 +83,10 @@ def _csv_files(src: Path) -> list[Path]:
         return [src]
     if (src / "metrics.csv").is_file():
         return [src / "metrics.csv"]
-    versions = sorted((p for p in src.glob("version_*/metrics.csv") if re.fullmatch(r"version_\d+", p.parent.name)),
-                      key=lambda p: int(p.parent.name.split("_")[1]))
+    versions = sorted(
+        (p for p in src.glob("version_*/metrics.csv") if re.fullmatch(r"version_\d+", p.parent.name)),
+        key=lambda p: int(p.parent.name.split("_")[1]),
+    )
     if not versions:
         raise SourceError(f"{src}: no metrics.csv (nor version_*/metrics.csv); expected a CSVLogger directory")
     return versions
@@ -103,6 +108,9 @@ def read(src: Path, mapping: dict[str, str] | None = None) -> Imported:
     hp = imp.source_config
     max_steps = hp.get("max_steps")
     imp.steps_planned = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
-    imp.train = {"lr": hp.get("lr") or hp.get("learning_rate"), "batch_size": hp.get("batch_size"),
-                 "seed": hp.get("seed")}
+    imp.train = {
+        "lr": hp.get("lr") or hp.get("learning_rate"),
+        "batch_size": hp.get("batch_size"),
+        "seed": hp.get("seed"),
+    }
     return imp

@@ -19,20 +19,44 @@ import re
 from pathlib import Path
 
 from pipeline.evaluate.results import chance_from_configs, normalise
-from pipeline.importers.common import (Imported, SourceError, assign_segments, number, read_json, read_jsonl,
-                                       read_yaml, required_step)
+from pipeline.importers.common import (
+    Imported,
+    SourceError,
+    assign_segments,
+    number,
+    read_json,
+    read_jsonl,
+    read_yaml,
+    required_step,
+)
 
 # Lingua key -> (our key, factor). Our keys and units: README, "train/metrics.jsonl".
 METRICS = {
-    "loss/out": ("loss", 1), "optim/grad_norm": ("grad_norm", 1), "optim/lr": ("lr", 1),
-    "optim/total_tokens": ("tokens", 1), "speed/wps": ("tokens_per_s", 1), "speed/FLOPS": ("flops_per_s", 1),
-    "speed/curr_iter_time": ("step_time_s", 1), "speed/data_load_time": ("data_time_s", 1),
-    "memory/max_active_gib": ("mem_peak_gib", 1), "memory/max_active_pct": ("mem_peak_pct", 1),
-    "memory/max_reserved_gib": ("mem_reserved_gib", 1), "memory/power_draw": ("power_w", 1e-3),
+    "loss/out": ("loss", 1),
+    "optim/grad_norm": ("grad_norm", 1),
+    "optim/lr": ("lr", 1),
+    "optim/total_tokens": ("tokens", 1),
+    "speed/wps": ("tokens_per_s", 1),
+    "speed/FLOPS": ("flops_per_s", 1),
+    "speed/curr_iter_time": ("step_time_s", 1),
+    "speed/data_load_time": ("data_time_s", 1),
+    "memory/max_active_gib": ("mem_peak_gib", 1),
+    "memory/max_active_pct": ("mem_peak_pct", 1),
+    "memory/max_reserved_gib": ("mem_reserved_gib", 1),
+    "memory/power_draw": ("power_w", 1e-3),
 }
 # The stdout step line: same quantities, fewer digits.
-STDOUT = {"loss": "loss", "grad": "grad_norm", "flops": "flops_per_s", "wps": "tokens_per_s", "iter": "step_time_s",
-          "data": "data_time_s", "lr": "lr", "mem": "mem_peak_pct", "pow": "power_w"}
+STDOUT = {
+    "loss": "loss",
+    "grad": "grad_norm",
+    "flops": "flops_per_s",
+    "wps": "tokens_per_s",
+    "iter": "step_time_s",
+    "data": "data_time_s",
+    "lr": "lr",
+    "mem": "mem_peak_pct",
+    "pow": "power_w",
+}
 STEP_LINE = re.compile(r"\bstep: (\d+)\s+acc: (\d+)\s+(.*)$")
 PAIR = re.compile(r"(\w+):\s*(\S+?)\s*(%|W)?(?=\s+\w+:|\s*$)")
 
@@ -51,8 +75,11 @@ def _metrics_row(obj: dict, where: str, warnings: list[str]) -> dict | None:
 
 
 def read_metrics(path: Path, imp: Imported) -> None:
-    rows = [r for lineno, obj in read_jsonl(path, imp.warnings)
-            if (r := _metrics_row(obj, f"{path}:{lineno}", imp.warnings)) is not None]
+    rows = [
+        r
+        for lineno, obj in read_jsonl(path, imp.warnings)
+        if (r := _metrics_row(obj, f"{path}:{lineno}", imp.warnings)) is not None
+    ]
     imp.metrics = assign_segments(rows)
     imp.files.append(path)
 
@@ -68,8 +95,10 @@ def read_stdout(path: Path, imp: Imported) -> None:
         for key, ours in STDOUT.items():
             row[ours] = number(fields.get(key), f"{path}:{lineno}: {key}")
         if "loss" not in fields:
-            raise SourceError(f"{path}:{lineno}: step line without 'loss:'; expected Lingua's format "
-                              f"'step: N  acc: 0  loss: X  grad: … wps: …'")
+            raise SourceError(
+                f"{path}:{lineno}: step line without 'loss:'; expected Lingua's format "
+                f"'step: N  acc: 0  loss: X  grad: … wps: …'"
+            )
         rows.append(row)
     if not rows:
         raise SourceError(f"{path}: no Lingua step lines ('step: N  acc: 0  loss: …'); is this the job's stdout?")
@@ -95,8 +124,12 @@ def read_evals(dump: Path, imp: Imported) -> None:
         result = {"results": {k: v for k, v in last.items() if isinstance(v, dict)}}
     imp.lm_eval = result
     imp.tasks = normalise(result, chance_from_configs(result))
-    imp.eval_info = {"step": step, "time_utc": last.get("created_at"), "evaluations_recorded": len(lines),
-                     "source": results_file.name if results_file.is_file() else path.name}
+    imp.eval_info = {
+        "step": step,
+        "time_utc": last.get("created_at"),
+        "evaluations_recorded": len(lines),
+        "source": results_file.name if results_file.is_file() else path.name,
+    }
     imp.files.append(path)
 
 
@@ -107,18 +140,34 @@ def read_config(path: Path, imp: Imported) -> None:
     model, data, optim = cfg.get("model") or {}, cfg.get("data") or {}, cfg.get("optim") or {}
     dist = cfg.get("distributed") or {}
     imp.steps_planned = cfg.get("steps")
-    imp.model = {"dim": model.get("dim"), "layers": model.get("n_layers"), "heads": model.get("n_heads"),
-                 "kv_heads": model.get("n_kv_heads"), "vocab_size": model.get("vocab_size"),
-                 "max_seq_len": model.get("max_seqlen") or data.get("seq_len")}
+    imp.model = {
+        "dim": model.get("dim"),
+        "layers": model.get("n_layers"),
+        "heads": model.get("n_heads"),
+        "kv_heads": model.get("n_kv_heads"),
+        "vocab_size": model.get("vocab_size"),
+        "max_seq_len": model.get("max_seqlen") or data.get("seq_len"),
+    }
     precision = {"bf16": "bf16", "fp32": "fp32", "fp16": "fp16"}.get(str(dist.get("model_dtype")))
-    imp.train = {"batch_size": data.get("batch_size"), "grad_accum": cfg.get("grad_acc_steps"),
-                 "lr": optim.get("lr"), "warmup_steps": optim.get("warmup"), "weight_decay": optim.get("weight_decay"),
-                 "clip": optim.get("clip"), "min_lr_ratio": optim.get("lr_min_ratio"), "seed": cfg.get("seed"),
-                 "precision": precision, "compile": dist.get("compile"),
-                 "log_every": (cfg.get("logging") or {}).get("freq")}
+    imp.train = {
+        "batch_size": data.get("batch_size"),
+        "grad_accum": cfg.get("grad_acc_steps"),
+        "lr": optim.get("lr"),
+        "warmup_steps": optim.get("warmup"),
+        "weight_decay": optim.get("weight_decay"),
+        "clip": optim.get("clip"),
+        "min_lr_ratio": optim.get("lr_min_ratio"),
+        "seed": cfg.get("seed"),
+        "precision": precision,
+        "compile": dist.get("compile"),
+        "log_every": (cfg.get("logging") or {}).get("freq"),
+    }
     sources = data.get("sources") or {}
-    imp.data = {"source": ", ".join(f"{k} (weight {v})" for k, v in sources.items()) or None,
-                "tokenizer": (data.get("tokenizer") or {}).get("name"), "seq_len": data.get("seq_len")}
+    imp.data = {
+        "source": ", ".join(f"{k} (weight {v})" for k, v in sources.items()) or None,
+        "tokenizer": (data.get("tokenizer") or {}).get("name"),
+        "seq_len": data.get("seq_len"),
+    }
 
 
 def read(src: Path) -> Imported:

@@ -19,8 +19,18 @@ from pathlib import Path
 from pipeline.evaluate.results import chance_from_configs, normalise
 from pipeline.importers.common import Imported, SourceError, number, read_json
 
-ENV_KEYS = ("date", "git_hash", "transformers_version", "lm_eval_version", "model_name", "model_source",
-            "pretty_env_info", "total_evaluation_time_seconds", "chat_template", "system_instruction")
+ENV_KEYS = (
+    "date",
+    "git_hash",
+    "transformers_version",
+    "lm_eval_version",
+    "model_name",
+    "model_source",
+    "pretty_env_info",
+    "total_evaluation_time_seconds",
+    "chat_template",
+    "system_instruction",
+)
 
 
 def _results_file(src: Path) -> Path:
@@ -46,9 +56,16 @@ def read(src: Path) -> Imported:
         raise SourceError(f"{path}: results has no 'metric,filter' values (e.g. \"acc,none\")")
     config = result.get("config") or {}
     total = number(result.get("total_evaluation_time_seconds"), f"{path}: total_evaluation_time_seconds")
-    imp.eval_info = {"source": path.name, "model": config.get("model"), "model_args": config.get("model_args"),
-                     "batch_size": config.get("batch_size"), "device": config.get("device"),
-                     "limit": config.get("limit"), "total_s": total, "time_utc": result.get("date")}
+    imp.eval_info = {
+        "source": path.name,
+        "model": config.get("model"),
+        "model_args": config.get("model_args"),
+        "batch_size": config.get("batch_size"),
+        "device": config.get("device"),
+        "limit": config.get("limit"),
+        "total_s": total,
+        "time_utc": result.get("date"),
+    }
     imp.recovered = {k: result[k] for k in ENV_KEYS if k in result}
     imp.source_config = {"config": config, "versions": result.get("versions"), "n-shot": result.get("n-shot")}
     if n_missing := [t for t in result["results"] if t not in (result.get("n-samples") or {})]:

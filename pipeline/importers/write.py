@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -29,24 +29,37 @@ from pipeline.rundir import RunDir
 def check_target(name: str, runs: Path = RUNS_DIR, experiments: Path = EXPERIMENTS_DIR) -> None:
     """Refuse before reading anything: the name must not belong to an experiment or a trained run."""
     if (experiments / f"{name}.yaml").is_file():
-        raise UserError(f"EXP={name}: {experiments / (name + '.yaml')} defines an experiment of that name; "
-                        f"import under another name")
+        raise UserError(
+            f"EXP={name}: {experiments / (name + '.yaml')} defines an experiment of that name; "
+            f"import under another name"
+        )
     target = runs / name
     if target.exists() and not imported_config_path(name, runs).is_file():
-        raise UserError(f"EXP={name}: {target}/ holds a run this project made; import under another name "
-                        f"(or `make clean EXP={name}` first)")
+        raise UserError(
+            f"EXP={name}: {target}/ holds a run this project made; import under another name "
+            f"(or `make clean EXP={name}` first)"
+        )
 
 
 def _config_tree(imp: Imported, name: str) -> dict:
     steps_done = max((r["step"] for r in imp.metrics), default=0)
-    data = {"source": {"type": "imported", "name": imp.data.get("source")},
-            "tokenizer": {"type": "imported", "name": imp.data.get("tokenizer")}}
+    data = {
+        "source": {"type": "imported", "name": imp.data.get("source")},
+        "tokenizer": {"type": "imported", "name": imp.data.get("tokenizer")},
+    }
     if imp.data.get("seq_len"):
         data["seq_len"] = imp.data["seq_len"]
-    return {"name": name, "description": f"Imported from {imp.format}: {imp.source}",
-            "model": {k: v for k, v in imp.model.items() if v is not None}, "data": data,
-            "train": {"steps": imp.steps_planned or steps_done or 1, **{k: v for k, v in imp.train.items() if v is not None}},
-            "imported": {"format": imp.format, "source": str(imp.source), "provides": imp.provides}}
+    return {
+        "name": name,
+        "description": f"Imported from {imp.format}: {imp.source}",
+        "model": {k: v for k, v in imp.model.items() if v is not None},
+        "data": data,
+        "train": {
+            "steps": imp.steps_planned or steps_done or 1,
+            **{k: v for k, v in imp.train.items() if v is not None},
+        },
+        "imported": {"format": imp.format, "source": str(imp.source), "provides": imp.provides},
+    }
 
 
 def _drop(tree: dict, dotted: str) -> object:
@@ -66,8 +79,11 @@ def validated_config(imp: Imported, name: str) -> Experiment:
         except ValidationError as exc:
             err = exc.errors()[0]
             msg = str(err.get("ctx", {}).get("error", err["msg"]))
-            key = msg.split(":", 1)[0] if err["type"] == "value_error" and ":" in msg else \
-                ".".join(str(p) for p in err["loc"])
+            key = (
+                msg.split(":", 1)[0]
+                if err["type"] == "value_error" and ":" in msg
+                else ".".join(str(p) for p in err["loc"])
+            )
             if key.split(".")[0] not in ("model", "train", "data") or key == "train.steps" or _drop(tree, key) is None:
                 raise SourceError(f"{imp.source}: the recovered config does not validate: {key}: {msg}") from None
             imp.warnings.append(f"source config value for {key} not carried over ({msg})")
@@ -98,9 +114,17 @@ def write_outputs(imp: Imported, run: RunDir, steps_from: str | None) -> None:
         write_text(run.metrics, _jsonl(imp.metrics))
         write_text(run.validation, _jsonl(imp.validation))
         write_json(run.plan, {"steps_planned": imp.steps_planned, "steps_planned_from": steps_from})
-        write_json(run.train_done, {"status": _train_status(steps_done, imp.steps_planned), "steps_done": steps_done,
-                                    "steps_planned": imp.steps_planned, "imported": True,
-                                    "segments": len({r["segment"] for r in imp.metrics}), "summary": imp.summary})
+        write_json(
+            run.train_done,
+            {
+                "status": _train_status(steps_done, imp.steps_planned),
+                "steps_done": steps_done,
+                "steps_planned": imp.steps_planned,
+                "imported": True,
+                "segments": len({r["segment"] for r in imp.metrics}),
+                "summary": imp.summary,
+            },
+        )
     if "eval" in imp.provides:
         write_json(run.eval / "lm_eval.json", imp.lm_eval or {})
         write_text(run.eval / "tasks.jsonl", _jsonl(imp.tasks))
@@ -110,12 +134,21 @@ def write_outputs(imp: Imported, run: RunDir, steps_from: str | None) -> None:
 
 def import_record(imp: Imported, steps_from: str | None) -> dict:
     root = imp.source
-    return {"format": imp.format, "source": str(imp.source), "source_absolute": str(imp.source.resolve()),
-            "imported_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "files": [{"path": rel(p, root), "bytes": p.stat().st_size, "sha256": _sha256(p)}
-                      for p in dict.fromkeys(imp.files)],
-            "provides": imp.provides, "steps_planned": imp.steps_planned, "steps_planned_from": steps_from,
-            "warnings": imp.warnings, "summary": imp.summary, "recovered": imp.recovered}
+    return {
+        "format": imp.format,
+        "source": str(imp.source),
+        "source_absolute": str(imp.source.resolve()),
+        "imported_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "files": [
+            {"path": rel(p, root), "bytes": p.stat().st_size, "sha256": _sha256(p)} for p in dict.fromkeys(imp.files)
+        ],
+        "provides": imp.provides,
+        "steps_planned": imp.steps_planned,
+        "steps_planned_from": steps_from,
+        "warnings": imp.warnings,
+        "summary": imp.summary,
+        "recovered": imp.recovered,
+    }
 
 
 def write_run(imp: Imported, name: str, steps_from: str | None, runs: Path = RUNS_DIR) -> Path:
@@ -128,10 +161,18 @@ def write_run(imp: Imported, name: str, steps_from: str | None, runs: Path = RUN
         write_outputs(imp, run, steps_from)
         record = import_record(imp, steps_from)
         write_text(tmp / "import" / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        write_text(tmp / "import" / "source_config.yaml", yaml.safe_dump(imp.source_config, sort_keys=False,
-                                                                         allow_unicode=True))
-        write_json(run.provenance, {"imported": {k: record[k] for k in ("format", "source", "imported_utc", "files")},
-                                    "recovered": imp.recovered, "stages": {}})
+        write_text(
+            tmp / "import" / "source_config.yaml",
+            yaml.safe_dump(imp.source_config, sort_keys=False, allow_unicode=True),
+        )
+        write_json(
+            run.provenance,
+            {
+                "imported": {k: record[k] for k in ("format", "source", "imported_utc", "files")},
+                "recovered": imp.recovered,
+                "stages": {},
+            },
+        )
         freeze(cfg, run)
         write_json(tmp / "import" / "import.json", record)  # last: its presence marks a complete import
         old = runs / f".{name}.replaced"

@@ -8,8 +8,8 @@ Severity: `error` (the run's result must not be trusted as is), `warning` (look 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -38,9 +38,11 @@ def run_incomplete(run: Run) -> Finding | None:
         return None
     planned, done = run.steps_planned, run.steps_done
     if planned and done < planned:
-        return Finding("run_incomplete", "error",
-                       f"{done} of {planned} configured steps ran ({100 * done / planned:.0f}%); "
-                       f"results describe a partial run")
+        return Finding(
+            "run_incomplete",
+            "error",
+            f"{done} of {planned} configured steps ran ({100 * done / planned:.0f}%); results describe a partial run",
+        )
     return None
 
 
@@ -75,9 +77,11 @@ def loss_not_decreasing(run: Run, min_drop: float = 0.01) -> Finding | None:
         return None
     drop = (first - last) / first
     if drop < min_drop:
-        return Finding("loss_not_decreasing", "warning",
-                       f"{what} went from {first:.4f} to {last:.4f} ({-100 * drop:+.1f}%); "
-                       f"the model did not learn measurably")
+        return Finding(
+            "loss_not_decreasing",
+            "warning",
+            f"{what} went from {first:.4f} to {last:.4f} ({-100 * drop:+.1f}%); the model did not learn measurably",
+        )
     return None
 
 
@@ -87,9 +91,12 @@ def untrained_perplexity(run: Run, ratio: float = 0.5) -> Finding | None:
     if ppl is None or not vocab or not math.isfinite(ppl):
         return None
     if ppl >= ratio * vocab:
-        return Finding("untrained_perplexity", "warning",
-                       f"perplexity {ppl:,.1f} is {ppl / vocab:.2f}x the vocabulary size {vocab:,} "
-                       f"(uniform guessing gives {vocab:,}): the model behaves as untrained")
+        return Finding(
+            "untrained_perplexity",
+            "warning",
+            f"perplexity {ppl:,.1f} is {ppl / vocab:.2f}x the vocabulary size {vocab:,} "
+            f"(uniform guessing gives {vocab:,}): the model behaves as untrained",
+        )
     return None
 
 
@@ -106,21 +113,27 @@ def validation_rising(run: Run, tolerance: float = 0.02) -> Finding | None:
     best = val.loc[val["val_loss"].idxmin()]
     last = val.iloc[-1]
     if last["val_loss"] > best["val_loss"] * (1 + tolerance):
-        return Finding("validation_rising", "warning",
-                       f"validation loss rose from its best {best['val_loss']:.4f} (step {int(best['step'])}) "
-                       f"to {last['val_loss']:.4f} at step {int(last['step'])}: overfitting or instability")
+        return Finding(
+            "validation_rising",
+            "warning",
+            f"validation loss rose from its best {best['val_loss']:.4f} (step {int(best['step'])}) "
+            f"to {last['val_loss']:.4f} at step {int(last['step'])}: overfitting or instability",
+        )
     return None
 
 
 def eval_not_final_checkpoint(run: Run) -> Finding | None:
     if "train" not in run.stages or not run.steps_done:
         return None
-    hits = [f"{what} was measured on the step-{rec['step']} checkpoint"
-            for what, rec in (("perplexity", run.perplexity or {}), ("the harness", run.harness_timing or {}))
-            if rec.get("step") is not None and rec["step"] != run.steps_done]
+    hits = [
+        f"{what} was measured on the step-{rec['step']} checkpoint"
+        for what, rec in (("perplexity", run.perplexity or {}), ("the harness", run.harness_timing or {}))
+        if rec.get("step") is not None and rec["step"] != run.steps_done
+    ]
     if hits:
-        return Finding("eval_not_final_checkpoint", "warning",
-                       f"{' and '.join(hits)}, but training reached step {run.steps_done}")
+        return Finding(
+            "eval_not_final_checkpoint", "warning", f"{' and '.join(hits)}, but training reached step {run.steps_done}"
+        )
     return None
 
 
@@ -129,19 +142,24 @@ def resumed_run(run: Run) -> Finding | None:
     if len(run.segments) < 2:
         return None
     parts = [f"segment {s['segment']}: steps {s['first_step']}–{s['last_step']}" for s in run.segments]
-    redone = sum(max(0, prev["last_step"] - nxt["first_step"] + 1) for prev, nxt in zip(run.segments, run.segments[1:])
-                 if nxt["first_step"] <= prev["last_step"])
-    tail = (f"; {redone} step(s) were trained again after a restart (curves show the later values)"
-            if redone else "")
+    redone = sum(
+        max(0, prev["last_step"] - nxt["first_step"] + 1)
+        for prev, nxt in zip(run.segments, run.segments[1:])
+        if nxt["first_step"] <= prev["last_step"]
+    )
+    tail = f"; {redone} step(s) were trained again after a restart (curves show the later values)" if redone else ""
     return Finding("resumed_run", "info", f"training ran in {len(run.segments)} segments ({'; '.join(parts)}){tail}")
 
 
 def planned_steps_unknown(run: Run) -> Finding | None:
     if run.imported is not None and "train" in run.stages and run.steps_planned is None:
-        return Finding("planned_steps_unknown", "warning",
-                       f"the {run.imported.get('format')} source does not record how many steps were planned, so "
-                       f"whether the run finished cannot be told from data ({run.steps_done} steps logged); "
-                       f"re-import with STEPS=<n> if you know it")
+        return Finding(
+            "planned_steps_unknown",
+            "warning",
+            f"the {run.imported.get('format')} source does not record how many steps were planned, so "
+            f"whether the run finished cannot be told from data ({run.steps_done} steps logged); "
+            f"re-import with STEPS=<n> if you know it",
+        )
     return None
 
 
@@ -155,9 +173,12 @@ def import_warnings(run: Run) -> Finding | None:
 def uncommitted_code(run: Run) -> Finding | None:
     git = (run.provenance or {}).get("git") or {}
     if git.get("dirty"):
-        return Finding("uncommitted_code", "info",
-                       f"the code had uncommitted changes (diff sha256 {str(git.get('diff_sha256'))[:12]}); "
-                       f"commit {str(git.get('commit'))[:10]} alone does not reproduce this run")
+        return Finding(
+            "uncommitted_code",
+            "info",
+            f"the code had uncommitted changes (diff sha256 {str(git.get('diff_sha256'))[:12]}); "
+            f"commit {str(git.get('commit'))[:10]} alone does not reproduce this run",
+        )
     return None
 
 
@@ -179,8 +200,11 @@ def subset_only(run: Run) -> Finding | None:
     partial = frame[frame["n"] < frame["n_original"]].drop_duplicates("task") if len(frame) else frame
     if len(partial):
         parts = [f"{r.task} {int(r.n)} of {int(r.n_original)}" for r in partial.itertuples()]
-        return Finding("subset_only", "warning",
-                       "evaluated on a subset (limit): " + "; ".join(parts) + "; not comparable to full-set scores")
+        return Finding(
+            "subset_only",
+            "warning",
+            "evaluated on a subset (limit): " + "; ".join(parts) + "; not comparable to full-set scores",
+        )
     return None
 
 
@@ -197,16 +221,25 @@ def identical_measurements(run: Run, rel: float = 0.005) -> Finding | None:
     ok, pairs = _bench_ok(run), []
     names = list(ok)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             va, vb = ok[a], ok[b]
-            if va["requested"] != vb["requested"] and _close(va["step_time_median_s"], vb["step_time_median_s"], rel) \
-                    and _close(va["mem_peak_allocated_gib"], vb["mem_peak_allocated_gib"], rel):
-                pairs.append(f"{a} and {b} ({va['step_time_median_s'] * 1e3:.2f} vs {vb['step_time_median_s'] * 1e3:.2f} ms, "
-                             f"{va['mem_peak_allocated_gib']:.3f} vs {vb['mem_peak_allocated_gib']:.3f} GiB)")
+            if (
+                va["requested"] != vb["requested"]
+                and _close(va["step_time_median_s"], vb["step_time_median_s"], rel)
+                and _close(va["mem_peak_allocated_gib"], vb["mem_peak_allocated_gib"], rel)
+            ):
+                pairs.append(
+                    f"{a} and {b} ({va['step_time_median_s'] * 1e3:.2f} vs {vb['step_time_median_s'] * 1e3:.2f} ms, "
+                    f"{va['mem_peak_allocated_gib']:.3f} vs {vb['mem_peak_allocated_gib']:.3f} GiB)"
+                )
     if pairs:
-        return Finding("identical_measurements", "warning",
-                       "different settings, same time and memory within 0.5%: " + "; ".join(pairs)
-                       + " — check that the setting reached the model (see resolved settings)")
+        return Finding(
+            "identical_measurements",
+            "warning",
+            "different settings, same time and memory within 0.5%: "
+            + "; ".join(pairs)
+            + " — check that the setting reached the model (see resolved settings)",
+        )
     return None
 
 
@@ -214,14 +247,20 @@ def qlora_not_smaller(run: Run) -> Finding | None:
     ok = _bench_ok(run)
     lora = {n: v for n, v in ok.items() if v["requested"]["finetune"] == "lora"}
     qlora = {n: v for n, v in ok.items() if v["requested"]["finetune"] == "qlora"}
-    hits = [f"{q} {vq['mem_peak_allocated_gib']:.3f} GiB >= {l} {vl['mem_peak_allocated_gib']:.3f} GiB"
-            for q, vq in qlora.items() for l, vl in lora.items()
-            if vq["requested"]["precision"] == vl["requested"]["precision"]
-            and vq["mem_peak_allocated_gib"] >= vl["mem_peak_allocated_gib"]]
+    hits = [
+        f"{q} {vq['mem_peak_allocated_gib']:.3f} GiB >= {lo} {vl['mem_peak_allocated_gib']:.3f} GiB"
+        for q, vq in qlora.items()
+        for lo, vl in lora.items()
+        if vq["requested"]["precision"] == vl["requested"]["precision"]
+        and vq["mem_peak_allocated_gib"] >= vl["mem_peak_allocated_gib"]
+    ]
     if hits:
         kind = next(iter(qlora.values()))["mem_kind"]
-        why = (" (CPU peak RSS is dominated by the libraries loaded, not the weights)" if kind == "cpu_peak_rss"
-               else " (4-bit weights should need about a quarter of bf16 memory)")
+        why = (
+            " (CPU peak RSS is dominated by the libraries loaded, not the weights)"
+            if kind == "cpu_peak_rss"
+            else " (4-bit weights should need about a quarter of bf16 memory)"
+        )
         return Finding("qlora_not_smaller", "warning", "QLoRA peak memory is not below LoRA: " + "; ".join(hits) + why)
     return None
 
@@ -232,10 +271,14 @@ def within_noise(run: Run) -> Finding | None:
     if base not in ok:
         return None
     b = ok[base]
-    hits = [f"{n} {v['step_time_median_s'] * 1e3:.2f}±{v['step_time_median_s_std'] * 1e3:.2f} ms vs "
-            f"{b['step_time_median_s'] * 1e3:.2f}±{b['step_time_median_s_std'] * 1e3:.2f} ms"
-            for n, v in ok.items() if n != base and abs(v["step_time_median_s"] - b["step_time_median_s"])
-            <= v["step_time_median_s_std"] + b["step_time_median_s_std"]]
+    hits = [
+        f"{n} {v['step_time_median_s'] * 1e3:.2f}±{v['step_time_median_s_std'] * 1e3:.2f} ms vs "
+        f"{b['step_time_median_s'] * 1e3:.2f}±{b['step_time_median_s_std'] * 1e3:.2f} ms"
+        for n, v in ok.items()
+        if n != base
+        and abs(v["step_time_median_s"] - b["step_time_median_s"])
+        <= v["step_time_median_s_std"] + b["step_time_median_s_std"]
+    ]
     if hits:
         return Finding("within_noise", "info", f"step time within the repeat spread of {base}: " + "; ".join(hits))
     return None
@@ -257,9 +300,24 @@ def bench_failures(run: Run) -> Finding | None:
 
 
 RULES: list[Callable[[Run], Finding | None]] = [
-    run_incomplete, planned_steps_unknown, nonfinite_loss, loss_not_decreasing, untrained_perplexity,
-    validation_rising, eval_not_final_checkpoint, resumed_run, import_warnings, at_chance, subset_only, resolved_mismatch, identical_measurements,
-    qlora_not_smaller, bench_failures, within_noise, damaged_files, uncommitted_code,
+    run_incomplete,
+    planned_steps_unknown,
+    nonfinite_loss,
+    loss_not_decreasing,
+    untrained_perplexity,
+    validation_rising,
+    eval_not_final_checkpoint,
+    resumed_run,
+    import_warnings,
+    at_chance,
+    subset_only,
+    resolved_mismatch,
+    identical_measurements,
+    qlora_not_smaller,
+    bench_failures,
+    within_noise,
+    damaged_files,
+    uncommitted_code,
 ]
 
 

@@ -38,8 +38,7 @@ def config_diff(baseline: dict, run: dict) -> list[dict]:
             continue
         old, new = a.get(key), b.get(key)
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new))
-        rows.append({"key": key, "old": old, "new": new,
-                     "ratio": (new / old) if numeric and old else None})
+        rows.append({"key": key, "old": old, "new": new, "ratio": (new / old) if numeric and old else None})
     return rows
 
 
@@ -58,13 +57,19 @@ def _device(run: Run) -> str:
 
 def guards(base: Run, run: Run) -> list[Guard]:
     """Differences that make the numbers below not directly comparable."""
+
     def facts(r: Run) -> dict:
         prep = r.prepared or {}
-        return {"tokenizer": f"{prep.get('tokenizer')} ({prep.get('vocab_size')} tokens)",
-                "dataset": str(prep.get("source")),
-                "sequence length": str((r.config.get("data") or {}).get("seq_len") or
-                                       (r.config.get("model") or {}).get("max_seq_len")),
-                "device": _device(r), "code commit": str(((r.provenance or {}).get("git") or {}).get("commit"))[:10]}
+        return {
+            "tokenizer": f"{prep.get('tokenizer')} ({prep.get('vocab_size')} tokens)",
+            "dataset": str(prep.get("source")),
+            "sequence length": str(
+                (r.config.get("data") or {}).get("seq_len") or (r.config.get("model") or {}).get("max_seq_len")
+            ),
+            "device": _device(r),
+            "code commit": str(((r.provenance or {}).get("git") or {}).get("commit"))[:10],
+        }
+
     fa, fb = facts(base), facts(run)
     return [Guard(k, fa[k], fb[k]) for k in fa if fa[k] != fb[k]]
 
@@ -87,10 +92,21 @@ def metric_rows(base: Run, run: Run) -> list[dict]:
     rows = [
         ("final training loss", last_loss(base), last_loss(run), False, None),
         ("final validation loss", _val(base, "val_loss"), _val(run, "val_loss"), False, None),
-        ("best validation perplexity", _val(base, "val_perplexity", True), _val(run, "val_perplexity", True), False, None),
+        (
+            "best validation perplexity",
+            _val(base, "val_perplexity", True),
+            _val(run, "val_perplexity", True),
+            False,
+            None,
+        ),
         ("held-out perplexity", ppl(base), ppl(run), False, None),
-        ("throughput, median tokens/s", tables.throughput(base).get("median"), tables.throughput(run).get("median"),
-         True, None),
+        (
+            "throughput, median tokens/s",
+            tables.throughput(base).get("median"),
+            tables.throughput(run).get("median"),
+            True,
+            None,
+        ),
     ]
     for r in _harness_pairs(base, run):
         rows.append(r)
@@ -127,7 +143,8 @@ def delta_row(name: str, old, new, higher_better: bool, noise: float | None) -> 
         row["verdict"] = "same"
     else:
         row["verdict"] = ("better" if (delta > 0) == higher_better else "worse") + (
-            "" if noise is not None else " (noise unknown)")
+            "" if noise is not None else " (noise unknown)"
+        )
     return row
 
 
@@ -139,18 +156,27 @@ def no_op(base: Run, run: Run, diff: list[dict]) -> str | None:
     if hash_a and hash_a == hash_b:
         return "the resolved training inputs are identical (same train hash): the change cannot affect training"
     la, lb = base.metrics.get("loss"), run.metrics.get("loss")
-    if la is not None and lb is not None and len(la) == len(lb) and len(la) >= 3 \
-            and np.array_equal(np.round(la.to_numpy(dtype=float), 4), np.round(lb.to_numpy(dtype=float), 4)) \
-            and list(base.metrics["step"]) == list(run.metrics["step"]):
+    if (
+        la is not None
+        and lb is not None
+        and len(la) == len(lb)
+        and len(la) >= 3
+        and np.array_equal(np.round(la.to_numpy(dtype=float), 4), np.round(lb.to_numpy(dtype=float), 4))
+        and list(base.metrics["step"]) == list(run.metrics["step"])
+    ):
         return f"the training loss curves are identical to 4 digits over {len(la)} log steps"
     return None
 
 
 def comparison(base: Run, run: Run) -> dict:
     diff = config_diff(base.config, run.config)
-    return {"baseline": base.name, "diff": diff, "guards": [vars(g) for g in guards(base, run)],
-            "metrics": metric_rows(base, run),
-            "no_op": no_op(base, run, diff)}
+    return {
+        "baseline": base.name,
+        "diff": diff,
+        "guards": [vars(g) for g in guards(base, run)],
+        "metrics": metric_rows(base, run),
+        "no_op": no_op(base, run, diff),
+    }
 
 
 def findings(comp: dict) -> list:
@@ -158,10 +184,22 @@ def findings(comp: dict) -> list:
 
     out = []
     if comp["no_op"]:
-        out.append(Finding("no_op_change", "warning",
-                           f"{len(comp['diff'])} config key(s) differ from {comp['baseline']} but {comp['no_op']}; "
-                           f"any difference in results is not caused by the change"))
+        out.append(
+            Finding(
+                "no_op_change",
+                "warning",
+                f"{len(comp['diff'])} config key(s) differ from {comp['baseline']} but {comp['no_op']}; "
+                f"any difference in results is not caused by the change",
+            )
+        )
     if comp["guards"]:
-        out.append(Finding("not_comparable", "warning", "differs from the baseline in " + "; ".join(
-            f"{g['what']} ({g['baseline']} → {g['run']})" for g in comp["guards"]) + ": compare numbers with care"))
+        out.append(
+            Finding(
+                "not_comparable",
+                "warning",
+                "differs from the baseline in "
+                + "; ".join(f"{g['what']} ({g['baseline']} → {g['run']})" for g in comp["guards"])
+                + ": compare numbers with care",
+            )
+        )
     return out

@@ -30,18 +30,24 @@ def summary_row(run: Run, reports: Path, link_from: Path) -> dict:
     report = reports / run.name / "report.md"
     ppl = (run.perplexity or {}).get("perplexity")
     return {
-        "experiment": run.name, "status": run.status, "steps": f"{run.steps_done}/{run.steps_planned or '—'}" if "train" in run.stages else "—",
+        "experiment": run.name,
+        "status": run.status,
+        "steps": f"{run.steps_done}/{run.steps_planned or '—'}" if "train" in run.stages else "—",
         "date": max(ends)[:16].replace("T", " ") if ends else None,
         "commit": str(((prov.get("git") or {}).get("commit")) or "—")[:10],
         "device": compare._device(run) if prov else None,
         "params": ((run.done or {}).get("parameters") or {}).get("total"),
         "shape": f"{model.get('dim')}×{model.get('layers')}",
-        "batch": (train_cfg.get("batch_size") or 0) * (train_cfg.get("grad_accum") or 1) * ((run.done or {}).get(
-            "world_size") or 1),
-        "lr": train_cfg.get("lr"), "best_val_ppl": best.get("val_perplexity"),
-        "best_val_acc": best.get("val_accuracy"), "test_ppl": ppl if isinstance(ppl, (int, float)) else None,
+        "batch": (train_cfg.get("batch_size") or 0)
+        * (train_cfg.get("grad_accum") or 1)
+        * ((run.done or {}).get("world_size") or 1),
+        "lr": train_cfg.get("lr"),
+        "best_val_ppl": best.get("val_perplexity"),
+        "best_val_acc": best.get("val_accuracy"),
+        "test_ppl": ppl if isinstance(ppl, (int, float)) else None,
         "train_s": ((prov.get("stages") or {}).get("train") or {}).get("duration_s"),
-        "link": str(Path("..") / report.relative_to(reports.parent)) if report.is_file() and link_from != reports
+        "link": str(Path("..") / report.relative_to(reports.parent))
+        if report.is_file() and link_from != reports
         else (f"{run.name}/report.md" if report.is_file() else None),
     }
 
@@ -65,7 +71,7 @@ def build_index(runs: Path = Path("runs"), reports: Path = Path("reports")) -> P
 
 def build_compare(names: list[str], title: str, runs: Path = Path("runs"), reports: Path = Path("reports")) -> Path:
     if len(names) < 2:
-        raise UserError("EXPS: name at least two experiments, e.g. EXPS=\"smoke smoke_lr\"")
+        raise UserError('EXPS: name at least two experiments, e.g. EXPS="smoke smoke_lr"')
     loaded = [load_run(d) for d in run_dirs(runs, names)]
     out_dir = reports / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,8 +83,11 @@ def build_compare(names: list[str], title: str, runs: Path = Path("runs"), repor
     diffs = {r.name: compare.config_diff(loaded[0].config, r.config) for r in loaded[1:]}
     guards = {r.name: compare.guards(loaded[0], r) for r in loaded[1:]}
     plot = overlay(loaded, out_dir / f"{title}.png")
-    text = environment(TEMPLATES, "en").get_template("compare.md.j2").render(
-        title=title, rows=rows, baseline=loaded[0].name, diffs=diffs, guards=guards, plot=plot)
+    text = (
+        environment(TEMPLATES, "en")
+        .get_template("compare.md.j2")
+        .render(title=title, rows=rows, baseline=loaded[0].name, diffs=diffs, guards=guards, plot=plot)
+    )
     out = out_dir / f"{title}.md"
     write_text(out, text)
     return out
@@ -90,7 +99,13 @@ def overlay(loaded: list[Run], path: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in loaded:
         frame, col = (r.validation, "val_loss") if len(r.validation) else (r.metrics, "loss")
-        ax.plot(frame["step"], frame[col], "o-", ms=3, label=f"{r.name} ({'validation' if col == 'val_loss' else 'training'})")
+        ax.plot(
+            frame["step"],
+            frame[col],
+            "o-",
+            ms=3,
+            label=f"{r.name} ({'validation' if col == 'val_loss' else 'training'})",
+        )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats/token)")
     ax.grid(alpha=0.3)

@@ -15,14 +15,40 @@ import yaml
 
 from pipeline.rundir import RunDir
 
-METRIC_COLUMNS = ["step", "epoch", "loss", "grad_norm", "lr", "tokens", "tokens_per_s", "step_time_s",
-                  "data_time_s", "mem_peak_gib", "segment",
-                  # optional: imported runs (Lingua) and the train stage's FLOP accounting
-                  "flops_per_token", "flops_per_s", "mfu", "mfu_datasheet", "mem_peak_pct", "mem_reserved_gib",
-                  "power_w"]
+METRIC_COLUMNS = [
+    "step",
+    "epoch",
+    "loss",
+    "grad_norm",
+    "lr",
+    "tokens",
+    "tokens_per_s",
+    "step_time_s",
+    "data_time_s",
+    "mem_peak_gib",
+    "segment",
+    # optional: imported runs (Lingua) and the train stage's FLOP accounting
+    "flops_per_token",
+    "flops_per_s",
+    "mfu",
+    "mfu_datasheet",
+    "mem_peak_pct",
+    "mem_reserved_gib",
+    "power_w",
+]
 VALIDATION_COLUMNS = ["step", "epoch", "val_loss", "val_perplexity", "val_accuracy", "val_tokens"]
-TASK_COLUMNS = ["task", "metric", "filter", "value", "stderr", "n", "n_original", "num_fewshot", "higher_is_better",
-                "chance"]
+TASK_COLUMNS = [
+    "task",
+    "metric",
+    "filter",
+    "value",
+    "stderr",
+    "n",
+    "n_original",
+    "num_fewshot",
+    "higher_is_better",
+    "chance",
+]
 
 
 @dataclass
@@ -93,13 +119,20 @@ class Run:
 
 
 def segments(frame: pd.DataFrame) -> list[dict]:
-    """Stretches of training between (re)starts (numbered from 1), from the rows in file order: first/last step, rows, and the
-    throughput without each segment's first row (it includes start-up, compilation and warm-up)."""
+    """Stretches of training between (re)starts (numbered from 1), from the rows in file order: first/last
+    step, rows, and the throughput without each segment's first row (it includes start-up, compilation and warm-up)."""
     out = []
     for seg, rows in frame.groupby("segment", sort=True):
         tps = rows["tokens_per_s"].dropna().iloc[1:]
-        out.append({"segment": int(seg) + 1, "first_step": int(rows["step"].iloc[0]), "last_step": int(rows["step"].iloc[-1]),
-                    "rows": len(rows), "tokens_per_s_median": float(tps.median()) if len(tps) else None})
+        out.append(
+            {
+                "segment": int(seg) + 1,
+                "first_step": int(rows["step"].iloc[0]),
+                "last_step": int(rows["step"].iloc[-1]),
+                "rows": len(rows),
+                "tokens_per_s_median": float(tps.median()) if len(tps) else None,
+            }
+        )
     return out
 
 
@@ -177,19 +210,32 @@ def read_json(path: Path, problems: list[str]) -> dict | None:
 def load_run(run_dir: Path) -> Run:
     run, problems, raw = RunDir(Path(run_dir)), [], []
     config = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run.config.is_file() else {}
-    checkpoints = [{"step": int(p.name), "path": f"checkpoints/{p.name}",
-                    "size_bytes": sum(f.stat().st_size for f in p.rglob("*") if f.is_file())}
-                   for p in run.checkpoint_dirs()]
+    checkpoints = [
+        {
+            "step": int(p.name),
+            "path": f"checkpoints/{p.name}",
+            "size_bytes": sum(f.stat().st_size for f in p.rglob("*") if f.is_file()),
+        }
+        for p in run.checkpoint_dirs()
+    ]
     return Run(
-        name=config.get("name", run.root.name), root=run.root, config=config,
+        name=config.get("name", run.root.name),
+        root=run.root,
+        config=config,
         metrics=read_jsonl(run.metrics, METRIC_COLUMNS, problems, raw),
         validation=read_jsonl(run.validation, VALIDATION_COLUMNS, problems),
-        done=read_json(run.train_done, problems), plan=read_json(run.plan, problems), provenance=read_json(run.provenance, problems),
+        done=read_json(run.train_done, problems),
+        plan=read_json(run.plan, problems),
+        provenance=read_json(run.provenance, problems),
         resolve=read_json(run.root / "resolve.json", problems),
         prepared=read_json(run.prepared / "stats.json", problems),
-        perplexity=read_json(run.perplexity, problems), harness=read_tasks(run.eval / "tasks.jsonl", problems),
-        harness_timing=read_json(run.eval / "harness_timing.json", problems), checkpoints=checkpoints,
+        perplexity=read_json(run.perplexity, problems),
+        harness=read_tasks(run.eval / "tasks.jsonl", problems),
+        harness_timing=read_json(run.eval / "harness_timing.json", problems),
+        checkpoints=checkpoints,
         bench=read_json(run.root / "bench" / "summary.json", problems),
         bench_rows=_read_lines(run.root / "bench" / "results.jsonl", problems),
-        segments=segments(raw[0]) if raw else [], imported=read_json(run.root / "import" / "import.json", problems),
-        problems=problems)
+        segments=segments(raw[0]) if raw else [],
+        imported=read_json(run.root / "import" / "import.json", problems),
+        problems=problems,
+    )

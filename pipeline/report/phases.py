@@ -49,14 +49,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-MAX_POINTS = 512          # longer curves are bin-averaged to this many points before segmenting
-BIC_PENALTY = 1.5         # x BIC's ln(n) per parameter; > 1 because breakpoint search overfits plain BIC
-EXACT_FIT_RMS = 1e-6      # residual rms (fraction of the value range) below which a fit is exact
-RAPID_DROP = -1.5         # normalised slope r at or below which a phase is a "rapid drop"
-PLATEAU = 0.1             # |r| below this is a "plateau"; r at or above it is "rising"
-TAIL_FRACTION = 0.2       # verdict looks at the last 20% of the step range
-TAIL_MIN_CHANGE = 0.01    # relative change over the tail that counts as a trend (1%)
-MIN_T = 2.0               # a slope within this many standard errors of zero is noise: plateau / plateaued
+MAX_POINTS = 512  # longer curves are bin-averaged to this many points before segmenting
+BIC_PENALTY = 1.5  # x BIC's ln(n) per parameter; > 1 because breakpoint search overfits plain BIC
+EXACT_FIT_RMS = 1e-6  # residual rms (fraction of the value range) below which a fit is exact
+RAPID_DROP = -1.5  # normalised slope r at or below which a phase is a "rapid drop"
+PLATEAU = 0.1  # |r| below this is a "plateau"; r at or above it is "rising"
+TAIL_FRACTION = 0.2  # verdict looks at the last 20% of the step range
+TAIL_MIN_CHANGE = 0.01  # relative change over the tail that counts as a trend (1%)
+MIN_T = 2.0  # a slope within this many standard errors of zero is noise: plateau / plateaued
 BREAKPOINT_TOLERANCE = 0.05  # documented accuracy on synthetic curves, fraction of the step range
 
 KINDS = ("rapid drop", "slow decrease", "plateau", "rising")
@@ -73,11 +73,11 @@ class Phase:
 
     start_step: float
     end_step: float
-    start_value: float      # fitted value at start_step
-    end_value: float        # fitted value at end_step
-    slope: float            # value change per 1000 steps
+    start_value: float  # fitted value at start_step
+    end_value: float  # fitted value at end_step
+    slope: float  # value change per 1000 steps
     improvement_pct: float  # (start_value - end_value) / |start_value| * 100; positive = loss went down
-    kind: str               # one of KINDS
+    kind: str  # one of KINDS
 
 
 def smooth(values, window: int, method: str = "median") -> np.ndarray:
@@ -154,7 +154,7 @@ def _segment_costs(x: np.ndarray, y: np.ndarray, min_points: int) -> np.ndarray:
         syy = np.cumsum(dy * dy) - sy * sy / n
         with np.errstate(divide="ignore", invalid="ignore"):
             rss = np.where(sxx > 1e-15, syy - sxy * sxy / sxx, syy)
-        cost[i, i + min_points:] = np.maximum(rss[min_points - 1:], 0.0)
+        cost[i, i + min_points :] = np.maximum(rss[min_points - 1 :], 0.0)
     return cost
 
 
@@ -180,7 +180,7 @@ def _best_splits(cost: np.ndarray, max_k: int) -> list[tuple[float, list[int]]]:
 
 def _choose(fits: list[tuple[float, list[int]]], m: int) -> list[int]:
     """Segment starts of the fit with the best penalised score (see module docstring)."""
-    exact = m * EXACT_FIT_RMS ** 2
+    exact = m * EXACT_FIT_RMS**2
     scores = []
     for k, (rss, starts) in enumerate(fits, start=1):
         if rss <= exact:
@@ -234,7 +234,7 @@ def segment(steps, values, max_phases: int = 4, min_points: int = 3) -> list[Pha
         same = next((i for i in range(len(phases) - 1) if phases[i].kind == phases[i + 1].kind), None)
         if same is None:
             return phases
-        bounds[same:same + 2] = [(bounds[same][0], bounds[same + 1][1])]
+        bounds[same : same + 2] = [(bounds[same][0], bounds[same + 1][1])]
 
 
 def verdict(steps, values, *, stopped_early: bool = False, planned_steps: float | None = None) -> str:

@@ -75,8 +75,15 @@ def overlay_plot(base: Run, run: Run, out: Path) -> str | None:
     for r, colour in ((base, "#999999"), (run, "#4c72b0")):
         ax.plot(r.metrics["step"], r.metrics["loss"], color=colour, lw=1.0, alpha=0.7, label=f"{r.name} training")
         if len(r.validation):
-            ax.plot(r.validation["step"], r.validation["val_loss"], "o-", color=colour, ms=3, lw=1.6,
-                    label=f"{r.name} validation")
+            ax.plot(
+                r.validation["step"],
+                r.validation["val_loss"],
+                "o-",
+                color=colour,
+                ms=3,
+                lw=1.6,
+                label=f"{r.name} validation",
+            )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy loss (nats/token)")
     ax.set_title(f"{run.name} vs {base.name}")
@@ -87,12 +94,18 @@ def overlay_plot(base: Run, run: Run, out: Path) -> str | None:
 
 def make_plots(run: Run, out: Path) -> dict[str, str | None]:
     out.mkdir(parents=True, exist_ok=True)
-    mem_label = ("peak process RSS (GiB)" if any(v.get("mem_kind") == "cpu_peak_rss" for v in
-                 ((run.bench or {}).get("variants") or {}).values()) else "peak GPU memory allocated (GiB)")
-    return {"bench_time": bench_bars(run, out, "step_time_median_s", 1e3, "step time (ms)", "bench_time.png"),
-            "bench_mem": bench_bars(run, out, "mem_peak_allocated_gib", 1.0, mem_label, "bench_memory.png"),"loss": loss_plot(run, out),
-            "lr": series_plot(run, out, "lr", "learning rate", "lr.png"),
-            "grad_norm": series_plot(run, out, "grad_norm", "gradient norm (before clipping)", "grad_norm.png",
-                                     log_y=True),
-            "tokens_per_s": series_plot(run, out, "tokens_per_s", "tokens/s (as logged)", "tokens_per_s.png")
-            if run.imported else None}
+    mem_label = (
+        "peak process RSS (GiB)"
+        if any(v.get("mem_kind") == "cpu_peak_rss" for v in ((run.bench or {}).get("variants") or {}).values())
+        else "peak GPU memory allocated (GiB)"
+    )
+    return {
+        "bench_time": bench_bars(run, out, "step_time_median_s", 1e3, "step time (ms)", "bench_time.png"),
+        "bench_mem": bench_bars(run, out, "mem_peak_allocated_gib", 1.0, mem_label, "bench_memory.png"),
+        "loss": loss_plot(run, out),
+        "lr": series_plot(run, out, "lr", "learning rate", "lr.png"),
+        "grad_norm": series_plot(run, out, "grad_norm", "gradient norm (before clipping)", "grad_norm.png", log_y=True),
+        "tokens_per_s": series_plot(run, out, "tokens_per_s", "tokens/s (as logged)", "tokens_per_s.png")
+        if run.imported
+        else None,
+    }

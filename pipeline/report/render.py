@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -66,8 +66,14 @@ def fmt_table(rows, columns: dict[str, list[str]]) -> str:
 
 
 def environment(templates: Path = TEMPLATES, lang: str = "en") -> Environment:
-    env = Environment(loader=FileSystemLoader(templates / lang), undefined=ChainableUndefined,
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    env = Environment(
+        loader=FileSystemLoader(templates / lang),
+        undefined=ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
     env.filters.update(num=fmt_num, bytes=fmt_bytes, table=fmt_table)
     return env
 
@@ -91,35 +97,60 @@ def build_context(run: Run, cfg: Experiment, report_dir: Path) -> dict:
         comp = {"baseline": cfg.report.compare_to, "missing": True}
         if (base_dir / "config.yaml").is_file():
             base = load_run(base_dir)
-            comp = {**compare.comparison(base, run), "missing": False,
-                    "plot": plots.overlay_plot(base, run, report_dir)}
+            comp = {
+                **compare.comparison(base, run),
+                "missing": False,
+                "plot": plots.overlay_plot(base, run, report_dir),
+            }
     findings = run_checks(run) + (compare.findings(comp) if comp and not comp["missing"] else [])
     findings.sort(key=lambda f: SEVERITY_ORDER[f.severity])
     return {
         "compare": comp,
-        "title": cfg.report.title or run.name, "name": run.name, "description": cfg.description,
-        "generated_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": run.status, "steps_done": run.steps_done, "steps_planned": run.steps_planned,
-        "loss": {"first": loss_first, "last": loss_last}, "val": {"first": val_first, "last": val_last},
+        "title": cfg.report.title or run.name,
+        "name": run.name,
+        "description": cfg.description,
+        "generated_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status": run.status,
+        "steps_done": run.steps_done,
+        "steps_planned": run.steps_planned,
+        "loss": {"first": loss_first, "last": loss_last},
+        "val": {"first": val_first, "last": val_last},
         "val_change_pct": (100 * (val_last - val_first) / val_first) if val_first and val_last is not None else None,
-        "best_val": tables.best_validation(run), "throughput": tables.throughput(run),
-        "flops": {"per_token": tables.median_of(run, "flops_per_token"), "per_s": tables.median_of(run, "flops_per_s"),
-                  "mfu": tables.median_of(run, "mfu"), "mfu_datasheet": tables.median_of(run, "mfu_datasheet")},
+        "best_val": tables.best_validation(run),
+        "throughput": tables.throughput(run),
+        "flops": {
+            "per_token": tables.median_of(run, "flops_per_token"),
+            "per_s": tables.median_of(run, "flops_per_s"),
+            "mfu": tables.median_of(run, "mfu"),
+            "mfu_datasheet": tables.median_of(run, "mfu_datasheet"),
+        },
         "tokens_seen": int(run.metrics["tokens"].max()) if run.metrics["tokens"].notna().any() else None,
         "train_time_s": ((run.provenance or {}).get("stages", {}).get("train") or {}).get("duration_s"),
-        "done": run.done or {}, "params": (run.done or {}).get("parameters", {}),
-        "config": cfg.model_dump(mode="json"), "seq_len": seq_len, "prepared": run.prepared or {},
+        "done": run.done or {},
+        "params": (run.done or {}).get("parameters", {}),
+        "config": cfg.model_dump(mode="json"),
+        "seq_len": seq_len,
+        "prepared": run.prepared or {},
         "splits": [{"split": k, **v, "sequences": v["tokens"] // seq_len} for k, v in splits.items()],
-        "training": tables.training_table(run, max_rows), "validation": tables.validation_table(run, max_rows),
-        "curve": tables.curve_phases(run), "n_metrics": len(run.metrics), "n_validation": len(run.validation),
-        "plots": plots.make_plots(run, report_dir), "ppl": run.perplexity,
-        "checkpoints": run.checkpoints, "findings": findings,
-        "stages": run.stages, "bench": run.bench or {}, "bench_rows": tables.bench_table(run),
+        "training": tables.training_table(run, max_rows),
+        "validation": tables.validation_table(run, max_rows),
+        "curve": tables.curve_phases(run),
+        "n_metrics": len(run.metrics),
+        "n_validation": len(run.validation),
+        "plots": plots.make_plots(run, report_dir),
+        "ppl": run.perplexity,
+        "checkpoints": run.checkpoints,
+        "findings": findings,
+        "stages": run.stages,
+        "bench": run.bench or {},
+        "bench_rows": tables.bench_table(run),
         "bench_not_ok": tables.bench_not_ok(run),
-        "harness": tables.harness_table(run), "harness_timing": run.harness_timing or {},
+        "harness": tables.harness_table(run),
+        "harness_timing": run.harness_timing or {},
         "harness_timing_rows": tables.harness_timing_rows(run.harness_timing),
         "n_errors": sum(f.severity == "error" for f in findings),
-        "prov": run.provenance or {}, "overrides": resolve.get("overrides", []),
+        "prov": run.provenance or {},
+        "overrides": resolve.get("overrides", []),
         "config_hash": (run.provenance or {}).get("config_hash") or resolve.get("config_hash"),
     }
 
@@ -130,14 +161,22 @@ def imported_context(run: Run, cfg: Experiment) -> dict:
 
     src_cfg = run.root / "import" / "source_config.yaml"
     source_config = yaml.safe_load(src_cfg.read_text(encoding="utf-8")) if src_cfg.is_file() else {}
-    rows = [{"key": k, "value": json.dumps(v) if not isinstance(v, str) else v}
-            for k, v in flatten(source_config or {}).items()]
-    return {"imported": run.imported, "segments": run.segments, "source_config": rows,
-            "columns": tables.recorded_columns(run),
-            "training": tables.imported_training(run, cfg.report.max_table_rows),
-            "medians": {c: tables.median_of(run, c) for c in ("flops_per_s", "mem_peak_gib", "mem_peak_pct",
-                                                              "power_w", "step_time_s")},
-            "summary": (run.done or {}).get("summary") or {}}
+    rows = [
+        {"key": k, "value": json.dumps(v) if not isinstance(v, str) else v}
+        for k, v in flatten(source_config or {}).items()
+    ]
+    return {
+        "imported": run.imported,
+        "segments": run.segments,
+        "source_config": rows,
+        "columns": tables.recorded_columns(run),
+        "training": tables.imported_training(run, cfg.report.max_table_rows),
+        "medians": {
+            c: tables.median_of(run, c)
+            for c in ("flops_per_s", "mem_peak_gib", "mem_peak_pct", "power_w", "step_time_s")
+        },
+        "summary": (run.done or {}).get("summary") or {},
+    }
 
 
 def render(run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = TEMPLATES) -> Path:

@@ -23,8 +23,21 @@ def training_table(run: Run, max_rows: int) -> pd.DataFrame:
 
 
 # Columns of an imported run's training table, shown only when the source recorded them.
-IMPORTED_COLUMNS = ["step", "segment", "loss", "grad_norm", "lr", "tokens", "tokens_per_s", "step_time_s", "data_time_s",
-                    "flops_per_s", "mem_peak_gib", "mem_peak_pct", "power_w"]
+IMPORTED_COLUMNS = [
+    "step",
+    "segment",
+    "loss",
+    "grad_norm",
+    "lr",
+    "tokens",
+    "tokens_per_s",
+    "step_time_s",
+    "data_time_s",
+    "flops_per_s",
+    "mem_peak_gib",
+    "mem_peak_pct",
+    "power_w",
+]
 
 
 def recorded_columns(run: Run) -> list[str]:
@@ -61,9 +74,14 @@ def throughput(run: Run) -> dict:
     tps = steady["tokens_per_s"].dropna()
     if not len(tps):
         return {}
-    return {"median": float(tps.median()), "min": float(tps.min()), "max": float(tps.max()),
-            "step_time_s": float(steady["step_time_s"].median()), "excluded_steps": sorted(_first_steps(run)),
-            "rows": len(tps)}
+    return {
+        "median": float(tps.median()),
+        "min": float(tps.min()),
+        "max": float(tps.max()),
+        "step_time_s": float(steady["step_time_s"].median()),
+        "excluded_steps": sorted(_first_steps(run)),
+        "rows": len(tps),
+    }
 
 
 def _first_steps(run: Run) -> set[int]:
@@ -89,9 +107,18 @@ def harness_table(run: Run) -> pd.DataFrame:
     frame = run.harness.copy()
     if not len(frame):
         return frame
-    frame["n_shown"] = frame.apply(lambda r: None if pd.isna(r.n) else f"{int(r.n):,}" if r.n == r.n_original
-                                   else f"{int(r.n):,} of {int(r.n_original):,}" if pd.notna(r.n_original)
-                                   else f"{int(r.n):,}", axis=1)
+    frame["n_shown"] = frame.apply(
+        lambda r: (
+            None
+            if pd.isna(r.n)
+            else f"{int(r.n):,}"
+            if r.n == r.n_original
+            else f"{int(r.n):,} of {int(r.n_original):,}"
+            if pd.notna(r.n_original)
+            else f"{int(r.n):,}"
+        ),
+        axis=1,
+    )
     return frame.sort_values(["task", "metric"])
 
 
@@ -119,18 +146,26 @@ def bench_table(run: Run) -> list[dict]:
             row["p90_ms"] = 1e3 * v["step_time_p90_s"]
             if b.get("status") == "ok":
                 row["time_ratio"] = v["step_time_median_s"] / b["step_time_median_s"]
-                row["mem_ratio"] = (v["mem_peak_allocated_gib"] / b["mem_peak_allocated_gib"]
-                                    if b.get("mem_peak_allocated_gib") else None)
-            row["setting"] = ", ".join(f"{k}={val}" for k, val in v["requested"].items()
-                                       if summary.get("fixed", {}).get(k) != val) or "fixed conditions"
+                row["mem_ratio"] = (
+                    v["mem_peak_allocated_gib"] / b["mem_peak_allocated_gib"]
+                    if b.get("mem_peak_allocated_gib")
+                    else None
+                )
+            row["setting"] = (
+                ", ".join(f"{k}={val}" for k, val in v["requested"].items() if summary.get("fixed", {}).get(k) != val)
+                or "fixed conditions"
+            )
         rows.append(row)
     return rows
 
 
 def bench_not_ok(run: Run) -> list[dict]:
     variants = (run.bench or {}).get("variants") or {}
-    return [{"variant": n, "status": v["status"], "why": "; ".join(v["errors"])} for n, v in variants.items()
-            if v["status"] != "ok"]
+    return [
+        {"variant": n, "status": v["status"], "why": "; ".join(v["errors"])}
+        for n, v in variants.items()
+        if v["status"] != "ok"
+    ]
 
 
 def curve_phases(run: Run) -> dict:
@@ -148,5 +183,8 @@ def curve_phases(run: Run) -> dict:
     else:
         return {}
     stopped = bool(run.done and run.done.get("status") != "completed")
-    return {"curve": what, "phases": [asdict(p) for p in phases.segment(steps, values)],
-            "verdict": phases.verdict(steps, values, stopped_early=stopped, planned_steps=run.steps_planned)}
+    return {
+        "curve": what,
+        "phases": [asdict(p) for p in phases.segment(steps, values)],
+        "verdict": phases.verdict(steps, values, stopped_early=stopped, planned_steps=run.steps_planned),
+    }

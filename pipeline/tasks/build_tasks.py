@@ -44,8 +44,13 @@ NEXTWORD_CONTEXT_WORDS = 12
 MIN_PASSAGE_CHARS, MAX_PASSAGE_CHARS = 200, 600
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-FILES = ("labnote_cloze.jsonl", "labnote_cloze_fewshot.jsonl", "labnote_nextword.jsonl",
-         "labnote_nextword_fewshot.jsonl", "labnote_rolling.jsonl")
+FILES = (
+    "labnote_cloze.jsonl",
+    "labnote_cloze_fewshot.jsonl",
+    "labnote_nextword.jsonl",
+    "labnote_nextword_fewshot.jsonl",
+    "labnote_rolling.jsonl",
+)
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+(?=[A-Z])")
 _DEBRIS = re.compile(r"[0-9()\[\]]")
@@ -61,7 +66,7 @@ def cloze_items(pool: list[list[str]], rng: random.Random, prefix: str, n: int) 
     """Items from the first `n` of `pool` (word lists of distinct, shuffled sentences, each long enough);
     distractors are continuations of any sentence of `pool`."""
     n_ctx, n_cont = CLOZE_CONTEXT_WORDS, CLOZE_CONTINUATION_WORDS
-    continuations = [" ".join(w[n_ctx:n_ctx + n_cont]) for w in pool]
+    continuations = [" ".join(w[n_ctx : n_ctx + n_cont]) for w in pool]
     items = []
     for i, words in enumerate(pool[:n]):
         true = continuations[i]
@@ -73,8 +78,14 @@ def cloze_items(pool: list[list[str]], rng: random.Random, prefix: str, n: int) 
                 seen.add(other.lower())
         order = list(range(4))
         rng.shuffle(order)
-        items.append({"id": f"{prefix}-{i:04d}", "context": " ".join(words[:n_ctx]),
-                      "choices": [choices[j] for j in order], "label": order.index(0)})
+        items.append(
+            {
+                "id": f"{prefix}-{i:04d}",
+                "context": " ".join(words[:n_ctx]),
+                "choices": [choices[j] for j in order],
+                "label": order.index(0),
+            }
+        )
     return items
 
 
@@ -84,9 +95,13 @@ def nextword_items(pool: list[list[str]], prefix: str, n: int) -> list[dict]:
         match = _WORD.fullmatch(words[NEXTWORD_CONTEXT_WORDS])
         if match is None:
             continue
-        items.append({"id": f"{prefix}-{len(items):04d}",
-                      "prompt": f"Text: {' '.join(words[:NEXTWORD_CONTEXT_WORDS])}\nNext word:",
-                      "target": " " + match.group(1)})
+        items.append(
+            {
+                "id": f"{prefix}-{len(items):04d}",
+                "prompt": f"Text: {' '.join(words[:NEXTWORD_CONTEXT_WORDS])}\nNext word:",
+                "target": " " + match.group(1),
+            }
+        )
         if len(items) == n:
             return items
     raise RuntimeError(f"only {len(items)} of {n} {prefix} items could be built")
@@ -112,7 +127,7 @@ def rolling_items(chapters: list[list[str]], rng: random.Random) -> list[dict]:
 def build(chapters: list[str]) -> dict[str, list[dict]]:
     rng = random.Random(SEED)
     test_chapters = [sentences(c) for c in chapters[-TEST_CHAPTERS:]]
-    fewshot_chapters = [sentences(c) for c in chapters[-TEST_CHAPTERS - FEWSHOT_CHAPTERS:-TEST_CHAPTERS]]
+    fewshot_chapters = [sentences(c) for c in chapters[-TEST_CHAPTERS - FEWSHOT_CHAPTERS : -TEST_CHAPTERS]]
 
     min_words = max(CLOZE_CONTEXT_WORDS + CLOZE_CONTINUATION_WORDS, NEXTWORD_CONTEXT_WORDS + 1)
     dedup = lambda sents: list(dict.fromkeys(s for s in sents if len(s.split()) >= min_words))  # noqa: E731

@@ -39,7 +39,7 @@ class BatchPlan:
         epoch, within = divmod(step, self.steps_per_epoch)
         order = np.random.default_rng(seed + epoch).permutation(self.n_sequences)
         start = within * self.sequences_per_step
-        chunk = order[start:start + self.sequences_per_step]
+        chunk = order[start : start + self.sequences_per_step]
         per_rank = chunk.reshape(self.world_size, self.grad_accum, self.micro_batch)
         return list(per_rank[self.rank])
 

@@ -62,8 +62,10 @@ class Trainer:
         if self.plan.steps_per_epoch < 1:
             from pipeline.errors import DataError
 
-            raise DataError(f"train.batch_size: {len(self.train_seq)} training sequences of {cfg.seq_len} tokens "
-                            f"cannot fill one step of {self.plan.sequences_per_step} sequences")
+            raise DataError(
+                f"train.batch_size: {len(self.train_seq)} training sequences of {cfg.seq_len} tokens "
+                f"cannot fill one step of {self.plan.sequences_per_step} sequences"
+            )
         self.total_steps = tc.steps or tc.epochs * self.plan.steps_per_epoch
         self.optimizer = build_optimizer(self.model, tc, rt.device)
         self.scheduler = build_scheduler(self.optimizer, tc, self.total_steps)
@@ -109,11 +111,16 @@ class Trainer:
     def save(self, step: int, train_hash: str) -> None:
         if not self.rt.is_main:
             return
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "scaler": self.scaler.state_dict(), "train_hash": train_hash,
-                 "data_position": {"step": step, "epoch": step / self.plan.steps_per_epoch}}
-        ckpt.save_checkpoint(self.run, step, self.model, self.tokenizer, state, to_yaml(self.cfg),
-                             self.cfg.train.keep_checkpoints)
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "train_hash": train_hash,
+            "data_position": {"step": step, "epoch": step / self.plan.steps_per_epoch},
+        }
+        ckpt.save_checkpoint(
+            self.run, step, self.model, self.tokenizer, state, to_yaml(self.cfg), self.cfg.train.keep_checkpoints
+        )
 
     # ------------------------------------------------------------------ steps
     def train_step(self, micro_batches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,12 +143,19 @@ class Trainer:
     def validate(self, step: int) -> dict:
         tc = self.cfg.train
         rows = self.val_seq[: tc.eval_batches * tc.batch_size]
-        batches = (torch.from_numpy(rows[i:i + tc.batch_size].astype("int64"))
-                   for i in range(0, len(rows), tc.batch_size))
+        batches = (
+            torch.from_numpy(rows[i : i + tc.batch_size].astype("int64")) for i in range(0, len(rows), tc.batch_size)
+        )
         result = score(self.model, batches, self.rt.device, tc.precision)
-        record = {"step": step, "epoch": round(step / self.plan.steps_per_epoch, 4), "val_loss": result["loss"],
-                  "val_perplexity": result["perplexity"], "val_accuracy": result["accuracy"],
-                  "val_tokens": result["tokens"], "time_utc": utc_now()}
+        record = {
+            "step": step,
+            "epoch": round(step / self.plan.steps_per_epoch, 4),
+            "val_loss": result["loss"],
+            "val_perplexity": result["perplexity"],
+            "val_accuracy": result["accuracy"],
+            "val_tokens": result["tokens"],
+            "time_utc": utc_now(),
+        }
         self.validation.append(record)
         return record
 
@@ -151,14 +165,24 @@ class Trainer:
         elapsed = time.perf_counter() - iv.start_time
         tokens_per_s = iv.steps * self.tokens_per_step / elapsed if elapsed > 0 else None
         flops = achieved_flops(self.flops_per_token, tokens_per_s) if tokens_per_s else None
-        record = {"step": step, "epoch": round(step / self.plan.steps_per_epoch, 4), "loss": loss.item(),
-                  "grad_norm": grad_norm.item(), "lr": self.lr_applied,
-                  "tokens": step * self.tokens_per_step, "tokens_per_s": tokens_per_s,
-                  "flops_per_token": self.flops_per_token, "flops_per_s": flops,
-                  "mfu": mfu(flops, self.peak) if flops else None,
-                  "mfu_datasheet": mfu(flops, self.datasheet) if flops else None,
-                  "step_time_s": elapsed / max(iv.steps, 1), "data_time_s": iv.data_time / max(iv.steps, 1),
-                  "mem_peak_gib": peak_memory_gib(self.rt.device), "segment": self.segment, "time_utc": utc_now()}
+        record = {
+            "step": step,
+            "epoch": round(step / self.plan.steps_per_epoch, 4),
+            "loss": loss.item(),
+            "grad_norm": grad_norm.item(),
+            "lr": self.lr_applied,
+            "tokens": step * self.tokens_per_step,
+            "tokens_per_s": tokens_per_s,
+            "flops_per_token": self.flops_per_token,
+            "flops_per_s": flops,
+            "mfu": mfu(flops, self.peak) if flops else None,
+            "mfu_datasheet": mfu(flops, self.datasheet) if flops else None,
+            "step_time_s": elapsed / max(iv.steps, 1),
+            "data_time_s": iv.data_time / max(iv.steps, 1),
+            "mem_peak_gib": peak_memory_gib(self.rt.device),
+            "segment": self.segment,
+            "time_utc": utc_now(),
+        }
         self.metrics.append(record)
         return record
 
@@ -167,11 +191,24 @@ class Trainer:
         tc = self.cfg.train
         start = self.resume(train_hash)
         if self.rt.is_main:  # written first, so a run killed early still says how long it was meant to be
-            write_json(self.run.plan, {"steps_planned": self.total_steps, "steps_per_epoch": self.plan.steps_per_epoch,
-                                       "tokens_per_step": self.tokens_per_step, "train_hash": train_hash})
+            write_json(
+                self.run.plan,
+                {
+                    "steps_planned": self.total_steps,
+                    "steps_per_epoch": self.plan.steps_per_epoch,
+                    "tokens_per_step": self.tokens_per_step,
+                    "train_hash": train_hash,
+                },
+            )
         batches = DeviceBatches(self.train_seq, self.plan, tc.seed, self.rt.device)
-        bar = tqdm(total=self.total_steps, initial=start, desc="train", unit="step", disable=not self.rt.is_main
-                   or None, dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=start,
+            desc="train",
+            unit="step",
+            disable=not self.rt.is_main or None,
+            dynamic_ncols=True,
+        )
         status, iv, fault_at = "completed", Interval(), int(os.environ.get("LABNOTE_FAULT_AT_STEP", "0"))
         if start == 0:
             self.validate(0)  # the untrained baseline: a loss near ln(vocab) shows the pipeline is sane
@@ -189,8 +226,14 @@ class Trainer:
                 rec = self.log_step(step, loss, grad_norm, iv)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{rec['tokens_per_s']:.0f}")
                 if bar.disable:
-                    log.info("step %d/%d loss %.4f lr %.2e %.0f tok/s", step, self.total_steps, rec["loss"],
-                             rec["lr"], rec["tokens_per_s"])
+                    log.info(
+                        "step %d/%d loss %.4f lr %.2e %.0f tok/s",
+                        step,
+                        self.total_steps,
+                        rec["loss"],
+                        rec["lr"],
+                        rec["tokens_per_s"],
+                    )
                 iv = Interval()
                 if not math.isfinite(rec["loss"]) and tc.stop_on_nonfinite:
                     status = "stopped_nonfinite"
@@ -207,9 +250,15 @@ class Trainer:
         bar.close()
         if self.stop_requested:
             status = "interrupted"
-        return {"status": status, "steps_done": step, "steps_planned": self.total_steps,
-                "steps_per_epoch": self.plan.steps_per_epoch, "tokens_per_step": self.tokens_per_step,
-                "train_hash": train_hash, "resumed_from": start or None}
+        return {
+            "status": status,
+            "steps_done": step,
+            "steps_planned": self.total_steps,
+            "steps_per_epoch": self.plan.steps_per_epoch,
+            "tokens_per_step": self.tokens_per_step,
+            "train_hash": train_hash,
+            "resumed_from": start or None,
+        }
 
 
 def device_peak(run: RunDir, rt: Runtime) -> dict:
@@ -242,8 +291,13 @@ def run_train(cfg: Experiment, run_dir: Path) -> Path:
         signal.signal(signal.SIGTERM, previous)
     from pipeline.model import parameter_counts
 
-    summary.update(parameters=parameter_counts(trainer.model), device=str(rt.device), world_size=rt.world_size,
-                   flops_per_token=trainer.flops_per_token, device_peak=peak)
+    summary.update(
+        parameters=parameter_counts(trainer.model),
+        device=str(rt.device),
+        world_size=rt.world_size,
+        flops_per_token=trainer.flops_per_token,
+        device_peak=peak,
+    )
     if rt.is_main and summary["status"] != "interrupted":
         write_json(run.train_done, summary)
     rt.close()

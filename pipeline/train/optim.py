@@ -11,8 +11,10 @@ from pipeline.config.schema import TrainConfig
 
 def build_optimizer(model, tc: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": tc.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": tc.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=tc.lr, betas=tc.betas, fused=device.type == "cuda")
 
 
@@ -26,4 +28,5 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 
 def build_scheduler(optimizer, tc: TrainConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, tc.warmup_steps, total_steps, tc.min_lr_ratio))
+        optimizer, lambda s: lr_factor(s, tc.warmup_steps, total_steps, tc.min_lr_ratio)
+    )

@@ -25,18 +25,18 @@ log = logging.getLogger(__name__)
 # sparse figure with an asterisk, the dense one is half of it. First match wins, so variants come before the
 # plain name (a bare "H100" is the SXM part: its CUDA name is "NVIDIA H100 80GB HBM3").
 DATASHEET: list[tuple[str, float]] = [
-    (r"H100.*\bNVL\b", 835e12),     # H100 NVL datasheet: BF16 1,671 TFLOPS with sparsity
-    (r"H100.*\bPCIe\b", 756e12),    # H100 PCIe datasheet: BF16 1,513 TFLOPS with sparsity
-    (r"H100", 989.4e12),            # H100 SXM datasheet: BF16 1,979 TFLOPS with sparsity
-    (r"H200.*\bNVL\b", 835e12),     # H200 NVL datasheet: BF16 1,671 TFLOPS with sparsity
-    (r"H200", 989.4e12),            # H200 SXM datasheet: BF16 1,979 TFLOPS with sparsity
-    (r"GH200", 989.4e12),           # GH200 Grace Hopper datasheet: BF16 1,979 TFLOPS with sparsity
-    (r"A100", 312e12),              # A100 datasheet (40/80 GB, SXM and PCIe): BF16 312 TFLOPS dense
-    (r"A30", 165e12),               # A30 datasheet: BF16 165 TFLOPS dense
-    (r"A10", 125e12),               # A10 datasheet: BF16 125 TFLOPS dense (the cloud-only A10G is not listed)
-    (r"L40S", 362.05e12),           # L40S datasheet: BF16 362.05 TFLOPS dense
-    (r"L40", 181.05e12),            # L40 datasheet: BF16 181.05 TFLOPS dense
-    (r"L4", 121e12),                # L4 datasheet: BF16 242 TFLOPS with sparsity
+    (r"H100.*\bNVL\b", 835e12),  # H100 NVL datasheet: BF16 1,671 TFLOPS with sparsity
+    (r"H100.*\bPCIe\b", 756e12),  # H100 PCIe datasheet: BF16 1,513 TFLOPS with sparsity
+    (r"H100", 989.4e12),  # H100 SXM datasheet: BF16 1,979 TFLOPS with sparsity
+    (r"H200.*\bNVL\b", 835e12),  # H200 NVL datasheet: BF16 1,671 TFLOPS with sparsity
+    (r"H200", 989.4e12),  # H200 SXM datasheet: BF16 1,979 TFLOPS with sparsity
+    (r"GH200", 989.4e12),  # GH200 Grace Hopper datasheet: BF16 1,979 TFLOPS with sparsity
+    (r"A100", 312e12),  # A100 datasheet (40/80 GB, SXM and PCIe): BF16 312 TFLOPS dense
+    (r"A30", 165e12),  # A30 datasheet: BF16 165 TFLOPS dense
+    (r"A10", 125e12),  # A10 datasheet: BF16 125 TFLOPS dense (the cloud-only A10G is not listed)
+    (r"L40S", 362.05e12),  # L40S datasheet: BF16 362.05 TFLOPS dense
+    (r"L40", 181.05e12),  # L40 datasheet: BF16 181.05 TFLOPS dense
+    (r"L4", 121e12),  # L4 datasheet: BF16 242 TFLOPS with sparsity
 ]
 
 
@@ -81,8 +81,13 @@ def _time_matmuls(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, repeats: 
     return time.perf_counter() - t0
 
 
-def measure_matmul_peak(device: torch.device | str, dtype: torch.dtype | None = None, seconds: float | None = None,
-                        n: int | None = None, windows: int = 5) -> dict:
+def measure_matmul_peak(
+    device: torch.device | str,
+    dtype: torch.dtype | None = None,
+    seconds: float | None = None,
+    n: int | None = None,
+    windows: int = 5,
+) -> dict:
     """The best FLOP/s of square n x n matmuls over `windows` timed windows lasting `seconds` in all.
 
     Defaults: bf16, n = 8192 and 3 s on a GPU; fp32, n = 1024 and 1 s on a CPU (most CPUs emulate bf16, so
@@ -106,8 +111,15 @@ def measure_matmul_peak(device: torch.device | str, dtype: torch.dtype | None = 
     repeats = max(1, round(repeats * seconds / windows / max(elapsed, 1e-9)))
     times = [_time_matmuls(a, b, out, repeats) for _ in range(windows)]
     flops = 2 * n**3 * repeats / min(times)
-    result = {"flops_per_s": flops, "dtype": str(dtype).removeprefix("torch."), "device": str(device),
-              "name": device_name(device), "n": n, "repeats": repeats, "windows": windows,
-              "seconds": sum(times)}
+    result = {
+        "flops_per_s": flops,
+        "dtype": str(dtype).removeprefix("torch."),
+        "device": str(device),
+        "name": device_name(device),
+        "n": n,
+        "repeats": repeats,
+        "windows": windows,
+        "seconds": sum(times),
+    }
     log.info("matmul peak on %s (%s, n=%d): %.1f TFLOP/s", result["name"], result["dtype"], n, flops / 1e12)
     return result

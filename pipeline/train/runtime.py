@@ -9,7 +9,7 @@ import resource
 import shutil
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ class Runtime:
     local_rank: int = 0
 
     @classmethod
-    def create(cls, requested: str) -> "Runtime":
+    def create(cls, requested: str) -> Runtime:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
             return cls(pick_device(requested))
@@ -125,7 +125,7 @@ def archive_stale_outputs(run: RunDir, train_hash: str) -> None:
         stale = True
     if not stale:
         return
-    dest = run.archive / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    dest = run.archive / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     dest.mkdir(parents=True, exist_ok=True)
     for path in (run.train, run.checkpoints, run.eval):
         if path.exists():

@@ -1,16 +1,8 @@
-# labnote: experiment YAML -> runs/<EXP>/ -> reports/<EXP>/report.md
-#
-#   make report EXP=smoke                 # venv (first time), then every stage that is out of date
-#   make report EXP=smoke SET="train.steps=50 model.dim=64"
-#   make train|eval|prepare EXP=…         # one stage (and what it needs)
-#   make test                             # the test suite
-#   make clean EXP=…                      # delete runs/<EXP>/
-#   make report EXP=… RUNTIME=apptainer SIF=labnote.sif   # every stage inside the container
-#   make submit EXP=… SCHED=slurm|pjm [RUNTIME=apptainer SIF=…]   # a batch job that runs `make report`
-#   make import SRC=<path> FROM=lingua|hf-trainer|lightning|lm-eval EXP=<name>   # another trainer's run
+# labnote: experiment YAML -> runs/<EXP>/ -> reports/<EXP>/report.md.  `make help` lists every target.
 #
 # Each stage is a file target; `resolve` rewrites runs/<EXP>/stamps/<stage>.sha256 only when the inputs
-# of that stage change, so Make reruns exactly the stages a config edit affects.
+# of that stage change, so Make reruns exactly the stages a config edit affects. The stages and their rules
+# come from the stage table, pipeline/stages.py (generated into pipeline/stages.mk).
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -25,7 +17,10 @@ SET ?=
 RUN := runs/$(EXP)
 REPORT_DIR := reports/$(EXP)
 # REPORT_LANG=ja and BASELINE=<exp> are shorthands for SET="report.language=ja report.compare_to=<exp>".
-SET_ALL := $(strip $(SET) $(if $(REPORT_LANG),report.language=$(REPORT_LANG)) $(if $(BASELINE),report.compare_to=$(BASELINE)))
+comma := ,
+# REPORT_LANG=en,ja renders both languages side by side (report.md, report.ja.md).
+LANG_VALUE = $(if $(findstring $(comma),$(REPORT_LANG)),[$(REPORT_LANG)],$(REPORT_LANG))
+SET_ALL := $(strip $(SET) $(if $(REPORT_LANG),report.language=$(LANG_VALUE)) $(if $(BASELINE),report.compare_to=$(BASELINE)))
 SET_ARGS := $(if $(SET_ALL),--set "$(SET_ALL)")
 
 # Stages run offline (compute nodes have no internet); `make data` is the one target that goes online.
@@ -67,16 +62,18 @@ VENV_STAMP :=
 else
 $(error RUNTIME must be native, apptainer, podman or docker, got '$(RUNTIME)')
 endif
-TEMPLATE_FILES := $(shell find templates -type f 2>/dev/null)
-REPORT_CODE := $(wildcard pipeline/report/*.py)
 
-.PHONY: lint format help venv resolve prepare train eval bench report test clean data check bench-eval bench-train submit index compare import bench-part bench-collect sif container-test FORCE \
-        _prepare _train _eval _bench _report
+.PHONY: compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
 
-help:
-	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
+help: ## this list: every public target, one line each
+	@echo 'labnote: experiment YAML -> runs/<EXP>/ -> reports/<EXP>/report.md (EXP=… names the experiment)'
+	@echo 'Stages (each runs what it depends on; SET="a.b=1" overrides, RUNTIME=apptainer|podman|docker):'
+	@$(foreach s,$(STAGES),printf '  %-15s %s\n' '$(s)' '$(HELP_$(s))';)
+	@echo 'Other targets:'
+	@grep -hE '^[a-zA-Z][a-zA-Z0-9_.-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)$$/\1\t\2/' | \
+	  awk -F'\t' '{ printf "  %-15s %s\n", $$1, $$2 }'
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed ## create .venv from requirements.txt + requirements.lock (once)
 
 $(VENV)/.installed: requirements.txt requirements.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -85,19 +82,14 @@ $(VENV)/.installed: requirements.txt requirements.lock
 
 # ---------------------------------------------------------------------------- stages
 # The public targets validate + freeze the config first, then run a sub-make that compares file times.
-resolve: $(VENV_STAMP)
+resolve: $(VENV_STAMP) ## validate the experiment and freeze runs/<EXP>/config.yaml + stamps
 	@$(RUN_PY) -m pipeline resolve $(EXP) $(SET_ARGS)
 
-check: $(VENV_STAMP)
+check: $(VENV_STAMP) ## validate the experiment, write nothing
 	@$(RUN_PY) -m pipeline resolve $(EXP) $(SET_ARGS) --check
 
-prepare train eval bench report: resolve
-	@$(MAKE) _$@ EXP=$(EXP)
-
-# Which stage outputs the report needs (from the experiment's `stages:`) and how many processes train
-# uses, written by resolve. The defaults apply before the first resolve (e.g. under `make -n`).
-STAGE_OUTPUTS := $(RUN)/prepared/DONE $(RUN)/train/DONE $(RUN)/eval/DONE
-BENCH_DEPS := $(RUN)/prepared/DONE
+# How many processes train uses and each stage's prerequisites for this run: written by resolve
+# (runs/<EXP>/stamps/targets.mk); before the first resolve (e.g. under `make -n`) the defaults apply.
 TRAIN_NNODES := 1
 TRAIN_NPROC := 1
 RDZV_PORT := 29500
@@ -118,106 +110,107 @@ endif
 # Under `make -n` resolve has not run, so the stamps may not exist yet.
 $(RUN)/stamps/%.sha256: ;
 
-_prepare: $(RUN)/prepared/DONE
-_train: $(RUN)/train/DONE
-_eval: $(RUN)/eval/DONE
-_bench: $(RUN)/bench/DONE
-_report: $(REPORT_DIR)/report.md
+# One rule per stage, generated from the stage table (pipeline/stages.py): `make stages.mk` after editing it.
+include pipeline/stages.mk
+.PHONY: $(STAGES) $(addprefix _,$(STAGES))
 
-$(RUN)/prepared/DONE: $(RUN)/stamps/prepare.sha256
-	$(RUN_PY) -m pipeline prepare $(RUN)
+$(STAGES): resolve
+	@$(MAKE) _$@ EXP=$(EXP)
 
-$(RUN)/train/DONE: $(RUN)/stamps/train.sha256 $(RUN)/prepared/DONE
-	$(TRAIN_CMD) $(RUN)
+stages.mk: pipeline/stages.py ## regenerate pipeline/stages.mk from the stage table
+	$(PY) -m pipeline.stages > pipeline/stages.mk.tmp && mv pipeline/stages.mk.tmp pipeline/stages.mk
 
-$(RUN)/eval/DONE: $(RUN)/stamps/eval.sha256 $(RUN)/train/DONE
-	$(RUN_PY) -m pipeline eval $(RUN)
+# Tables across runs, from their run directories: all runs (index), or the runs named in EXPS (compare, the
+# first is the reference). File targets: they are rebuilt when a run's stamps, stage markers or import change.
+LANGS = $(or $(subst $(comma), ,$(REPORT_LANG)),en)
+lang_files = $(foreach l,$(LANGS),$(1)$(if $(filter en,$(l)),,.$(l)).md)
+run_files = $(wildcard runs $(foreach e,$(1),runs/$(e)/stamps/*.sha256 runs/$(e)/*/DONE runs/$(e)/import/import.json))
+LANG_ARGS = $(foreach l,$(LANGS),--lang $(l))
 
-$(RUN)/bench/DONE: $(RUN)/stamps/bench.sha256 $(BENCH_DEPS)
-	$(RUN_PY) -m pipeline bench $(RUN)
-
-$(REPORT_DIR)/report.md: $(RUN)/stamps/report.sha256 $(STAGE_OUTPUTS) $(COMPARE_INPUTS) $(TEMPLATE_FILES) $(REPORT_CODE)
-	$(RUN_PY) -m pipeline report $(RUN) --out $(REPORT_DIR)
-
-# Tables across runs, from their run directories: all runs, or the runs named in EXPS (first = reference).
-index: $(HOST_STAMP)
-	$(PY) -m pipeline index
+INDEX_FILES := $(call lang_files,reports/README)
+index: $(INDEX_FILES) ## reports/README.md: one row per run (REPORT_LANG=ja: README.ja.md)
+$(INDEX_FILES) &: $(call run_files,*) $(REPORT_CODE) | $(HOST_STAMP)
+	$(PY) -m pipeline index $(LANG_ARGS)
 
 EXPS ?=
-NAME ?= $(subst $(space),-,$(strip $(EXPS)))
 space := $(subst ,, )
-compare: $(HOST_STAMP)
-	$(PY) -m pipeline index $(EXPS) --name $(NAME)
+NAME ?= $(subst $(space),-,$(strip $(EXPS)))
+COMPARE_FILES := $(call lang_files,reports/compare/$(NAME))
+compare: $(if $(strip $(EXPS)),$(COMPARE_FILES),compare-needs-exps) ## EXPS="a b": reports/compare/a-b.md
+$(COMPARE_FILES) &: $(call run_files,$(EXPS)) $(REPORT_CODE) | $(HOST_STAMP)
+	$(PY) -m pipeline index $(EXPS) --name $(NAME) $(LANG_ARGS)
+compare-needs-exps:
+	@echo 'error: EXPS: name at least two experiments, e.g. make compare EXPS="smoke smoke_lr"' >&2; exit 2
 
 # Runs trained/evaluated by other tools -> runs/<EXP>/, then `make report EXP=<EXP>` as usual:
 #   make import SRC=<dir or file> FROM=lingua|hf-trainer|lightning|lm-eval EXP=<name> [MAP="loss=col …"] [STEPS=N]
 SRC ?=
 FROM ?=
-import: $(HOST_STAMP)
+import: $(HOST_STAMP) ## SRC=<path> FROM=<tool> EXP=<name>: another tool's run -> runs/<name>/
 	$(PY) -m pipeline import "$(SRC)" --from "$(FROM)" --exp $(EXP) $(if $(MAP),--map "$(MAP)") $(if $(STEPS),--steps-planned $(STEPS))
 
 # An imported run's report waits for its import record (there is no stage to remake it).
 $(RUN)/import/import.json: ;
 
 # Prefetch datasets/tokenizers into HF_HOME on a machine with internet (a login node).
-data: $(HOST_STAMP)
+data: $(HOST_STAMP) ## on a machine with internet: fetch the hub datasets/tokenizers/tasks into HF_HOME
 	HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 LABNOTE_ONLINE=1 $(PY) -m pipeline data $(EXP) $(SET_ARGS)
 
 # Job-array pieces of a bench sweep (make submit … BENCH_ARRAY=1): one variant per task, then collect.
-bench-part: resolve
+bench-part: resolve ## INDEX=<n>: one variant of a bench sweep (a job-array task)
 	$(RUN_PY) -m pipeline bench-part $(RUN) $(INDEX)
 
-bench-collect: resolve
+bench-collect: resolve ## merge the job-array parts of a bench sweep
 	$(RUN_PY) -m pipeline bench-part $(RUN) collect
 
 # A batch job that runs `make report` for this experiment inside the allocation (same RUNTIME/SIF/PY).
 SCHED ?= slurm
-submit: $(HOST_STAMP)
+submit: $(HOST_STAMP) ## SCHED=slurm|pjm: a batch job that runs `make report` (DRY_RUN=1: script only)
 	@$(PY) -m pipeline submit $(EXP) --sched $(SCHED) $(SET_ARGS) \
 	  --make-args "$(strip RUNTIME=$(RUNTIME) $(if $(SIF),SIF=$(abspath $(SIF))) $(if $(filter command line,$(origin PY)),PY=$(PY)))" \
 	  $(if $(DRY_RUN),--dry-run) $(if $(BENCH_ARRAY),--bench-array)
 
-clean:
+clean: ## delete runs/<EXP>/
 	rm -rf $(RUN)
 
 # ---------------------------------------------------------------------------- benchmarks
 # Eval-stage speed on seed-000-shaped tasks. GPU: make bench-eval; CPU-sized: make bench-eval BENCH_ARGS="--scale 0.01 --shape tiny --device cpu --dtype float32"
 BENCH_ARGS ?= --device cuda --batch-size 64
-bench-eval: $(VENV_STAMP)
+bench-eval: $(VENV_STAMP) ## time the harness path on seed-000-shaped tasks (BENCH_ARGS=…)
 	$(PY) benchmarks/eval_harness.py $(BENCH_ARGS)
 
 # Train-stage speed: pipeline step vs a bare PyTorch loop, tokens/s and MFU. GPU (debug_3 shape, bf16,
 # compile): make bench-train; CPU-sized: make bench-train BENCH_TRAIN_ARGS="--shape tiny --device cpu"
 BENCH_TRAIN_ARGS ?= --device cuda
-bench-train: $(VENV_STAMP)
+bench-train: $(VENV_STAMP) ## tokens/s, MFU, overhead over a bare loop (BENCH_TRAIN_ARGS=…)
 	$(PY) benchmarks/train_throughput.py $(BENCH_TRAIN_ARGS)
 
 # ---------------------------------------------------------------------------- tests
-test: $(VENV_STAMP)
+test: $(VENV_STAMP) ## the test suite (PYTEST_ARGS=…)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # ruff: lint rules and formatting, configured in pyproject.toml. `make format` rewrites the files.
-lint: $(HOST_STAMP)
+lint: $(HOST_STAMP) ## ruff check + format check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-format: $(HOST_STAMP)
+format: $(HOST_STAMP) ## ruff format + fixes, in place
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
 # ---------------------------------------------------------------------------- containers
 # apptainer.def is generated from the Containerfile (spython) and committed; tests/test_container.py fails on drift.
-apptainer.def: Containerfile containers/convert.py
+apptainer.def: Containerfile containers/convert.py ## regenerate apptainer.def from the Containerfile (spython)
 	$(PY) containers/convert.py Containerfile > $@.tmp && mv $@.tmp $@
 
 # Build the SIF where Apptainer runs (a workstation); copy it to the cluster. Alternative without a registry:
 #   podman build -t labnote . && podman save --format docker-archive -o labnote.tar labnote \
 #     && apptainer build labnote.sif docker-archive:labnote.tar
-sif: apptainer.def
+sif: apptainer.def ## apptainer build $(SIF) (on a workstation with Apptainer)
 	apptainer build $(if $(FAKEROOT),--fakeroot) $(or $(SIF),labnote.sif) apptainer.def
 
 # Optional, slow, not in CI: build the OCI image with podman and run the smoke experiment inside it.
-container-test:
+container-test: ## podman build + the smoke experiment inside the image (slow, not in CI)
 	@command -v podman >/dev/null || { echo "container-test: podman not found (apt-get install podman)"; exit 2; }
 	podman build -t $(IMAGE) .
 	$(MAKE) report EXP=smoke RUNTIME=podman IMAGE=$(IMAGE) CONTAINER_GPU_FLAGS=

@@ -116,6 +116,7 @@ def _stage(name: str):
         from pipeline.config.resolve import config_hash, load_resolved
         from pipeline.provenance import record_stage
         from pipeline.rundir import RunDir
+        from pipeline.stages import STAGE
 
         run_dir = Path(args.run_dir)
         cfg = load_resolved(run_dir)
@@ -125,28 +126,14 @@ def _stage(name: str):
                 f"it has no {name} stage to run here, only `make report`"
             )
         started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
-        func = _stage_function(name)
-        out = func(cfg, run_dir) if name != "report" else func(cfg, run_dir, Path(args.out))
+        func = STAGE[name].function()
+        out = func(cfg, run_dir, Path(args.out)) if getattr(args, "out", None) else func(cfg, run_dir)
         ended = datetime.now(UTC).isoformat(timespec="seconds")
         if name != "report" and int(os.environ.get("RANK", "0")) == 0:
             record_stage(RunDir(run_dir), name, started, ended, time.perf_counter() - t0, config_hash(cfg))
         log.info("%s -> %s (%.1f s)", name, out, time.perf_counter() - t0)
 
     return run
-
-
-def _stage_function(name: str):
-    if name == "prepare":
-        from pipeline.data.prepare import run_prepare as f
-    elif name == "train":
-        from pipeline.train.loop import run_train as f
-    elif name == "eval":
-        from pipeline.evaluate.stage import run_eval as f
-    elif name == "bench":
-        from pipeline.bench.sweep import run_bench as f
-    else:
-        from pipeline.report.render import run_report as f
-    return f
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,18 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repeat", type=int)
     p.add_argument("out")
     p.set_defaults(func=cmd_bench_variant)
-    for name, text in (
-        ("prepare", "tokenizer + token streams"),
-        ("train", "train (resumes)"),
-        ("eval", "perplexity + lm-evaluation-harness"),
-        ("bench", "variant sweep, a process each"),
-        ("report", "render the Markdown report"),
-    ):
-        p = sub.add_parser(name, help=text)
+    from pipeline.stages import STAGES
+
+    for stage in STAGES:
+        p = sub.add_parser(stage.name, help=stage.help)
         p.add_argument("run_dir")
-        if name == "report":
-            p.add_argument("--out", required=True, help="report directory, e.g. reports/smoke")
-        p.set_defaults(func=_stage(name))
+        if stage.name == "report":
+            p.add_argument("--out", default=None, help="report directory (default reports/<experiment>)")
+        p.set_defaults(func=_stage(stage.name))
     return parser
 
 

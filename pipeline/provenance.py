@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import json
 import os
 import platform
 import re
@@ -20,7 +19,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from pipeline.atomic import write_json
+from pipeline import records
 from pipeline.rundir import RunDir
 
 ENV_PREFIXES = (
@@ -149,18 +148,24 @@ def environment_snapshot() -> dict:
     }
 
 
+def _current(run: RunDir) -> dict:
+    # A damaged provenance.json is rebuilt from this stage's facts rather than stopping the stage.
+    prov = records.PROVENANCE.read(run.root)
+    return prov.model_dump(mode="json", exclude_unset=True) if prov else {"stages": {}}
+
+
 def record_device_peak(run: RunDir, peak: dict) -> None:
     """The train stage's measured matmul peak (the MFU denominator), kept next to the stage records."""
-    prov = json.loads(run.provenance.read_text()) if run.provenance.is_file() else {"stages": {}}
+    prov = _current(run)
     prov["device_peak"] = peak
-    write_json(run.provenance, prov)
+    records.PROVENANCE.write(run.root, prov)
 
 
 def record_stage(
     run: RunDir, stage: str, started: str, ended: str, duration_s: float, config_hash: str, extra: dict | None = None
 ) -> None:
     """Merge this stage's entry into provenance.json (stages run one after another, never concurrently)."""
-    prov = json.loads(run.provenance.read_text()) if run.provenance.is_file() else {"stages": {}}
+    prov = _current(run)
     snap = environment_snapshot()
     prov.update({"experiment": run.root.name, "config_hash": config_hash, "config_file": "config.yaml", **snap})
     prov.setdefault("stages", {})[stage] = {
@@ -173,4 +178,4 @@ def record_stage(
         "git_commit": snap["git"]["commit"],
         **(extra or {}),
     }
-    write_json(run.provenance, prov)
+    records.PROVENANCE.write(run.root, prov)

@@ -1,6 +1,7 @@
 """The run directory `runs/<EXP>/`: the only contract between stages and the report.
 
-Every path a stage writes is named here (and documented in the README's run-directory table).
+Every file is declared once in `pipeline/records.py` (path, writer, typed record); this class turns those
+declarations into paths for one run, and finds its checkpoints.
 """
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import records
+
 RUNS_DIR = Path("runs")
-STAGES = ("prepare", "train", "eval", "report")
 
 
 @dataclass(frozen=True)
@@ -23,13 +25,22 @@ class RunDir:
     def for_experiment(cls, name: str) -> RunDir:
         return cls(RUNS_DIR / name)
 
+    def file(self, spec: records.RunFile) -> Path:
+        return spec.at(self.root)
+
+    def done(self, stage: str) -> Path:
+        """The marker of a stage's completion (the stage table says where)."""
+        from pipeline.stages import STAGE
+
+        return self.root / STAGE[stage].done
+
     @property
     def config(self) -> Path:
-        return self.root / "config.yaml"
+        return self.file(records.CONFIG)
 
     @property
     def provenance(self) -> Path:
-        return self.root / "provenance.json"
+        return self.file(records.PROVENANCE)
 
     def stamp(self, stage: str) -> Path:
         return self.root / "stamps" / f"{stage}.sha256"
@@ -44,19 +55,19 @@ class RunDir:
 
     @property
     def metrics(self) -> Path:
-        return self.train / "metrics.jsonl"
+        return self.file(records.METRICS)
 
     @property
     def validation(self) -> Path:
-        return self.train / "validation.jsonl"
+        return self.file(records.VALIDATION)
 
     @property
     def plan(self) -> Path:
-        return self.train / "plan.json"
+        return self.file(records.PLAN)
 
     @property
     def train_done(self) -> Path:
-        return self.train / "DONE"
+        return self.file(records.TRAIN_DONE)
 
     @property
     def checkpoints(self) -> Path:
@@ -68,11 +79,11 @@ class RunDir:
 
     @property
     def perplexity(self) -> Path:
-        return self.eval / "perplexity.json"
+        return self.file(records.PERPLEXITY)
 
     @property
     def eval_done(self) -> Path:
-        return self.eval / "DONE"
+        return self.file(records.EVAL_DONE)
 
     @property
     def archive(self) -> Path:

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pipeline import jsonl, records
 from pipeline.atomic import write_json, write_text
 from pipeline.config.schema import BenchVariant, Experiment
 from pipeline.rundir import RunDir
@@ -24,11 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def vocab_size(cfg: Experiment, run: RunDir) -> int:
-    stats = run.prepared / "stats.json"
+    stats = records.PREPARED_STATS.read(run.root)
     if cfg.model.vocab_size:
         return cfg.model.vocab_size
-    if stats.is_file():
-        return json.loads(stats.read_text())["vocab_size"]
+    if stats.vocab_size:
+        return stats.vocab_size
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(cfg.bench.pretrained).vocab_size
@@ -123,9 +124,10 @@ def run_variant(cfg: Experiment, run: RunDir, variant: BenchVariant, on_row=None
 
 
 def finish(cfg: Experiment, out: Path, rows: list[dict]) -> Path:
-    write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    write_json(out / "summary.json", summarise(cfg, rows))
-    write_json(out / "DONE", {"variants": len(cfg.bench.expanded()), "rows": len(rows)})
+    run_root = out.parent
+    records.BENCH_RESULTS.write_rows(run_root, rows)
+    records.BENCH_SUMMARY.write(run_root, summarise(cfg, rows))
+    records.BENCH_DONE.write(run_root, {"variants": len(cfg.bench.expanded()), "rows": len(rows)})
     return out
 
 
@@ -141,9 +143,7 @@ def run_bench(cfg: Experiment, run_dir: Path) -> Path:
             cfg,
             run,
             variant,
-            on_row=lambda mine, done=done: write_text(
-                out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in done + mine)
-            ),
+            on_row=lambda mine, done=done: records.BENCH_RESULTS.write_rows(run.root, done + mine),
         )
     return finish(cfg, out, rows)
 
@@ -161,7 +161,7 @@ def run_bench_part(cfg: Experiment, run_dir: Path, index: int) -> Path:
 
         raise UserError(f"bench-part: variant index {index} out of range 0..{len(variants) - 1}")
     rows = run_variant(cfg, run, variants[index])
-    write_text(part_path(run, index), "".join(json.dumps(r) + "\n" for r in rows))
+    write_text(part_path(run, index), jsonl.text(rows))
     return part_path(run, index)
 
 
@@ -171,7 +171,7 @@ def collect_bench_parts(cfg: Experiment, run_dir: Path) -> Path:
     for index, variant in enumerate(cfg.bench.expanded()):
         path = part_path(run, index)
         if path.is_file():
-            rows += [json.loads(line) for line in path.read_text().splitlines()]
+            rows += [obj for _, obj in jsonl.read_lenient(path, [], path.name, key="variant")]
         else:
             rows.append(
                 {

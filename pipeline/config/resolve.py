@@ -1,8 +1,9 @@
 """Freeze a loaded experiment into its run directory.
 
 `runs/<EXP>/config.yaml` is the resolved config every stage reads. `runs/<EXP>/stamps/<stage>.sha256`
-hold a hash of exactly the inputs each stage depends on; they are rewritten only when that hash changes,
-so Make (which compares file times) reruns just the stages a config edit affects.
+hold a hash of exactly the inputs each stage depends on (what each hashes is in the stage table,
+`pipeline/stages.py`); they are rewritten only when that hash changes, so Make (which compares file times)
+reruns just the stages a config edit affects.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pipeline.atomic import write_if_changed
 from pipeline.config.schema import BuiltinSource, Experiment, FilesSource, HFSource
 from pipeline.errors import ConfigError
 from pipeline.rundir import RunDir
+from pipeline.stages import run_targets, stage_hashes
 
 
 def to_dict(cfg: Experiment) -> dict:
@@ -56,59 +58,6 @@ def data_fingerprint(cfg: Experiment) -> dict:
     return {}
 
 
-def stage_hashes(cfg: Experiment) -> dict[str, str]:
-    d = to_dict(cfg)
-    data = {k: v for k, v in d["data"].items() if k != "seq_len"}
-    prepare = digest({"data": data, "fingerprint": data_fingerprint(cfg)})
-    train = digest({"prepare": prepare, "model": d["model"], "train": d["train"], "seq_len": cfg.seq_len})
-    evaluate = digest({"train": train, "eval": d["eval"]})
-    bench = digest(
-        {
-            "prepare": prepare if "prepare" in cfg.active_stages else None,
-            "model": d["model"],
-            "bench": d["bench"],
-            "device": d["train"]["device"],
-        }
-    )
-    report = digest(
-        {
-            "eval": evaluate,
-            "bench": bench,
-            "report": d["report"],
-            "name": d["name"],
-            "description": d["description"],
-            "stages": cfg.active_stages,
-        }
-    )
-    return {"prepare": prepare, "train": train, "eval": evaluate, "bench": bench, "report": report}
-
-
-def make_targets(cfg: Experiment) -> str:
-    """Make fragment naming the files the report waits for (the sub-make includes it)."""
-    outputs = {
-        "prepare": "$(RUN)/prepared/DONE",
-        "train": "$(RUN)/train/DONE",
-        "eval": "$(RUN)/eval/DONE",
-        "bench": "$(RUN)/bench/DONE",
-    }
-    stages = cfg.active_stages
-    bench_deps = outputs["prepare"] if "prepare" in stages else ""
-    hpc = cfg.hpc
-    b = cfg.report.compare_to
-    compare = f"$(wildcard runs/{b}/train/DONE runs/{b}/eval/DONE runs/{b}/bench/DONE)" if b else ""
-    inputs = [outputs[s] for s in stages] + (["$(RUN)/import/import.json"] if cfg.imported else [])
-    return (
-        "# written by `python -m pipeline resolve`; do not edit\n"
-        f"STAGE_OUTPUTS := {' '.join(inputs)}\n"
-        f"BENCH_DEPS := {bench_deps}\n"
-        f"TRAIN_NNODES := {hpc.nodes}\n"
-        f"TRAIN_NPROC := {max(1, hpc.gpus_per_node)}\n"
-        f"RDZV_PORT := {hpc.rdzv_port}\n"
-        # The baseline's outputs, when it has been run: a re-run baseline re-renders this report.
-        f"COMPARE_INPUTS := {compare}\n"
-    )
-
-
 def freeze(cfg: Experiment, run: RunDir, overrides: list[str] | tuple = ()) -> dict[str, bool]:
     """Write config.yaml, resolve.json (how it was made) and the stage stamps; return which stamps changed."""
     write_if_changed(run.config, to_yaml(cfg))
@@ -119,7 +68,7 @@ def freeze(cfg: Experiment, run: RunDir, overrides: list[str] | tuple = ()) -> d
         "config_hash": config_hash(cfg),
     }
     write_if_changed(run.root / "resolve.json", json.dumps(how, indent=2) + "\n")
-    write_if_changed(run.root / "stamps" / "targets.mk", make_targets(cfg))
+    write_if_changed(run.root / "stamps" / "targets.mk", run_targets(cfg))
     return {stage: write_if_changed(run.stamp(stage), h + "\n") for stage, h in stage_hashes(cfg).items()}
 
 

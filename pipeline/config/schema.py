@@ -12,7 +12,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.stages import WORK_STAGES
+
 PositiveInt = Annotated[int, Field(gt=0)]
+StageName = Literal[WORK_STAGES]  # the stage table's names (pipeline/stages.py), the report aside
 NonNegInt = Annotated[int, Field(ge=0)]
 
 
@@ -324,18 +327,16 @@ class Experiment(Section):
     report: ReportConfig = Field(default_factory=ReportConfig)
     bench: BenchConfig | None = None
     hpc: HPCConfig = Field(default_factory=HPCConfig)
-    stages: list[Literal["prepare", "train", "eval", "bench"]] | None = Field(
+    stages: list[StageName] | None = Field(
         None, description="stages the report needs; default prepare, train, eval (+ bench when bench: is set)"
     )
     imported: ImportInfo | None = Field(None, description="written by `make import`; never set by hand")
 
     @property
     def active_stages(self) -> list[str]:
-        if self.imported is not None:  # nothing to run here: the import wrote the outputs
-            return []
-        if self.stages is not None:
-            return list(self.stages)
-        return ["prepare", "train", "eval"] + (["bench"] if self.bench else [])
+        from pipeline.stages import active_stages
+
+        return active_stages({"imported": self.imported, "stages": self.stages, "bench": self.bench})
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Experiment:

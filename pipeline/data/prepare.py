@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_dir, write_json
+from pipeline import records
+from pipeline.atomic import atomic_dir
 from pipeline.config.schema import Experiment
 from pipeline.data.sources import SPLITS, describe, load_documents
 from pipeline.data.tokenizer import build_tokenizer, encode_documents
@@ -51,7 +52,7 @@ def run_prepare(cfg: Experiment, run_dir: Path) -> Path:
                 "tokens": int(ids.size),
             }
             log.info("%s: %d documents, %d tokens", split, len(docs[split]), ids.size)
-        write_json(tmp / "stats.json", stats)
+        records.PREPARED_STATS.write_file(tmp / "stats.json", stats)  # the folder is built aside, then renamed
         (tmp / "DONE").write_text("ok\n")
     return run.prepared
 

@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from pipeline.atomic import write_json, write_text
+from pipeline import records
 from pipeline.config.schema import Experiment, HarnessTask
 from pipeline.errors import DataError
 from pipeline.evaluate.perplexity import pick_checkpoint
@@ -159,8 +159,8 @@ def run_harness(cfg: Experiment, run_dir: Path) -> Path | None:
     result = evaluate_tasks(lm, hc.specs(), hc.include_path, hc.seed, hc.max_gen_toks)
     total = time.perf_counter() - t0
     rows = normalise(result, lm.chance_level)
-    write_json(run.eval / "lm_eval.json", result)
-    write_text(run.eval / "tasks.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    records.LM_EVAL.write(run.root, result)
+    records.TASKS.write_rows(run.root, rows)
     timing = {
         "checkpoint": path.name,
         "step": int(path.name),
@@ -171,6 +171,6 @@ def run_harness(cfg: Experiment, run_dir: Path) -> Path | None:
         "requests": {k: {"seconds": round(v["seconds"], 3), "requests": v["requests"]} for k, v in lm.timing.items()},
         "items": {r["task"]: r["n"] for r in rows},
     }
-    write_json(run.eval / "harness_timing.json", timing)
+    records.HARNESS_TIMING.write(run.root, timing)
     log.info("harness: %d tasks in %.1f s", len(timing["items"]), total)
     return run.eval

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.atomic import write_json
+from pipeline import records
 from pipeline.config.schema import Experiment
 from pipeline.data.prepare import load_tokens
 from pipeline.errors import DataError
@@ -83,6 +83,6 @@ def run_perplexity(cfg: Experiment, run_dir: Path) -> Path:
         "tokens_per_s": result["tokens"] / elapsed if elapsed > 0 else None,
     }
     out = {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
-    write_json(run.perplexity, out)
+    records.PERPLEXITY.write(run.root, out)
     log.info("perplexity %s on %s (%d tokens)", out["perplexity"], pc.split, out["tokens"])
     return run.eval

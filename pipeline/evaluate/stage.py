@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.atomic import write_json
+from pipeline import records
 from pipeline.config.schema import Experiment
 from pipeline.evaluate.harness import run_harness
 from pipeline.evaluate.perplexity import run_perplexity
@@ -21,7 +21,7 @@ def run_eval(cfg: Experiment, run_dir: Path) -> Path:
     run_perplexity(cfg, run_dir)
     harness = run_harness(cfg, run_dir)
     if harness is None:  # no tasks configured: drop results of an earlier config so the report cannot show them
-        for name in ("lm_eval.json", "tasks.jsonl", "harness_timing.json"):
-            (run.eval / name).unlink(missing_ok=True)
-    write_json(run.eval_done, {"perplexity": True, "harness": harness is not None})
+        for file in (records.LM_EVAL, records.TASKS, records.HARNESS_TIMING):
+            file.at(run.root).unlink(missing_ok=True)
+    records.EVAL_DONE.write(run.root, {"perplexity": True, "harness": harness is not None})
     return run.eval

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline.atomic import write_json
+from pipeline import records
 from pipeline.config.resolve import config_hash, stage_hash, to_yaml
 from pipeline.config.schema import Experiment
 from pipeline.data.prepare import load_tokens
@@ -191,8 +191,8 @@ class Trainer:
         tc = self.cfg.train
         start = self.resume(train_hash)
         if self.rt.is_main:  # written first, so a run killed early still says how long it was meant to be
-            write_json(
-                self.run.plan,
+            records.PLAN.write(
+                self.run.root,
                 {
                     "steps_planned": self.total_steps,
                     "steps_per_epoch": self.plan.steps_per_epoch,
@@ -299,7 +299,7 @@ def run_train(cfg: Experiment, run_dir: Path) -> Path:
         device_peak=peak,
     )
     if rt.is_main and summary["status"] != "interrupted":
-        write_json(run.train_done, summary)
+        records.TRAIN_DONE.write(run.root, summary)
     rt.close()
     if summary["status"] == "interrupted":
         raise SystemExit(143)  # SIGTERM (scheduler time limit / preemption): checkpoint saved, rerun resumes

@@ -1,0 +1,556 @@
+"""The run-directory contract as code: every file of `runs/<EXP>/`, its path, who writes it, and its record.
+
+`FILES` is the one list: the README's run-directory table is checked against it (tests/test_records.py), writers
+go through `RunFile.write` / `RunFile.append` (validated, atomic), and readers through `RunFile.read`, which
+returns a typed record. A record read from a missing or damaged file is an empty one: its fields are `None`
+and it is falsy, so `if run.done:` asks "was it there?" and `run.done.status` never needs a guard.
+
+Records keep keys they do not declare (`extra="allow"`): a newer writer's fields survive an older reader, and
+imported runs carry what their tool recorded. JSONL rows go through `pipeline.jsonl` (one torn-line rule).
+
+>>> done = TrainDone.model_validate({"status": "completed", "steps_done": 12, "parameters": {"total": 9}})
+>>> bool(done), done.parameters.total, bool(TrainDone.missing()), TrainDone.missing().status is None
+(True, 9, False, True)
+>>> [f.path for f in FILES if f.writer == "eval"][:2]
+['eval/perplexity.json', 'eval/lm_eval.json']
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from pipeline import jsonl
+from pipeline.atomic import write_json, write_text
+
+
+class Record(BaseModel):
+    """A JSON object of the run directory. Falsy when it stands for a file that is missing or unreadable."""
+
+    model_config = ConfigDict(extra="allow", protect_namespaces=())
+    _present: bool = PrivateAttr(default=True)
+
+    def __bool__(self) -> bool:
+        return self._present
+
+    @classmethod
+    def missing(cls):
+        record = cls.model_construct()
+        record._present = False
+        return record
+
+    def get(self, key: str, default=None):
+        """Dict-style access for keys only some writers record (extras included)."""
+        value = getattr(self, key, None)
+        return default if value is None else value
+
+
+# --------------------------------------------------------------------------- records
+class Git(Record):
+    commit: str | None = None
+    dirty: bool | None = None
+    diff_sha256: str | None = None
+
+
+class Gpu(Record):
+    name: str | None = None
+    memory_gib: float | None = None
+    capability: str | None = None
+
+
+class Device(Record):
+    cpu: str | None = None
+    cpu_count: int | None = None
+    torch_threads: int | None = None
+    gpus: list[Gpu] = Field(default_factory=list)
+    cuda: str | None = None
+    driver: str | None = None
+
+
+class Scheduler(Record):
+    scheduler: str | None = None
+    job_id: str | None = None
+    nodes: str | None = None
+
+
+class Container(Record):
+    runtime: str | None = None
+    image: str | None = None
+    sha256: str | None = None
+
+
+class StageRun(Record):
+    started_utc: str | None = None
+    ended_utc: str | None = None
+    duration_s: float | None = None
+    argv: list[str] = Field(default_factory=list)
+    host: str | None = None
+    job_id: str | None = None
+    git_commit: str | None = None
+
+
+class DevicePeak(Record):
+    flops_per_s: float | None = None
+    dtype: str | None = None
+    device: str | None = None
+    name: str | None = None
+    datasheet_flops_per_s: float | None = None
+    datasheet_dtype: str | None = None
+
+
+class Provenance(Record):
+    experiment: str | None = None
+    config_hash: str | None = None
+    config_file: str | None = None
+    host: str | None = None
+    user: str | None = None
+    platform: str | None = None
+    git: Git = Field(default_factory=Git)
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    device: Device = Field(default_factory=Device)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    container: Container = Field(default_factory=Container)
+    env: dict[str, str] = Field(default_factory=dict)
+    stages: dict[str, StageRun] = Field(default_factory=dict)
+    device_peak: DevicePeak | None = None
+    imported: dict | None = None  # an import: tool, source, time, files read
+    recovered: dict = Field(default_factory=dict)  # environment facts an imported source states
+
+
+class Resolve(Record):
+    experiment: str | None = None
+    extends: str | None = None
+    overrides: list[str] = Field(default_factory=list)
+    config_hash: str | None = None
+
+
+class SplitStats(Record):
+    documents: int | None = None
+    characters: int | None = None
+    tokens: int | None = None
+
+
+class PreparedStats(Record):
+    source: str | None = None
+    tokenizer: str | None = None
+    vocab_size: int | None = None
+    eos_token_id: int | None = None
+    token_dtype: str | None = None
+    splits: dict[str, SplitStats] = Field(default_factory=dict)
+
+
+class Plan(Record):
+    steps_planned: int | None = None
+    steps_per_epoch: int | None = None
+    tokens_per_step: int | None = None
+    train_hash: str | None = None
+    steps_planned_from: str | None = None  # imports: "source" or "STEPS"
+
+
+class ParameterCounts(Record):
+    total: int | None = None
+    embedding: int | None = None
+    non_embedding: int | None = None
+
+
+class TrainDone(Record):
+    status: str | None = None  # completed / stopped_nonfinite (imports: completed / partial / unknown)
+    steps_done: int | None = None
+    steps_planned: int | None = None
+    steps_per_epoch: int | None = None
+    tokens_per_step: int | None = None
+    train_hash: str | None = None
+    resumed_from: int | None = None
+    parameters: ParameterCounts = Field(default_factory=ParameterCounts)
+    device: str | None = None
+    world_size: int | None = None
+    flops_per_token: float | None = None
+    device_peak: DevicePeak | None = None
+    imported: bool | None = None
+    segments: int | None = None
+    summary: dict = Field(default_factory=dict)  # imports: the tool's end-of-run summary, verbatim
+
+
+class Perplexity(Record):
+    checkpoint: str | None = None
+    step: int | None = None
+    split: str | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+    batches: int | None = None
+    valid_batches: int | None = None
+    tokens: int | None = None
+    dtype: str | None = None
+    device: str | None = None
+    loss: float | str | None = None  # "nan"/"inf" when non-finite
+    perplexity: float | str | None = None
+    accuracy: float | str | None = None
+    nan_count: int | None = None
+    inf_count: int | None = None
+    eval_time_s: float | None = None
+    tokens_per_s: float | None = None
+
+
+class RequestTiming(Record):
+    seconds: float | None = None
+    requests: int | None = None
+
+
+class HarnessTiming(Record):
+    checkpoint: str | None = None
+    step: int | None = None
+    device: str | None = None
+    dtype: str | None = None
+    batch_size: int | str | None = None
+    total_s: float | None = None
+    requests: dict[str, RequestTiming] = Field(default_factory=dict)
+    items: dict[str, int | None] = Field(default_factory=dict)
+    # imports: where the results came from
+    source: str | None = None
+    model: str | None = None
+    model_args: str | dict | None = None
+    limit: float | int | None = None
+    time_utc: str | float | None = None
+    evaluations_recorded: int | None = None
+
+
+class EvalDone(Record):
+    perplexity: bool | None = None
+    harness: bool | None = None
+    status: str | None = None
+    imported: bool | None = None
+
+
+class BenchSummary(Record):
+    workload: str | None = None
+    fixed: dict = Field(default_factory=dict)
+    seq_len: int | None = None
+    prompt_len: int | None = None
+    new_tokens: int | None = None
+    steps: int | None = None
+    warmup_steps: int | None = None
+    repeats: int | None = None
+    baseline: str | None = None
+    variants: dict[str, dict] = Field(default_factory=dict)  # per variant: pipeline/bench/sweep.py summarise
+
+
+class BenchDone(Record):
+    variants: int | None = None
+    rows: int | None = None
+
+
+class ImportedFile(Record):
+    path: str
+    bytes: int
+    sha256: str
+
+
+class ImportRecord(Record):
+    format: str | None = None
+    source: str | None = None
+    source_absolute: str | None = None
+    imported_utc: str | None = None
+    files: list[ImportedFile] = Field(default_factory=list)
+    provides: list[str] = Field(default_factory=list)
+    steps_planned: int | None = None
+    steps_planned_from: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    summary: dict = Field(default_factory=dict)
+    recovered: dict = Field(default_factory=dict)
+
+
+# JSONL rows: the keys and their units are the README's "train/metrics.jsonl keys".
+class MetricRow(Record):
+    step: int
+    epoch: float | None = None
+    loss: float | str | None = None
+    grad_norm: float | str | None = None
+    lr: float | None = None
+    tokens: int | None = None
+    tokens_per_s: float | None = None
+    step_time_s: float | None = None
+    data_time_s: float | None = None
+    mem_peak_gib: float | None = None
+    flops_per_token: float | None = None
+    flops_per_s: float | None = None
+    mfu: float | None = None
+    mfu_datasheet: float | None = None
+    segment: int | None = None
+    time_utc: str | None = None
+    # imported runs only (keys the source did not record are absent)
+    mem_peak_pct: float | None = None
+    mem_reserved_gib: float | None = None
+    power_w: float | None = None
+
+
+class ValidationRow(Record):
+    step: int
+    epoch: float | None = None
+    val_loss: float | str | None = None
+    val_perplexity: float | str | None = None
+    val_accuracy: float | str | None = None
+    val_tokens: int | None = None
+    time_utc: str | None = None
+
+
+class TaskRow(Record):
+    task: str
+    metric: str
+    filter: str | None = None
+    value: float | None = None
+    stderr: float | None = None
+    n: int | None = None
+    n_original: int | None = None
+    num_fewshot: int | None = None
+    higher_is_better: bool | None = None
+    chance: float | None = None
+
+
+def columns(row: type[Record]) -> list[str]:
+    """The declared keys of a JSONL row, in order (the loader's table columns)."""
+    return list(row.model_fields)
+
+
+# --------------------------------------------------------------------------- the files
+R = TypeVar("R", bound=Record)
+Kind = Literal["json", "jsonl", "yaml", "text", "dir", "marker"]
+
+
+class RecordError(ValueError):
+    """A writer produced something its record does not accept: a bug, not a user error."""
+
+
+@dataclass(frozen=True)
+class RunFile(Generic[R]):
+    path: str  # relative to runs/<EXP>/; <name> parts are placeholders
+    writer: str  # the stage (or command) that writes it
+    kind: Kind
+    description: str
+    record: type[R] | None = None
+
+    def at(self, run_root: Path) -> Path:
+        return Path(run_root) / self.path
+
+    # ------------------------------------------------------------------ JSON objects
+    def read(self, run_root: Path, problems: list[str] | None = None) -> R:
+        """The typed record, or an empty (falsy) one when the file is missing; a file that is not valid JSON
+        or does not match the record is a problem (reported by the `damaged_files` check), not a crash."""
+        path = self.at(run_root)
+        if not path.is_file():
+            return self.record.missing()
+        try:
+            return self.record.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            why = f"not valid JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            why = f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].lower()}"
+        if problems is not None:
+            problems.append(f"{self.path}: {why}; ignored")
+        return self.record.missing()
+
+    def write(self, run_root: Path, data: dict | Record) -> Path:
+        """Validate against the record, then write atomically (temp file + rename)."""
+        return self.write_file(self.at(run_root), data)
+
+    def write_file(self, path: Path, data: dict | Record) -> Path:
+        """`write` to an explicit path: for a stage folder built aside and renamed into place whole."""
+        obj = data.model_dump(mode="json", exclude_unset=True) if isinstance(data, Record) else data
+        self._check_row(obj)
+        write_json(path, obj)
+        return path
+
+    # ------------------------------------------------------------------ JSON lines
+    def rows(self, run_root: Path, problems: list[str], key: str | None = "step") -> list[dict]:
+        """Rows in file order; damaged lines are skipped and described in `problems` (pipeline/jsonl.py)."""
+        path = self.at(run_root)
+        if not path.is_file():
+            return []
+        return [obj for _, obj in jsonl.read_lenient(path, problems, self.path, key)]
+
+    def append(self, run_root: Path, row: dict) -> None:
+        self._check_row(row)
+        jsonl.append(self.at(run_root), row)
+
+    def write_rows(self, run_root: Path, rows: list[dict]) -> Path:
+        for row in rows:
+            self._check_row(row)
+        path = self.at(run_root)
+        write_text(path, jsonl.text(rows))
+        return path
+
+    def _check_row(self, row: dict) -> None:
+        if self.record is None:
+            return
+        try:
+            self.record.model_validate(row)
+        except ValidationError as exc:
+            raise RecordError(f"{self.path}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+
+
+def _f(path, writer, kind, description, record=None) -> RunFile:
+    return RunFile(path, writer, kind, description, record)
+
+
+CONFIG = _f(
+    "config.yaml",
+    "resolve",
+    "yaml",
+    "the resolved experiment (defaults → `extends:` parents → file → `SET=`); stages read only this",
+)
+RESOLVE = _f("resolve.json", "resolve", "json", "experiment name, `extends`, the `SET` overrides, config hash", Resolve)
+STAMPS = _f(
+    "stamps/<stage>.sha256",
+    "resolve",
+    "text",
+    "hash of each stage's inputs (what each hashes: `pipeline/stages.py`); rewritten only when it changes (Make targets depend on them)",
+)
+TARGETS = _f(
+    "stamps/targets.mk",
+    "resolve",
+    "text",
+    "this run's prerequisites for the stage rules in `pipeline/stages.mk` (from `stages:`, `report.language`, `report.compare_to`, `hpc:`)",
+)
+PROVENANCE = _f(
+    "provenance.json",
+    "every stage",
+    "json",
+    "git commit, dirty flag, sha256 of the uncommitted diff, config hash, host, user, Python/torch/transformers/datasets versions, device (CPU model; GPU name, memory, CUDA, driver), scheduler job id (`SLURM_JOB_ID`, `PJM_JOBID`), container, allow-listed env vars with secret-looking names removed; `stages.<name>`: start/end (UTC), duration, argv, host; `device_peak` (train): the device's measured matmul rate — bf16 8192² GEMMs for 3 s on a GPU, fp32 1024² for 1 s on a CPU (`LABNOTE_PEAK_SECONDS` overrides), best of 5 windows — with the datasheet peak where the GPU is known",
+    Provenance,
+)
+TOKENIZER = _f(
+    "prepared/tokenizer/",
+    "prepare",
+    "dir",
+    "the tokenizer as a `transformers` fast tokenizer (`AutoTokenizer.from_pretrained`)",
+)
+TOKENS = _f(
+    "prepared/<split>.npy",
+    "prepare",
+    "dir",
+    "token ids (uint16/uint32) of `train`, `validation`, `test`, documents joined with EOS",
+)
+PREPARED_STATS = _f(
+    "prepared/stats.json",
+    "prepare",
+    "json",
+    "source, tokenizer, vocab size, documents/characters/tokens per split",
+    PreparedStats,
+)
+PREPARED_DONE = _f("prepared/DONE", "prepare", "marker", "marker for Make")
+PLAN = _f(
+    "train/plan.json",
+    "train",
+    "json",
+    "written at the start: steps planned, steps per epoch, tokens per step, train-input hash",
+    Plan,
+)
+METRICS = _f("train/metrics.jsonl", "train", "jsonl", "one JSON object per log step, keys below", MetricRow)
+VALIDATION = _f(
+    "train/validation.jsonl",
+    "train",
+    "jsonl",
+    "one object per validation pass (step 0 = untrained baseline)",
+    ValidationRow,
+)
+TRAIN_DONE = _f(
+    "train/DONE",
+    "train",
+    "json",
+    "written at the end: status (`completed` / `stopped_nonfinite`), steps done/planned, parameter counts, device, world size, `resumed_from`",
+    TrainDone,
+)
+CHECKPOINTS = _f(
+    "checkpoints/<step>/",
+    "train",
+    "dir",
+    "step with 10 digits: `model.safetensors` + `config.json` (`save_pretrained`), tokenizer files, `train_state.pt` (optimizer, scheduler, grad scaler, RNG states, data position), `config.yaml`; newest `train.keep_checkpoints` kept",
+)
+PERPLEXITY = _f(
+    "eval/perplexity.json",
+    "eval",
+    "json",
+    "checkpoint step, split, batch size, seq len, batches (valid/total), tokens, dtype, device, mean loss, perplexity, accuracy, NaN/Inf batch counts, time",
+    Perplexity,
+)
+LM_EVAL = _f("eval/lm_eval.json", "eval", "json", "lm-evaluation-harness's result object, unchanged", Record)
+TASKS = _f(
+    "eval/tasks.jsonl", "eval", "jsonl", "one line per (task, metric, filter), see [Evaluation](#evaluation)", TaskRow
+)
+HARNESS_TIMING = _f(
+    "eval/harness_timing.json",
+    "eval",
+    "json",
+    "seconds and request counts per request type, items per task",
+    HarnessTiming,
+)
+EVAL_DONE = _f("eval/DONE", "eval", "json", "marker for Make: which evaluations ran", EvalDone)
+BENCH_RESULTS = _f(
+    "bench/results.jsonl",
+    "bench",
+    "jsonl",
+    "one line per variant × repeat, see [Benchmark sweeps](#benchmark-sweeps)",
+    Record,
+)
+BENCH_SUMMARY = _f(
+    "bench/summary.json", "bench", "json", "per variant: mean ± std over repeats, spread, mismatches", BenchSummary
+)
+BENCH_PARTS = _f(
+    "bench/parts/<index>.jsonl",
+    "bench-part",
+    "jsonl",
+    "job-array sweeps: one variant's rows per array task, merged by `make bench-collect`",
+    Record,
+)
+BENCH_DONE = _f("bench/DONE", "bench", "json", "marker for Make: variants and rows", BenchDone)
+JOBS = _f(
+    "jobs/",
+    "submit",
+    "dir",
+    "`make submit`: job scripts `<sched>-<UTC time>.sh`, `submitted.jsonl` (job ids), the jobs' logs",
+)
+ARCHIVE = _f(
+    "archive/<UTC time>/",
+    "train",
+    "dir",
+    "earlier outputs made from different train inputs, moved aside (never deleted)",
+)
+IMPORT = _f(
+    "import/import.json",
+    "import",
+    "json",
+    "imported runs only: tool, source path, UTC time, every file read (path, bytes, sha256), planned steps and where they came from, warnings, the tool's end-of-run summary, environment facts the source states",
+    ImportRecord,
+)
+IMPORT_CONFIG = _f(
+    "import/config.yaml",
+    "import",
+    "yaml",
+    "the config derived from the source (stands in for `experiments/<EXP>.yaml`)",
+)
+IMPORT_SOURCE_CONFIG = _f("import/source_config.yaml", "import", "yaml", "the tool's own config, verbatim")
+
+FILES: tuple[RunFile, ...] = tuple(v for v in dict(globals()).values() if isinstance(v, RunFile))
+
+
+def markdown_table() -> str:
+    """The README's run-directory table, one row per file (`python -m pipeline.records` prints it)."""
+    rows = ["| Path | Written by | Content |", "|---|---|---|"]
+    rows += [f"| `{f.path}` | {f.writer} | {f.description} |" for f in FILES]
+    return "\n".join(rows) + "\n"
+
+
+def matches(spec: RunFile, relative: str) -> bool:
+    """Whether a path inside a run directory is the file `spec` declares (placeholders match one name)."""
+    pattern = re.escape(spec.path).replace(r"\<", "<").replace(r"\>", ">")
+    pattern = re.sub(r"<[^>]+>", r"[^/]+", pattern)
+    return re.fullmatch(pattern + (".*" if spec.path.endswith("/") else ""), relative) is not None
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

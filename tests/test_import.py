@@ -366,3 +366,38 @@ def test_japanese_imported_report_has_the_same_numbers(workdir):
         text = render(Path("runs/both"), cfg, Path("reports") / lang).read_text()
         reports[lang] = sorted(NUMBER.findall(TIMESTAMP.sub("", text)))  # word order differs, numbers do not
     assert reports["en"] == reports["ja"] and len(reports["en"]) > 100
+
+
+# --------------------------------------------------------------------------- shared readers
+def _naive_array_lines(text: str, key: str) -> list[int]:
+    """The old, quadratic way: decode each element, count newlines from the file's start to it."""
+    import json as _json
+
+    from pipeline.importers.common import _skip_space
+
+    match = re.search(rf'"{re.escape(key)}"\s*:\s*\[', text)
+    decoder, pos, lines = _json.JSONDecoder(), match.end(), []
+    while True:
+        pos = _skip_space(text, pos)
+        if pos >= len(text) or text[pos] == "]":
+            return lines
+        lines.append(text.count("\n", 0, pos) + 1)
+        _, pos = decoder.raw_decode(text, pos)
+        pos = _skip_space(text, pos)
+        if text[pos] == ",":
+            pos += 1
+
+
+@pytest.mark.parametrize("indent", [None, 1, 2, 4])
+def test_array_lines_equal_the_naive_count(indent):
+    from pipeline.importers.common import array_lines
+
+    history = [{"step": i, "loss": 1.0 / (i + 1), "nested": {"a": [1, 2, {"b": "x\ny"}]}} for i in range(300)]
+    history[7] = [1, 2]  # not every element is an object
+    text = json.dumps({"best": None, "log_history": history, "max_steps": 300}, indent=indent)
+    lines = array_lines(text, "log_history")
+    assert lines == _naive_array_lines(text, "log_history") and len(lines) == 300
+    if indent:  # the line each element starts on really holds its opening bracket
+        assert all(text.splitlines()[n - 1].strip() in ("{", "[") for n in lines)
+    assert array_lines(text, "missing") == []
+    assert array_lines('{"log_history": [\n{"step": 1},\n{"step": ', "log_history") == [2, 3]  # torn file

@@ -72,25 +72,16 @@ def experiment(shape: dict, device: str, precision: str, compile_: bool, steps: 
 
 
 def pipeline_loop(cfg, rt, vocab: int, eos: int):
-    """The real `Trainer.train_step`, on a Trainer whose attributes are built the way `Trainer.__init__` builds them.
+    """The real `Trainer.train_step`, on a Trainer built by its own constructor.
 
-    `__init__` also loads a tokenizer and token files from a prepared run directory, which a benchmark on
-    random batches does not have; bypassing only that keeps the timed code the pipeline's own step (a copy
-    of it here could drift from loop.py and measure the wrong thing).
+    `Trainer(cfg, rt, vocab, eos)` builds the model, optimizer, scheduler, scaler and (compiled) step
+    model exactly as the train stage does; only `Trainer.from_run` would add a prepared run's tokenizer
+    and token files, which a benchmark on random batches does not have. Timing the pipeline's own step
+    (not a copy here that could drift from loop.py) keeps the benchmark measuring the right thing.
     """
-    from pipeline.model import build_model
     from pipeline.train.loop import Trainer
-    from pipeline.train.optim import build_optimizer, build_scheduler
-    from pipeline.train.runtime import seed_everything
 
-    tc, trainer = cfg.train, Trainer.__new__(Trainer)
-    trainer.cfg, trainer.rt = cfg, rt
-    seed_everything(tc.seed)
-    trainer.model = build_model(cfg.model, vocab, eos).to(rt.device)
-    trainer.optimizer = build_optimizer(trainer.model, tc, rt.device)
-    trainer.scheduler = build_scheduler(trainer.optimizer, tc, tc.steps)
-    trainer.scaler = torch.amp.GradScaler(rt.device.type, enabled=tc.precision == "fp16")
-    trainer.step_model = rt.wrap(torch.compile(trainer.model) if tc.compile else trainer.model)
+    trainer = Trainer(cfg, rt, vocab, eos)
     trainer.step_model.train()
     return lambda batch: trainer.train_step([batch])[0], trainer.model
 

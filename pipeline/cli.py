@@ -164,18 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the bench variants as a job array, then the report in a job that waits for it",
     )
     p.set_defaults(func=cmd_submit)
+    from pipeline.importers import ADAPTERS
+
     p = sub.add_parser(
-        "import", help="convert another trainer's run (lingua, hf-trainer, lightning, lm-eval) into runs/<experiment>/"
+        "import",
+        help=f"convert another trainer's run ({', '.join(ADAPTERS)}) into runs/<experiment>/",
+        epilog="FROM:\n" + "\n".join(f"  {name:<12} {a.description}" for name, a in ADAPTERS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("src", help="the tool's output directory or file")
-    p.add_argument("--from", dest="fmt", required=True, help="lingua, hf-trainer, lightning or lm-eval")
+    p.add_argument("--from", dest="fmt", required=True, metavar="FROM", help=f"one of {', '.join(ADAPTERS)}")
     p.add_argument("--exp", dest="experiment", required=True, help="name of the run directory to create")
     p.add_argument(
         "--map",
         action="append",
         default=[],
         metavar="OURS=COLUMN",
-        help="lightning: which metrics.csv column holds loss, val_loss, lr, …",
+        help=f"{', '.join(n for n, a in ADAPTERS.items() if a.takes_mapping)}: the column of loss, val_loss, lr, …",
     )
     p.add_argument("--steps-planned", type=int, default=None, help="planned steps, when the source does not say")
     p.set_defaults(func=cmd_import)

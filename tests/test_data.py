@@ -113,3 +113,34 @@ def test_wikitext2_local_files():
     )
     docs = load_documents(src, 0.05, 0.05)
     assert len(docs["train"]) > 1000 and len(docs["test"]) > 1000 and docs["validation"]
+
+
+def test_make_data_does_not_download_tasks_from_include_path(tmp_path: Path, monkeypatch):
+    """`make data` asks the same question as the eval stage (`is_local_task`): a task whose YAML is in
+    eval.harness.include_path is the user's own, so only the hub task is fetched.
+
+    lm-eval's task loading is replaced by a recorder: the real one would index ~15k bundled tasks and
+    download the hub task's dataset, and this test must run offline and only check what was asked for."""
+    import sys
+    import types
+
+    from pipeline.config.schema import Experiment
+    from pipeline.data.fetch import fetch
+
+    tasks_dir = tmp_path / "my_tasks"
+    (tasks_dir / "sub").mkdir(parents=True)
+    (tasks_dir / "sub" / "my_task.yaml").write_text("task: my_task\ndataset_path: json\n")
+    asked = []
+    fake = types.ModuleType("lm_eval.tasks")
+    fake.TaskManager = lambda *a, **kw: None
+    fake.get_task_dict = lambda names, manager: asked.append(list(names))
+    monkeypatch.setitem(sys.modules, "lm_eval.tasks", fake)
+    harness = {"tasks": ["my_task", {"task": "piqa", "limit": 10}, "labnote_cloze"], "include_path": [str(tasks_dir)]}
+    cfg = Experiment.model_validate({"name": "mine", **TINY, "eval": {**TINY["eval"], "harness": harness}})
+    fetched = fetch(cfg)
+    assert asked == [["piqa"]]  # not my_task (include_path), not labnote_cloze (pipeline/tasks/)
+    assert fetched == ["lm-eval task datasets piqa"]
+    asked.clear()
+    only_local = {**harness, "tasks": ["my_task", "labnote_cloze"]}
+    assert fetch(Experiment.model_validate({"name": "mine", **TINY, "eval": {"harness": only_local}})) == []
+    assert asked == []

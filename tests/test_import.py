@@ -366,3 +366,98 @@ def test_japanese_imported_report_has_the_same_numbers(workdir):
         text = render(Path("runs/both"), cfg, Path("reports") / lang).read_text()
         reports[lang] = sorted(NUMBER.findall(TIMESTAMP.sub("", text)))  # word order differs, numbers do not
     assert reports["en"] == reports["ja"] and len(reports["en"]) > 100
+
+
+# --------------------------------------------------------------------------- shared readers
+def _naive_array_lines(text: str, key: str) -> list[int]:
+    """The old, quadratic way: decode each element, count newlines from the file's start to it."""
+    import json as _json
+
+    from pipeline.importers.common import _skip_space
+
+    match = re.search(rf'"{re.escape(key)}"\s*:\s*\[', text)
+    decoder, pos, lines = _json.JSONDecoder(), match.end(), []
+    while True:
+        pos = _skip_space(text, pos)
+        if pos >= len(text) or text[pos] == "]":
+            return lines
+        lines.append(text.count("\n", 0, pos) + 1)
+        _, pos = decoder.raw_decode(text, pos)
+        pos = _skip_space(text, pos)
+        if text[pos] == ",":
+            pos += 1
+
+
+@pytest.mark.parametrize("indent", [None, 1, 2, 4])
+def test_array_lines_equal_the_naive_count(indent):
+    from pipeline.importers.common import array_lines
+
+    history = [{"step": i, "loss": 1.0 / (i + 1), "nested": {"a": [1, 2, {"b": "x\ny"}]}} for i in range(300)]
+    history[7] = [1, 2]  # not every element is an object
+    text = json.dumps({"best": None, "log_history": history, "max_steps": 300}, indent=indent)
+    lines = array_lines(text, "log_history")
+    assert lines == _naive_array_lines(text, "log_history") and len(lines) == 300
+    if indent:  # the line each element starts on really holds its opening bracket
+        assert all(text.splitlines()[n - 1].strip() in ("{", "[") for n in lines)
+    assert array_lines(text, "missing") == []
+    assert array_lines('{"log_history": [\n{"step": 1},\n{"step": ', "log_history") == [2, 3]  # torn file
+
+
+# --------------------------------------------------------------------------- the adapter interface
+def test_every_adapter_says_the_same_when_src_holds_nothing(workdir):
+    from pipeline.importers import ADAPTERS
+
+    (workdir / "empty").mkdir()
+    for name, adapter in ADAPTERS.items():
+        with pytest.raises(SourceError) as err:
+            run_import(workdir / "empty", name, "nothing")
+        assert str(err.value) == f"{workdir / 'empty'}: no {adapter.find.looked_for()}; FROM={name} reads " + (
+            adapter.description
+        )
+    assert not (workdir / "runs").exists()
+
+
+def test_registry_is_the_one_list(workdir, monkeypatch):
+    """FROM= names, the schema's imported.format, the CLI help and the MAP rule all come from ADAPTERS:
+    a new importer is one Adapter subclass and its registry line, here a two-column CSV of (step, loss)."""
+    from pipeline.cli import build_parser
+    from pipeline.config.schema import ImportInfo
+    from pipeline.importers import ADAPTERS
+    from pipeline.importers.adapter import Adapter, Find, Rows
+    from pipeline.importers.common import number, required_step
+
+    class Toy(Adapter):
+        name = "toy"
+        description = "a toy trainer: a directory with losses.csv"
+        find = Find("losses.csv")
+
+        def records(self, path, imp):
+            for lineno, line in enumerate(path.read_text().splitlines(), 1):
+                step, loss = line.split(",")
+                yield f"{path}:{lineno}", {"step": step, "loss": loss}
+
+        def rows(self, record, where, imp):
+            return Rows(metrics={"step": required_step(record, "step", where), "loss": number(record["loss"], where)})
+
+    with pytest.raises(ValueError, match=r"format\n.*expected one of 'lingua', 'hf-trainer'.*got 'toy'"):
+        ImportInfo(format="toy", source="x", provides=["train"])
+    with pytest.raises(UserError, match="FROM=toy: expected one of lingua, hf-trainer, lightning, lm-eval"):
+        run_import(workdir, "toy", "t")
+    monkeypatch.setitem(ADAPTERS, "toy", Toy)
+    (workdir / "toy_out").mkdir()
+    (workdir / "toy_out" / "losses.csv").write_text("1,3.5\n2,3.25\n3,3.0\n")
+    run_dir, report = import_and_render(workdir / "toy_out", "toy", "toy_run", steps_planned=3)
+    assert [(r["step"], r["loss"]) for r in jsonl(run_dir / "train" / "metrics.jsonl")] == [
+        (1, 3.5),
+        (2, 3.25),
+        (3, 3.0),
+    ]
+    assert load_experiment("toy_run").imported.format == "toy" and "Imported from **toy**" in report
+    with pytest.raises(UserError, match=r"MAP: only FROM=lightning takes column names \(got FROM=toy\)"):
+        run_import(workdir / "toy_out", "toy", "toy_run", mapping={"loss": "x"})
+    (workdir / "toy_out" / "losses.csv").write_text("1,oops\n")
+    with pytest.raises(SourceError, match=r"losses\.csv:1: expected a number, got 'oops'"):
+        run_import(workdir / "toy_out", "toy", "toy_run")
+    help_text = build_parser()._subparsers._group_actions[0].choices["import"].format_help()
+    for name, adapter in ADAPTERS.items():
+        assert name in help_text and adapter.description.split(":")[0] in help_text

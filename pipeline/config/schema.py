@@ -311,9 +311,18 @@ class ReportConfig(Section):
 class ImportInfo(Section):
     """A run trained/evaluated by another tool and converted by `make import` (pipeline/importers/)."""
 
-    format: Literal["lingua", "hf-trainer", "lightning", "lm-eval"] = Field(description="the tool that wrote it")
+    format: str = Field(description="the tool that wrote it: a FROM= name of pipeline.importers.ADAPTERS")
     source: str = Field(description="file or directory the artefacts were read from")
     provides: list[Literal["train", "eval"]] = Field(description="which stages' outputs the import wrote")
+
+    @field_validator("format")
+    @classmethod
+    def _known_importer(cls, value: str) -> str:
+        from pipeline.importers import ADAPTERS  # here, not at the top: the importers import this module
+
+        if value not in ADAPTERS:
+            raise ValueError(f"expected one of {', '.join(map(repr, ADAPTERS))}, got {value!r}")
+        return value
 
 
 class Experiment(Section):

@@ -23,7 +23,10 @@ def fetch(cfg: Experiment) -> list[str]:
 
         AutoTokenizer.from_pretrained(tok.path)
         fetched.append(f"tokenizer {tok.path}")
-    hub_tasks = [t.task for t in cfg.eval.harness.specs() if not _is_local_task(t.task)]
+    from pipeline.evaluate.harness import is_local_task
+
+    harness = cfg.eval.harness
+    hub_tasks = [t.task for t in harness.specs() if not is_local_task(t.task, harness.include_path)]
     if hub_tasks:
         from lm_eval.tasks import TaskManager, get_task_dict
 
@@ -32,9 +35,3 @@ def fetch(cfg: Experiment) -> list[str]:
     for item in fetched or ["nothing: this experiment reads only local or built-in data"]:
         log.info("fetched %s", item)
     return fetched
-
-
-def _is_local_task(name: str) -> bool:
-    from pipeline.evaluate.harness import LOCAL_TASKS
-
-    return any(LOCAL_TASKS.rglob(f"{name}.yaml")) or name.startswith("labnote_")

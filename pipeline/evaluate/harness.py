@@ -79,7 +79,10 @@ def timed_lm_class():
     return TimedHFLM
 
 
-def _is_local(name: str, include_path: list[Path]) -> bool:
+def is_local_task(name: str, include_path: list[Path]) -> bool:
+    """A task defined by a YAML here (pipeline/tasks/) or in eval.harness.include_path, not one from the hub.
+
+    The eval stage and `make data` both ask this, so what one treats as local the other never downloads."""
     return any(any(Path(d).rglob(f"{name}.yaml")) for d in [LOCAL_TASKS, *include_path])
 
 
@@ -101,7 +104,7 @@ def evaluate_tasks(
 
     names = [s.task for s in specs]
     # Indexing lm-eval's ~15k bundled tasks takes ~14 s: skip it when every task is a local one.
-    defaults = not all(_is_local(n, include_path) for n in names)
+    defaults = not all(is_local_task(n, include_path) for n in names)
     manager = TaskManager(include_path=[str(LOCAL_TASKS), *(str(p) for p in include_path)], include_defaults=defaults)
     try:
         loaded = manager.load(names)

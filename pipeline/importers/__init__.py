@@ -1,7 +1,10 @@
 """`make import SRC=<path> FROM=<tool> EXP=<name>`: runs from trainers we did not write -> `runs/<name>/`.
 
-One small adapter per tool reads its files into an `Imported` (common.py); `write.py` turns that into the
-run directory the report reads, so `make report EXP=<name>` works unchanged.
+One adapter per tool (an `Adapter` subclass, adapter.py) reads its files into an `Imported` (common.py);
+`write.py` turns that into the run directory the report reads, so `make report EXP=<name>` works unchanged.
+`ADAPTERS` below is the one list of importers: FROM= names, the CLI help, the schema's `imported.format`
+and the errors for an unknown FROM all come from it. A new importer is a module with one adapter and
+its line here.
 
 >>> run_import(Path("out/debug_3"), "lingua", "debug_3_lingua")  # doctest: +SKIP
 """
@@ -12,27 +15,44 @@ import logging
 from pathlib import Path
 
 from pipeline.errors import UserError
-from pipeline.importers import hf_trainer, lightning, lingua, lm_eval
+from pipeline.importers.adapter import Adapter, registry
 from pipeline.importers.common import Imported
-from pipeline.importers.write import check_target, write_run
+from pipeline.importers.hf_trainer import HFTrainer
+from pipeline.importers.lightning import Lightning
+from pipeline.importers.lingua import Lingua
+from pipeline.importers.lm_eval import LmEval
 
 log = logging.getLogger(__name__)
-ADAPTERS = {"lingua": lingua.read, "hf-trainer": hf_trainer.read, "lightning": lightning.read, "lm-eval": lm_eval.read}
+
+ADAPTERS: dict[str, type[Adapter]] = registry(
+    Lingua,
+    HFTrainer,
+    Lightning,
+    LmEval,
+)
+
+
+def adapter_for(fmt: str) -> type[Adapter]:
+    if fmt not in ADAPTERS:
+        raise UserError(f"FROM={fmt}: expected one of {', '.join(ADAPTERS)}")
+    return ADAPTERS[fmt]
 
 
 def read_source(src: Path, fmt: str, mapping: dict[str, str] | None = None) -> Imported:
-    if fmt not in ADAPTERS:
-        raise UserError(f"FROM={fmt}: expected one of {', '.join(ADAPTERS)}")
+    adapter = adapter_for(fmt)
     if not src.exists():
         raise UserError(f"SRC={src}: no such file or directory")
-    if mapping and fmt != "lightning":
-        raise UserError(f"MAP: only FROM=lightning takes column names (got FROM={fmt})")
-    return lightning.read(src, mapping) if fmt == "lightning" else ADAPTERS[fmt](src)
+    if mapping and not adapter.takes_mapping:
+        takers = ", ".join(f"FROM={name}" for name, a in ADAPTERS.items() if a.takes_mapping)
+        raise UserError(f"MAP: only {takers} takes column names (got FROM={fmt})")
+    return adapter(mapping).read(src)
 
 
 def run_import(
     src: Path, fmt: str, name: str, mapping: dict[str, str] | None = None, steps_planned: int | None = None
 ) -> Path:
+    from pipeline.importers.write import check_target, write_run  # config and pydantic: only when importing
+
     check_target(name)
     imp = read_source(src, fmt, mapping)
     steps_from = "source" if imp.steps_planned else None

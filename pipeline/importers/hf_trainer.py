@@ -12,18 +12,10 @@ The Trainer does not log tokens per second per step, so those columns stay empty
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from pipeline.importers.common import (
-    Imported,
-    SourceError,
-    array_lines,
-    assign_segments,
-    number,
-    read_json,
-    required_step,
-)
+from pipeline.importers.adapter import Adapter, Find, Rows
+from pipeline.importers.common import Imported, SourceError, array_lines, number, read_json, required_step
 
 SUMMARY_KEYS = (
     "train_runtime",
@@ -33,22 +25,6 @@ SUMMARY_KEYS = (
     "total_flos",
     "train_loss",
 )
-
-
-def _state_file(src: Path) -> Path:
-    if src.is_file():
-        return src
-    if (src / "trainer_state.json").is_file():
-        return src / "trainer_state.json"
-    checkpoints = sorted(
-        (p for p in src.glob("checkpoint-*/trainer_state.json") if re.fullmatch(r"checkpoint-\d+", p.parent.name)),
-        key=lambda p: int(p.parent.name.split("-")[1]),
-    )
-    if not checkpoints:
-        raise SourceError(
-            f"{src}: no trainer_state.json (nor checkpoint-*/trainer_state.json); expected a Trainer output_dir"
-        )
-    return checkpoints[-1]
 
 
 def _train_row(entry: dict, where: str) -> dict:
@@ -72,35 +48,20 @@ def _eval_row(entry: dict, where: str) -> dict:
     }
 
 
-def read_state(path: Path, imp: Imported) -> None:
+def state_records(path: Path, imp: Imported) -> list[tuple[str, dict]]:
+    """The `log_history` entries, each with the line its object starts on; the rest of the state into `imp`."""
     state = read_json(path)
     history = state.get("log_history")
     if not isinstance(history, list):
         raise SourceError(f"{path}: no 'log_history' list (expected the Trainer's trainer_state.json)")
-    train, evals = [], []
     lines = array_lines(path.read_text(encoding="utf-8"), "log_history")
-    for i, entry in enumerate(history):
-        where = f"{path}:{lines[i]}: log_history[{i}]" if i < len(lines) else f"{path}: log_history[{i}]"
-        if not isinstance(entry, dict):
-            raise SourceError(f"{where}: expected an object, got {type(entry).__name__}")
-        if "loss" in entry:
-            train.append(_train_row(entry, where))
-        elif "eval_loss" in entry:
-            evals.append(_eval_row(entry, where))
-        elif "train_runtime" in entry:
-            imp.summary = {k: entry[k] for k in SUMMARY_KEYS if k in entry}
-    if not train and not evals:
-        raise SourceError(f"{path}: log_history has no training or evaluation entries")
-    imp.metrics, imp.validation = assign_segments(train), evals
     imp.steps_planned = state.get("max_steps") or None
     imp.train = {"batch_size": state.get("train_batch_size"), "log_every": state.get("logging_steps")}
     imp.source_config = {k: v for k, v in state.items() if k != "log_history"}
-    imp.files.append(path)
-    if path.parent.name.startswith("checkpoint-"):
-        imp.warnings.append(
-            f"read {path.parent.name}/trainer_state.json: the output_dir has no final "
-            f"trainer_state.json (training did not finish?)"
-        )
+    return [
+        (f"{path}:{lines[i]}: log_history[{i}]" if i < len(lines) else f"{path}: log_history[{i}]", entry)
+        for i, entry in enumerate(history)
+    ]
 
 
 def read_model_config(path: Path, imp: Imported) -> None:
@@ -116,12 +77,34 @@ def read_model_config(path: Path, imp: Imported) -> None:
     }
 
 
-def read(src: Path) -> Imported:
-    imp = Imported(format="hf-trainer", source=src)
-    state = _state_file(src)
-    read_state(state, imp)
-    for folder in dict.fromkeys([src if src.is_dir() else src.parent, state.parent]):
-        if (folder / "config.json").is_file():
-            read_model_config(folder / "config.json", imp)
-            break
-    return imp
+class HFTrainer(Adapter):
+    name = "hf-trainer"
+    description = "Hugging Face Trainer: an output_dir (its newest checkpoint-*/ if unfinished) or a trainer_state.json"
+    find = Find("trainer_state.json", numbered="checkpoint-")
+    requires = ("metrics", "validation")
+
+    def records(self, path: Path, imp: Imported) -> list[tuple[str, dict]]:
+        return state_records(path, imp)
+
+    def rows(self, record, where: str, imp: Imported) -> Rows:
+        if not isinstance(record, dict):
+            raise SourceError(f"{where}: expected an object, got {type(record).__name__}")
+        if "loss" in record:
+            return Rows(metrics=_train_row(record, where))
+        if "eval_loss" in record:
+            return Rows(validation=_eval_row(record, where))
+        if "train_runtime" in record:  # the end-of-training summary: shown verbatim, not a row
+            imp.summary = {k: record[k] for k in SUMMARY_KEYS if k in record}
+        return Rows()
+
+    def finish(self, src: Path, files: list[Path], imp: Imported) -> None:
+        state = files[0]
+        if state.parent.name.startswith("checkpoint-"):
+            imp.warnings.append(
+                f"read {state.parent.name}/trainer_state.json: the output_dir has no final "
+                f"trainer_state.json (training did not finish?)"
+            )
+        for folder in dict.fromkeys([src if src.is_dir() else src.parent, state.parent]):
+            if (folder / "config.json").is_file():
+                read_model_config(folder / "config.json", imp)
+                break

@@ -14,10 +14,11 @@ and `MAP="loss=my_loss val_loss=valid/nll"` names any other.
 from __future__ import annotations
 
 import csv
-import re
+from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.importers.common import Imported, SourceError, assign_segments, number, read_yaml, required_step
+from pipeline.importers.adapter import Adapter, Find, Rows
+from pipeline.importers.common import Imported, SourceError, number, read_yaml, required_step
 
 CANDIDATES = {
     "loss": ["train_loss_step", "train_loss", "train/loss", "loss", "training_loss"],
@@ -54,63 +55,47 @@ def _columns(header: list[str], mapping: dict[str, str], path: Path) -> dict[str
     return chosen
 
 
-def read_csv(path: Path, imp: Imported, mapping: dict[str, str]) -> tuple[list[dict], list[dict]]:
-    train, val = [], []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header or "step" not in header:
-            raise SourceError(f"{path}:1: expected a CSVLogger header with a 'step' column, got {header}")
-        cols = _columns(header, mapping, path)
-        for values in reader:
-            where = f"{path}:{reader.line_num}"
-            if len(values) != len(header):
-                raise SourceError(f"{where}: {len(values)} fields, the header has {len(header)}")
-            record = dict(zip(header, values))
-            row = {ours: number(record[col] or None, f"{where}: {col}") for ours, col in cols.items()}
-            step = required_step(record, "step", where)
-            epoch = number(record.get("epoch") or None, f"{where}: epoch")
-            if row.get("loss") is not None:
-                train.append({"step": step, "epoch": epoch, **{k: v for k, v in row.items() if k not in VALIDATION}})
-            if any(row.get(k) is not None for k in VALIDATION):
-                val.append({"step": step, "epoch": epoch, **{k: row.get(k) for k in VALIDATION}})
-    imp.files.append(path)
-    return train, val
+class Lightning(Adapter):
+    name = "lightning"
+    description = "PyTorch Lightning CSVLogger: a version dir, a metrics.csv, or lightning_logs/ (versions joined)"
+    find = Find("metrics.csv", numbered="version_", every=True)
+    takes_mapping = True
 
+    def records(self, path: Path, imp: Imported) -> Iterator[tuple[str, dict]]:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if not header or "step" not in header:
+                raise SourceError(f"{path}:1: expected a CSVLogger header with a 'step' column, got {header}")
+            self.columns = _columns(header, self.mapping, path)  # this file's: versions may log other names
+            for values in reader:
+                where = f"{path}:{reader.line_num}"
+                if len(values) != len(header):
+                    raise SourceError(f"{where}: {len(values)} fields, the header has {len(header)}")
+                yield where, dict(zip(header, values))
 
-def _csv_files(src: Path) -> list[Path]:
-    if src.is_file():
-        return [src]
-    if (src / "metrics.csv").is_file():
-        return [src / "metrics.csv"]
-    versions = sorted(
-        (p for p in src.glob("version_*/metrics.csv") if re.fullmatch(r"version_\d+", p.parent.name)),
-        key=lambda p: int(p.parent.name.split("_")[1]),
-    )
-    if not versions:
-        raise SourceError(f"{src}: no metrics.csv (nor version_*/metrics.csv); expected a CSVLogger directory")
-    return versions
+    def rows(self, record: dict, where: str, imp: Imported) -> Rows:
+        row = {ours: number(record[col] or None, f"{where}: {col}") for ours, col in self.columns.items()}
+        step = required_step(record, "step", where)
+        epoch = number(record.get("epoch") or None, f"{where}: epoch")
+        out = Rows()
+        if row.get("loss") is not None:
+            out.metrics = {"step": step, "epoch": epoch, **{k: v for k, v in row.items() if k not in VALIDATION}}
+        if any(row.get(k) is not None for k in VALIDATION):
+            out.validation = {"step": step, "epoch": epoch, **{k: row.get(k) for k in VALIDATION}}
+        return out
 
-
-def read(src: Path, mapping: dict[str, str] | None = None) -> Imported:
-    imp = Imported(format="lightning", source=src)
-    for path in _csv_files(src):
-        train, val = read_csv(path, imp, mapping or {})
-        imp.metrics += train
-        imp.validation += val
-        hparams = path.parent / "hparams.yaml"
-        if hparams.is_file():
-            imp.source_config = read_yaml(hparams)
-            imp.files.append(hparams)
-    if not imp.metrics:
-        raise SourceError(f"{imp.files[0]}: no row has a value in the training-loss column")
-    assign_segments(imp.metrics)
-    hp = imp.source_config
-    max_steps = hp.get("max_steps")
-    imp.steps_planned = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
-    imp.train = {
-        "lr": hp.get("lr") or hp.get("learning_rate"),
-        "batch_size": hp.get("batch_size"),
-        "seed": hp.get("seed"),
-    }
-    return imp
+    def finish(self, src: Path, files: list[Path], imp: Imported) -> None:
+        for path in files:
+            hparams = path.parent / "hparams.yaml"
+            if hparams.is_file():
+                imp.source_config = read_yaml(hparams)  # the newest version's
+                imp.files.append(hparams)
+        hp = imp.source_config
+        max_steps = hp.get("max_steps")
+        imp.steps_planned = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
+        imp.train = {
+            "lr": hp.get("lr") or hp.get("learning_rate"),
+            "batch_size": hp.get("batch_size"),
+            "seed": hp.get("seed"),
+        }

@@ -19,16 +19,8 @@ import re
 from pathlib import Path
 
 from pipeline.evaluate.results import chance_from_configs, normalise
-from pipeline.importers.common import (
-    Imported,
-    SourceError,
-    assign_segments,
-    number,
-    read_json,
-    read_jsonl,
-    read_yaml,
-    required_step,
-)
+from pipeline.importers.adapter import Adapter, Find, Rows
+from pipeline.importers.common import Imported, SourceError, number, read_json, read_jsonl, read_yaml, required_step
 
 # Lingua key -> (our key, factor). Our keys and units: README, "train/metrics.jsonl".
 METRICS = {
@@ -61,7 +53,7 @@ STEP_LINE = re.compile(r"\bstep: (\d+)\s+acc: (\d+)\s+(.*)$")
 PAIR = re.compile(r"(\w+):\s*(\S+?)\s*(%|W)?(?=\s+\w+:|\s*$)")
 
 
-def _metrics_row(obj: dict, where: str, warnings: list[str]) -> dict | None:
+def _metrics_row(obj: dict, where: str) -> dict | None:
     row = {"step": required_step(obj, "global_step", where)}
     if obj.get("acc_step", 0) not in (0, None):
         return None  # a gradient-accumulation micro-step (logging.acc_freq): not an optimizer step
@@ -74,36 +66,30 @@ def _metrics_row(obj: dict, where: str, warnings: list[str]) -> dict | None:
     return row
 
 
-def read_metrics(path: Path, imp: Imported) -> None:
-    rows = [
-        r
-        for lineno, obj in read_jsonl(path, imp.warnings)
-        if (r := _metrics_row(obj, f"{path}:{lineno}", imp.warnings)) is not None
-    ]
-    imp.metrics = assign_segments(rows)
-    imp.files.append(path)
+def _stdout_row(record: dict, where: str) -> dict:
+    row = {"step": record["step"]}
+    for key, ours in STDOUT.items():
+        row[ours] = number(record["stdout"].get(key), f"{where}: {key}")
+    return row
 
 
-def read_stdout(path: Path, imp: Imported) -> None:
-    rows = []
+def stdout_records(path: Path) -> list[tuple[str, dict]]:
+    """The job's step lines, as {"step": n, "stdout": {name: text}} records."""
+    records = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         match = STEP_LINE.search(line)
         if not match or match.group(2) != "0":
             continue
-        row = {"step": int(match.group(1))}
         fields = {k: v for k, v, _unit in PAIR.findall(match.group(3))}
-        for key, ours in STDOUT.items():
-            row[ours] = number(fields.get(key), f"{path}:{lineno}: {key}")
         if "loss" not in fields:
             raise SourceError(
                 f"{path}:{lineno}: step line without 'loss:'; expected Lingua's format "
                 f"'step: N  acc: 0  loss: X  grad: … wps: …'"
             )
-        rows.append(row)
-    if not rows:
+        records.append((f"{path}:{lineno}", {"step": int(match.group(1)), "stdout": fields}))
+    if not records:
         raise SourceError(f"{path}: no Lingua step lines ('step: N  acc: 0  loss: …'); is this the job's stdout?")
-    imp.metrics = assign_segments(rows)
-    imp.files.append(path)
+    return records
 
 
 def read_evals(dump: Path, imp: Imported) -> None:
@@ -170,20 +156,23 @@ def read_config(path: Path, imp: Imported) -> None:
     }
 
 
-def read(src: Path) -> Imported:
-    imp = Imported(format="lingua", source=src)
-    dump = src if src.is_dir() else src.parent
-    if src.is_dir():
-        if not (src / "metrics.jsonl").is_file():
-            raise SourceError(f"{src}: no metrics.jsonl; expected a Lingua dump_dir (or give the job's stdout file)")
-        read_metrics(src / "metrics.jsonl", imp)
-    elif src.suffix == ".jsonl":
-        read_metrics(src, imp)
-    else:
-        read_stdout(src, imp)
-    if (dump / "config.yaml").is_file():
-        read_config(dump / "config.yaml", imp)
-    else:
-        imp.warnings.append("no config.yaml next to the logs: planned steps and hyperparameters are unknown")
-    read_evals(dump, imp)
-    return imp
+class Lingua(Adapter):
+    name = "lingua"
+    description = "Meta Lingua: a dump_dir, its metrics.jsonl, or the job's stdout file (slurm-<job>.out)"
+    find = Find("metrics.jsonl")
+
+    def records(self, path: Path, imp: Imported) -> list[tuple[str, dict]]:
+        if path.suffix == ".jsonl":
+            return [(f"{path}:{lineno}", obj) for lineno, obj in read_jsonl(path, imp.warnings)]
+        return stdout_records(path)
+
+    def rows(self, record: dict, where: str, imp: Imported) -> Rows:
+        return Rows(metrics=_stdout_row(record, where) if "stdout" in record else _metrics_row(record, where))
+
+    def finish(self, src: Path, files: list[Path], imp: Imported) -> None:
+        dump = src if src.is_dir() else src.parent
+        if (dump / "config.yaml").is_file():
+            read_config(dump / "config.yaml", imp)
+        else:
+            imp.warnings.append("no config.yaml next to the logs: planned steps and hyperparameters are unknown")
+        read_evals(dump, imp)

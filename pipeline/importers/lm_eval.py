@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.evaluate.results import chance_from_configs, normalise
+from pipeline.importers.adapter import Adapter, Find, Rows
 from pipeline.importers.common import Imported, SourceError, number, read_json
 
 ENV_KEYS = (
@@ -33,41 +34,46 @@ ENV_KEYS = (
 )
 
 
-def _results_file(src: Path) -> Path:
-    if src.is_file():
-        return src
-    found = sorted(src.rglob("results_*.json"), key=lambda p: p.name)
-    if not found:
-        raise SourceError(f"{src}: no results_*.json under it; expected lm_eval's --output_path")
-    return found[-1]
+class LmEval(Adapter):
+    name = "lm-eval"
+    description = "lm-evaluation-harness: a results_<time>.json, or the --output_path dir (its newest results file)"
+    find = Find("results_*.json", recursive=True)
+    requires = ("tasks",)
 
+    def records(self, path: Path, imp: Imported) -> list[tuple[str, dict]]:
+        """The whole results file is one record."""
+        result = read_json(path)
+        if not isinstance(result.get("results"), dict) or not result["results"]:
+            raise SourceError(f"{path}: no 'results' object with tasks (expected lm-eval's results_<time>.json)")
+        for task, metrics in result["results"].items():
+            if not isinstance(metrics, dict):
+                raise SourceError(
+                    f"{path}: results.{task}: expected an object of metrics, got {type(metrics).__name__}"
+                )
+        imp.lm_eval = result
+        return [(str(path), result)]
 
-def read(src: Path) -> Imported:
-    path = _results_file(src)
-    result = read_json(path)
-    if not isinstance(result.get("results"), dict) or not result["results"]:
-        raise SourceError(f"{path}: no 'results' object with tasks (expected lm-eval's results_<time>.json)")
-    for task, metrics in result["results"].items():
-        if not isinstance(metrics, dict):
-            raise SourceError(f"{path}: results.{task}: expected an object of metrics, got {type(metrics).__name__}")
-    imp = Imported(format="lm-eval", source=src, files=[path], lm_eval=result)
-    imp.tasks = normalise(result, chance_from_configs(result))
-    if not imp.tasks:
-        raise SourceError(f"{path}: results has no 'metric,filter' values (e.g. \"acc,none\")")
-    config = result.get("config") or {}
-    total = number(result.get("total_evaluation_time_seconds"), f"{path}: total_evaluation_time_seconds")
-    imp.eval_info = {
-        "source": path.name,
-        "model": config.get("model"),
-        "model_args": config.get("model_args"),
-        "batch_size": config.get("batch_size"),
-        "device": config.get("device"),
-        "limit": config.get("limit"),
-        "total_s": total,
-        "time_utc": result.get("date"),
-    }
-    imp.recovered = {k: result[k] for k in ENV_KEYS if k in result}
-    imp.source_config = {"config": config, "versions": result.get("versions"), "n-shot": result.get("n-shot")}
-    if n_missing := [t for t in result["results"] if t not in (result.get("n-samples") or {})]:
-        imp.warnings.append(f"no n-samples for {', '.join(n_missing)}: item counts unknown")
-    return imp
+    def rows(self, record: dict, where: str, imp: Imported) -> Rows:
+        tasks = normalise(record, chance_from_configs(record))
+        if not tasks:
+            raise SourceError(f"{where}: results has no 'metric,filter' values (e.g. \"acc,none\")")
+        return Rows(tasks=tasks)
+
+    def finish(self, src: Path, files: list[Path], imp: Imported) -> None:
+        path, result = files[0], imp.lm_eval
+        config = result.get("config") or {}
+        total = number(result.get("total_evaluation_time_seconds"), f"{path}: total_evaluation_time_seconds")
+        imp.eval_info = {
+            "source": path.name,
+            "model": config.get("model"),
+            "model_args": config.get("model_args"),
+            "batch_size": config.get("batch_size"),
+            "device": config.get("device"),
+            "limit": config.get("limit"),
+            "total_s": total,
+            "time_utc": result.get("date"),
+        }
+        imp.recovered = {k: result[k] for k in ENV_KEYS if k in result}
+        imp.source_config = {"config": config, "versions": result.get("versions"), "n-shot": result.get("n-shot")}
+        if n_missing := [t for t in result["results"] if t not in (result.get("n-samples") or {})]:
+            imp.warnings.append(f"no n-samples for {', '.join(n_missing)}: item counts unknown")

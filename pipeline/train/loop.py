@@ -46,40 +46,65 @@ class Interval:
 
 
 class Trainer:
-    def __init__(self, cfg: Experiment, run: RunDir, rt: Runtime, peak: dict | None = None):
-        from transformers import AutoTokenizer
+    """The model, optimizer and step of the train stage.
 
+    `Trainer(cfg, rt, vocab_size, eos_id)` builds what one optimizer step needs (enough for `train_step`,
+    e.g. benchmarks/train_throughput.py on random batches); `Trainer.from_run(cfg, run, rt, peak)` adds the
+    run directory's tokenizer, token streams, batch plan and logs, and is what the train stage uses.
+    """
+
+    def __init__(
+        self,
+        cfg: Experiment,
+        rt: Runtime,
+        vocab_size: int,
+        eos_id: int | None,
+        peak: dict | None = None,
+        total_steps: int | None = None,
+    ):
         from pipeline.model import build_model
 
-        self.cfg, self.run, self.rt = cfg, run, rt
+        self.cfg, self.rt = cfg, rt
         tc = cfg.train
-        seed_everything(tc.seed)
-        self.tokenizer = AutoTokenizer.from_pretrained(run.prepared / "tokenizer")
-        self.model = build_model(cfg.model, len(self.tokenizer), self.tokenizer.eos_token_id).to(rt.device)
-        self.train_seq = as_sequences(load_tokens(run.root, "train"), cfg.seq_len)
-        self.val_seq = as_sequences(load_tokens(run.root, "validation"), cfg.seq_len)
-        self.plan = BatchPlan(len(self.train_seq), tc.batch_size, tc.grad_accum, rt.world_size, rt.rank)
-        if self.plan.steps_per_epoch < 1:
-            from pipeline.errors import DataError
-
-            raise DataError(
-                f"train.batch_size: {len(self.train_seq)} training sequences of {cfg.seq_len} tokens "
-                f"cannot fill one step of {self.plan.sequences_per_step} sequences"
-            )
-        self.total_steps = tc.steps or tc.epochs * self.plan.steps_per_epoch
+        seed_everything(tc.seed)  # before the model: its initial weights depend only on the seed
+        self.model = build_model(cfg.model, vocab_size, eos_id).to(rt.device)
+        self.total_steps = total_steps or tc.steps
         self.optimizer = build_optimizer(self.model, tc, rt.device)
         self.scheduler = build_scheduler(self.optimizer, tc, self.total_steps)
         self.scaler = torch.amp.GradScaler(rt.device.type, enabled=tc.precision == "fp16")
         self.step_model = rt.wrap(torch.compile(self.model) if tc.compile else self.model)
-        self.metrics = JsonlLog(run.metrics, enabled=rt.is_main)
-        self.validation = JsonlLog(run.validation, enabled=rt.is_main)
-        self.tokens_per_step = self.plan.sequences_per_step * cfg.seq_len
         self.stop_requested = False
         self.flops_per_token = flops_per_token(self.model, cfg.model.layers, cfg.model.dim, cfg.seq_len)
         # MFU divides by the peak of every process's device (tokens/s counts all of them).
         peak = peak or {}
         self.peak = (peak.get("flops_per_s") or 0) * rt.world_size or None
         self.datasheet = (peak.get("datasheet_flops_per_s") or 0) * rt.world_size or None
+
+    @classmethod
+    def from_run(cls, cfg: Experiment, run: RunDir, rt: Runtime, peak: dict | None = None) -> Trainer:
+        """The train stage's Trainer: the prepared tokenizer and token streams of `run`, its batch plan and logs."""
+        from transformers import AutoTokenizer
+
+        tc = cfg.train
+        tokenizer = AutoTokenizer.from_pretrained(run.prepared / "tokenizer")
+        train_seq = as_sequences(load_tokens(run.root, "train"), cfg.seq_len)
+        val_seq = as_sequences(load_tokens(run.root, "validation"), cfg.seq_len)
+        plan = BatchPlan(len(train_seq), tc.batch_size, tc.grad_accum, rt.world_size, rt.rank)
+        if plan.steps_per_epoch < 1:
+            from pipeline.errors import DataError
+
+            raise DataError(
+                f"train.batch_size: {len(train_seq)} training sequences of {cfg.seq_len} tokens "
+                f"cannot fill one step of {plan.sequences_per_step} sequences"
+            )
+        total_steps = tc.steps or tc.epochs * plan.steps_per_epoch
+        trainer = cls(cfg, rt, len(tokenizer), tokenizer.eos_token_id, peak, total_steps)
+        trainer.run, trainer.tokenizer, trainer.plan = run, tokenizer, plan
+        trainer.train_seq, trainer.val_seq = train_seq, val_seq
+        trainer.metrics = JsonlLog(run.metrics, enabled=rt.is_main)
+        trainer.validation = JsonlLog(run.validation, enabled=rt.is_main)
+        trainer.tokens_per_step = plan.sequences_per_step * cfg.seq_len
+        return trainer
 
     # ------------------------------------------------------------------ state
     def resume(self, train_hash: str) -> int:
@@ -283,7 +308,7 @@ def run_train(cfg: Experiment, run_dir: Path) -> Path:
         archive_stale_outputs(run, train_hash)
     rt.barrier()  # other ranks must not look for checkpoints while rank 0 moves stale ones away
     peak = device_peak(run, rt) if rt.is_main else None  # before the model: the GEMM needs free device memory
-    trainer = Trainer(cfg, run, rt, peak)
+    trainer = Trainer.from_run(cfg, run, rt, peak)
     previous = signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
     try:
         summary = trainer.fit(train_hash)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline import jsonl
+
 # Not the importers' own: re-exported only because pipeline/report/render.py still imports it from here.
 # Drop this line once render.py imports pipeline.dotted.flatten.
 from pipeline.dotted import flatten  # noqa: F401
@@ -63,27 +65,14 @@ def rel(path: Path, root: Path) -> str:
 
 
 def read_jsonl(path: Path, warnings: list[str]) -> list[tuple[int, dict]]:
-    """(line number, object) pairs; a torn last line is skipped with a warning, any other bad line raises."""
+    """(line number, object) pairs, by the one JSONL rule (pipeline/jsonl.py): a torn last line is skipped with a
+    warning, any other damaged line raises."""
     if not path.is_file():
         raise SourceError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.splitlines()
-    rows = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if lineno == len(lines) and not text.endswith("\n"):
-                warnings.append(
-                    f"{path.name}:{lineno}: last line is cut off (the job was killed while writing?); skipped"
-                )
-                continue
-            raise SourceError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise SourceError(f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}")
-        rows.append((lineno, obj))
+    try:
+        rows = jsonl.read_strict(path, warnings)
+    except jsonl.JsonlError as exc:
+        raise SourceError(str(exc)) from None
     if not rows:
         raise SourceError(f"{path}: no records (empty file)")
     return rows

@@ -8,7 +8,6 @@ trained is never overwritten.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from datetime import UTC, datetime
@@ -17,7 +16,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from pipeline.atomic import write_json, write_text
+from pipeline import records
+from pipeline.atomic import write_text
 from pipeline.config.load import EXPERIMENTS_DIR, RUNS_DIR, imported_config_path
 from pipeline.config.resolve import freeze
 from pipeline.config.schema import Experiment
@@ -98,10 +98,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
-
-
 def _train_status(steps_done: int, planned: int | None) -> str:
     if planned is None:
         return "unknown"
@@ -111,11 +107,11 @@ def _train_status(steps_done: int, planned: int | None) -> str:
 def write_outputs(imp: Imported, run: RunDir, steps_from: str | None) -> None:
     steps_done = max((r["step"] for r in imp.metrics), default=0)
     if "train" in imp.provides:
-        write_text(run.metrics, _jsonl(imp.metrics))
-        write_text(run.validation, _jsonl(imp.validation))
-        write_json(run.plan, {"steps_planned": imp.steps_planned, "steps_planned_from": steps_from})
-        write_json(
-            run.train_done,
+        records.METRICS.write_rows(run.root, imp.metrics)
+        records.VALIDATION.write_rows(run.root, imp.validation)
+        records.PLAN.write(run.root, {"steps_planned": imp.steps_planned, "steps_planned_from": steps_from})
+        records.TRAIN_DONE.write(
+            run.root,
             {
                 "status": _train_status(steps_done, imp.steps_planned),
                 "steps_done": steps_done,
@@ -126,10 +122,10 @@ def write_outputs(imp: Imported, run: RunDir, steps_from: str | None) -> None:
             },
         )
     if "eval" in imp.provides:
-        write_json(run.eval / "lm_eval.json", imp.lm_eval or {})
-        write_text(run.eval / "tasks.jsonl", _jsonl(imp.tasks))
-        write_json(run.eval / "harness_timing.json", imp.eval_info)
-        write_json(run.eval_done, {"status": "completed", "imported": True})
+        records.LM_EVAL.write(run.root, imp.lm_eval or {})
+        records.TASKS.write_rows(run.root, imp.tasks)
+        records.HARNESS_TIMING.write(run.root, imp.eval_info)
+        records.EVAL_DONE.write(run.root, {"status": "completed", "imported": True})
 
 
 def import_record(imp: Imported, steps_from: str | None) -> dict:
@@ -160,13 +156,13 @@ def write_run(imp: Imported, name: str, steps_from: str | None, runs: Path = RUN
         run = RunDir(tmp)
         write_outputs(imp, run, steps_from)
         record = import_record(imp, steps_from)
-        write_text(tmp / "import" / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        write_text(records.IMPORT_CONFIG.at(tmp), yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         write_text(
-            tmp / "import" / "source_config.yaml",
+            records.IMPORT_SOURCE_CONFIG.at(tmp),
             yaml.safe_dump(imp.source_config, sort_keys=False, allow_unicode=True),
         )
-        write_json(
-            run.provenance,
+        records.PROVENANCE.write(
+            run.root,
             {
                 "imported": {k: record[k] for k in ("format", "source", "imported_utc", "files")},
                 "recovered": imp.recovered,
@@ -174,7 +170,7 @@ def write_run(imp: Imported, name: str, steps_from: str | None, runs: Path = RUN
             },
         )
         freeze(cfg, run)
-        write_json(tmp / "import" / "import.json", record)  # last: its presence marks a complete import
+        records.IMPORT.write(tmp, record)  # last: its presence marks a complete import
         old = runs / f".{name}.replaced"
         if target.exists():
             os.replace(target, old)

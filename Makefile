@@ -143,7 +143,7 @@ compare-needs-exps:
 	@echo 'error: EXPS: name at least two experiments, e.g. make compare EXPS="smoke smoke_lr"' >&2; exit 2
 
 # Runs trained/evaluated by other tools -> runs/<EXP>/, then `make report EXP=<EXP>` as usual:
-#   make import SRC=<dir or file> FROM=lingua|hf-trainer|lightning|lm-eval EXP=<name> [MAP="loss=col …"] [STEPS=N]
+#   make import SRC=<dir or file> FROM=<tool> EXP=<name> [MAP="loss=col …"] [STEPS=N]   (tools: python -m pipeline import --help)
 SRC ?=
 FROM ?=
 import: $(HOST_STAMP) ## SRC=<path> FROM=<tool> EXP=<name>: another tool's run -> runs/<name>/

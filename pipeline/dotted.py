@@ -5,6 +5,11 @@ section that is present but empty, is never hidden.
 
 >>> flatten({"train": {"lr": 0.001, "betas": [0.9, 0.95]}, "bench": {"matrix": {}}})
 {'train.lr': 0.001, 'train.betas': [0.9, 0.95], 'bench.matrix': {}}
+
+Deeper levels join with dots; lists and other values are leaves:
+
+>>> flatten({"data": {"source": {"type": "files", "train": ["a.txt"]}}, "stages": []})
+{'data.source.type': 'files', 'data.source.train': ['a.txt'], 'stages': []}
 """
 
 from __future__ import annotations

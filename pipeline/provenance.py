@@ -3,6 +3,9 @@
 Secrets never land here: environment variables are recorded only from an allow-list of prefixes, and
 any name that looks secret (KEY, TOKEN, SECRET, PASSWORD, ...) is dropped even then (seed 000 leaked a
 W&B API key into its report).
+
+>>> safe_environment({"SLURM_JOB_ID": "42", "HF_TOKEN": "hf_x", "WANDB_API_KEY": "k", "HOME": "/home/u"})
+{'SLURM_JOB_ID': '42'}
 """
 
 from __future__ import annotations

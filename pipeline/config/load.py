@@ -2,6 +2,15 @@
 
 Every failure becomes a `ConfigError` whose message is one line naming the file and the dotted key,
 e.g. `experiments/x.yaml: train.lr: expected a number, got 'fast'`.
+
+`SET=` overrides: space-separated `key.path=value` items, each value read as YAML (numbers, lists):
+
+>>> parse_overrides(["train.steps=50 model.arch=gpt2", "data.source.train=[a.txt,b.txt]"])
+{'train': {'steps': 50}, 'model': {'arch': 'gpt2'}, 'data': {'source': {'train': ['a.txt', 'b.txt']}}}
+>>> parse_overrides(["train.lr"])
+Traceback (most recent call last):
+...
+pipeline.errors.ConfigError: SET: expected key.path=value, got 'train.lr'
 """
 
 from __future__ import annotations

@@ -7,8 +7,14 @@ Three kinds, matching `data.source.type`:
 - `files`: local text or JSONL files.
 
 >>> docs = load_documents(BuiltinSource(type="builtin", name="kjv"), val_fraction=0.05, test_fraction=0.05)
->>> sorted(docs)
-['test', 'train', 'validation']
+>>> {split: len(chapters) for split, chapters in sorted(docs.items())}
+{'test': 59, 'train': 1070, 'validation': 59}
+
+A source without held-out splits gets them from a fixed shuffle of whole documents (not the training seed):
+
+>>> holdout_split([f"doc {i}" for i in range(10)], val_fraction=0.1, test_fraction=0.2)
+{'validation': ['doc 2'], 'test': ['doc 3', 'doc 8'],
+ 'train': ['doc 0', 'doc 1', 'doc 4', 'doc 5', 'doc 6', 'doc 7', 'doc 9']}
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@ submit it, and record the job id in `runs/<EXP>/jobs/submitted.jsonl`.
 
 The job runs the same `make report` (same RUNTIME/SIF/PY and SET overrides) inside the allocation, so a
 job and an interactive run produce the same run directory.
+
+The job id comes from the scheduler's output:
+
+>>> parse_job_id("slurm", "123;cluster"), parse_job_id("pjm", "[INFO] PJM 0000 pjsub Job 456 submitted.")
+('123', '456')
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 The order of sequences in epoch `e` is a permutation drawn from `seed + e`, so the data position is just
 (step) and a resumed run sees exactly the batches an uninterrupted one would.
+
+>>> as_sequences(np.arange(10), seq_len=4)  # the 2-token tail does not fill a row and is dropped
+array([[0, 1, 2, 3],
+       [4, 5, 6, 7]])
 """
 
 from __future__ import annotations

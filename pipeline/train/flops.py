@@ -16,8 +16,18 @@ attention term halves flash-attention's 14 L d T for the causal mask. At the deb
 10 % fewer FLOPs per token than here, so a FLOPS or MFU figure from a Lingua log is not comparable with this
 one as it stands; tokens/s is.
 
->>> flops_per_token(1_000_000, layers=2, dim=64, seq_len=128)
+>>> flops_per_token(1_000_000, layers=2, dim=64, seq_len=128)  # 6 * 1e6 + 12 * 2 * 64 * 128
 6196608
+
+N may also come as `parameter_counts(model)`; MFU is a fraction, and there is none without a peak (a CPU
+or a GPU missing from the datasheet table):
+
+>>> flops_per_token({"total": 1_500_000, "non_embedding": 1_000_000}, layers=2, dim=64, seq_len=128)
+6196608
+>>> mfu(achieved_flops(6_196_608, tokens_per_s=10_000), peak_flops_per_s=1.0e12)
+0.06196608
+>>> mfu(6.2e10, None) is None
+True
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""AdamW (decay on matrices only; fused kernels on GPU) and linear-warmup + cosine learning-rate schedule."""
+"""AdamW (decay on matrices only; fused kernels on GPU) and linear-warmup + cosine learning-rate schedule.
+
+The multiplier of the peak lr: linear over `warmup` steps, then a cosine down to `min_ratio` at `total`:
+
+>>> [round(lr_factor(step, warmup=2, total=10, min_ratio=0.1), 3) for step in (0, 1, 2, 6, 10, 20)]
+[0.5, 1.0, 1.0, 0.55, 0.1, 0.1]
+"""
 
 from __future__ import annotations
 

@@ -214,3 +214,21 @@ container-test: ## podman build + the smoke experiment inside the image (slow, n
 	@command -v podman >/dev/null || { echo "container-test: podman not found (apt-get install podman)"; exit 2; }
 	podman build -t $(IMAGE) .
 	$(MAKE) report EXP=smoke RUNTIME=podman IMAGE=$(IMAGE) CONTAINER_GPU_FLAGS=
+
+# ---------------------------------------------------------------------------- report languages and HTML
+# Message catalogs (pipeline/locale/, see pipeline/report/i18n.py): extract every msgid from pipeline/ and the
+# templates into messages.pot, merge it into each language's messages.po (new msgids arrive untranslated:
+# translate them there), then compile each catalog as a check (the .mo is not kept; reports compile in memory).
+PYBABEL ?= $(PY) -m babel.messages.frontend
+.PHONY: i18n html
+i18n: $(HOST_STAMP)
+	$(PYBABEL) extract -F babel.cfg -o pipeline/locale/messages.pot --project labnote --no-wrap --sort-by-file \
+	  --omit-header -c TRANSLATORS: .
+	$(PYBABEL) update -i pipeline/locale/messages.pot -d pipeline/locale -D messages --no-wrap \
+	  --no-fuzzy-matching --ignore-obsolete
+	@for po in pipeline/locale/*/LC_MESSAGES/messages.po; do \
+	  $(PYBABEL) compile --statistics -i "$$po" -o /dev/null -l "$$(basename $$(dirname $$(dirname $$po)))"; done
+
+# A self-contained reports/<EXP>/report.html (and report.ja.html when the Japanese report exists).
+html: $(HOST_STAMP)
+	$(PY) -m pipeline html $(wildcard $(REPORT_DIR)/report.md $(REPORT_DIR)/report.ja.md)

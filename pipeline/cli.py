@@ -88,8 +88,17 @@ def cmd_import(args) -> None:
 def cmd_index(args) -> None:
     from pipeline.report.index import build_compare, build_index
 
-    out = build_compare(args.experiments, args.name) if args.experiments else build_index()
+    out = (
+        build_compare(args.experiments, args.name, lang=args.lang) if args.experiments else build_index(lang=args.lang)
+    )
     log.info("wrote %s", out)
+
+
+def cmd_html(args) -> None:
+    from pipeline.report.html import write_html
+
+    for report in args.reports:
+        log.info("wrote %s", write_html(Path(report)))
 
 
 def cmd_bench_part(args) -> None:
@@ -187,7 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="reports/README.md (all runs), or with experiments: reports/compare/<name>.md")
     p.add_argument("experiments", nargs="*")
     p.add_argument("--name", default="compare", help="file name of the comparison")
+    p.add_argument(
+        "--lang",
+        default="en",
+        choices=["en", "ja"],
+        help="language: en -> README.md, ja -> README.ja.md (<name>.ja.md)",
+    )
     p.set_defaults(func=cmd_index)
+    p = sub.add_parser("html", help="report.md -> a self-contained report.html (images inlined)")
+    p.add_argument("reports", nargs="+", metavar="report.md")
+    p.set_defaults(func=cmd_html)
     p = sub.add_parser("bench-part", help="one variant of a sweep (a job-array task), or 'collect' the parts")
     p.add_argument("run_dir")
     p.add_argument("index", help="variant index (0-based), or 'collect'")

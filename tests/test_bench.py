@@ -95,7 +95,8 @@ def test_report_section(bench_dir: Path, tmp_path: Path):
     from pipeline.report.render import render
 
     run_dir = bench_dir.parent
-    text = render(run_dir, load_resolved(run_dir), tmp_path).read_text()
+    (report,) = render(run_dir, load_resolved(run_dir), tmp_path)
+    text = report.read_text()
     assert "**Status: ✅ completed** — stages run: bench" in text
     assert "## Benchmark sweep" in text and "| fp32 (baseline)" in text
     assert "`bench_failures`" in text and "injected fault" in text

@@ -184,6 +184,20 @@ def with_bench(variants: dict, baseline: str | None = None) -> Run:
     return run
 
 
+def with_baseline(base_changes: dict | None = None, run_changes: dict | None = None) -> tuple[Run, Run]:
+    """(run, baseline) for the rules that compare with `report.compare_to`: healthy runs, then changed."""
+    base, run = healthy(), healthy()
+    base.name = "base"
+    for target, changes in ((base, base_changes or {}), (run, run_changes or {})):
+        for key, value in changes.items():
+            setattr(target, key, value)
+    return run, base
+
+
+def _args(built) -> tuple[Run, Run | None]:
+    return built if isinstance(built, tuple) else (built, None)
+
+
 # --------------------------------------------------------------------------- fire / no-fire tables
 # rule name -> (run that triggers it, expected severity, substrings the message must contain)
 FIRES = {
@@ -381,6 +395,31 @@ FIRES = {
             ["w4 101.50±1.00 ms vs 100.00±2.00 ms"],
         ),
     ],
+    "no_op_change": [
+        (
+            lambda: with_baseline(
+                {"config": {"train": {"lr": 1e-3}}, "done": {**completed(), "train_hash": "ab" * 32}},
+                {"config": {"train": {"lr": 2e-3}}, "done": {**completed(), "train_hash": "ab" * 32}},
+            ),
+            "warning",
+            ["1 config key(s) differ from base", "same train hash"],
+        ),
+        (
+            lambda: with_baseline({"config": {"eval": {"batch_size": 2}}}, {"config": {"eval": {"batch_size": 4}}}),
+            "warning",
+            ["identical to 4 digits over 10 log steps"],
+        ),
+    ],
+    "not_comparable": [
+        (
+            lambda: with_baseline(
+                {"prepared": {"tokenizer": "bpe", "vocab_size": 300}},
+                {"prepared": {"tokenizer": "bytes", "vocab_size": 257}},
+            ),
+            "warning",
+            ["tokenizer (bpe (300 tokens) → bytes (257 tokens))", "compare numbers with care"],
+        ),
+    ],
 }
 
 # rule name -> runs on which it must stay quiet (the healthy run plus the edge just inside its threshold)
@@ -452,6 +491,18 @@ QUIET = {
         healthy,
         lambda: with_bench({"base": variant(100, 5.0, std_ms=1.0), "fast": variant(80, 5.0, std_ms=1.0, compile=True)}),
     ],
+    "no_op_change": [
+        healthy,  # no baseline: the rule does not run
+        lambda: with_baseline(),  # same config: nothing was changed
+        lambda: with_baseline(
+            {"config": {"train": {"lr": 1e-3}}},
+            {
+                "config": {"train": {"lr": 2e-3}},
+                "metrics": frame(metric_rows(range(10, 101, 10), loss=lambda s: 4.0 - s / 500), METRIC_COLUMNS),
+            },
+        ),
+    ],
+    "not_comparable": [healthy, lambda: with_baseline()],
 }
 
 RULES_BY_NAME = {rule.__name__: rule for rule in RULES}
@@ -464,20 +515,21 @@ def test_every_rule_has_a_firing_and_a_quiet_case():
 @pytest.mark.parametrize("name, index", [(n, i) for n, cases in FIRES.items() for i in range(len(cases))])
 def test_rule_fires(name, index):
     build, severity, parts = FIRES[name][index]
-    finding = RULES_BY_NAME[name](build())
+    run, baseline = _args(build())
+    finding = RULES_BY_NAME[name](run, baseline)
     assert finding is not None, f"{name} did not fire"
     assert finding.rule == name
     assert finding.severity == severity
     for part in parts:
         assert part in finding.message, f"{part!r} not in {finding.message!r}"
     # the full check list reports it too
-    assert name in [f.rule for f in run_checks(build())]
+    assert name in [f.rule for f in run_checks(run, baseline=baseline)]
 
 
 @pytest.mark.parametrize("name, index", [(n, i) for n, cases in QUIET.items() for i in range(len(cases))])
 def test_rule_stays_quiet(name, index):
-    run = QUIET[name][index]()
-    assert RULES_BY_NAME[name](run) is None
+    run, baseline = _args(QUIET[name][index]())
+    assert RULES_BY_NAME[name](run, baseline) is None
 
 
 def test_healthy_run_has_no_findings():
@@ -563,3 +615,19 @@ def test_run_checks_with_explicit_rules_and_reverse_order():
     )
     findings = run_checks(run, rules=[checks.uncommitted_code, checks.damaged_files, checks.run_incomplete])
     assert [f.rule for f in findings] == ["run_incomplete", "uncommitted_code"]
+
+
+def test_every_rule_carries_a_translatable_description():
+    from pipeline.report.i18n import Msg, translations
+
+    ja = translations("ja")
+    for rule in RULES:
+        assert isinstance(rule.description, Msg) and rule.description.translate(ja) != rule.description.msgid
+
+
+def test_baseline_rules_run_only_with_a_baseline():
+    from pipeline.report.checks import applicable
+
+    names = [r.__name__ for r in applicable(RULES, None)]
+    assert "no_op_change" not in names and "not_comparable" not in names
+    assert len(applicable(RULES, healthy())) == len(RULES)

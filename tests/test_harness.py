@@ -94,7 +94,8 @@ def test_report_shows_harness_and_flags(evaluated: Path, tmp_path: Path):
     from pipeline.config.resolve import load_resolved
     from pipeline.report.render import render
 
-    text = render(evaluated, load_resolved(evaluated), tmp_path).read_text()
+    (report,) = render(evaluated, load_resolved(evaluated), tmp_path)
+    text = report.read_text()
     assert "## lm-evaluation-harness" in text and "| labnote_cloze" in text
     assert "generate_until" in text and "loglikelihood_rolling" in text
     assert "`subset_only`" in text and "labnote_nextword 12 of" in text

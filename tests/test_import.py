@@ -349,7 +349,7 @@ def test_make_import_then_make_report(tmp_path):
     assert "-m pipeline report" not in again.stdout  # nothing changed: nothing re-rendered
     ja = make(root, "report", "EXP=seed000", "REPORT_LANG=ja")
     assert ja.returncode == 0, ja.stderr[-2000:]
-    assert "インポート" in (root / "reports" / "seed000" / "report.md").read_text()
+    assert "インポート" in (root / "reports" / "seed000" / "report.ja.md").read_text()
 
 
 def test_japanese_imported_report_has_the_same_numbers(workdir):
@@ -363,7 +363,8 @@ def test_japanese_imported_report_has_the_same_numbers(workdir):
     for lang in ("en", "ja"):
         cfg = load_experiment("both", [f"report.language={lang}"])
         freeze(cfg, RunDir("runs/both"))
-        text = render(Path("runs/both"), cfg, Path("reports") / lang).read_text()
+        (written,) = render(Path("runs/both"), cfg, Path("reports") / lang)
+        text = written.read_text()
         reports[lang] = sorted(NUMBER.findall(TIMESTAMP.sub("", text)))  # word order differs, numbers do not
     assert reports["en"] == reports["ja"] and len(reports["en"]) > 100
 

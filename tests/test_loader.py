@@ -239,7 +239,7 @@ def test_report_renders_from_a_damaged_run(damaged_run, tmp_path):
     cfg = load_resolved(damaged_run)
     assert cfg.name == "tiny" and cfg.train.steps == 50
     report_dir = tmp_path / "reports" / "tiny"
-    out = render(damaged_run, cfg, report_dir)
+    (out,) = render(damaged_run, cfg, report_dir)
     assert out == report_dir / "report.md" and out.is_file()
     text = out.read_text(encoding="utf-8")
     assert text.startswith("# Tiny damaged run")
@@ -260,7 +260,7 @@ def test_report_renders_for_a_killed_run_without_done(tmp_path):
     (run_dir / "train" / "metrics.jsonl").write_text(jsonl([metric(s, 5.0 - s / 100) for s in range(10, 101, 10)]))
     run = load_run(run_dir)
     assert run.status == "partial" and run.steps_done == 100
-    out = render(run_dir, load_resolved(run_dir), tmp_path / "report")
+    (out,) = render(run_dir, load_resolved(run_dir), tmp_path / "report")
     text = out.read_text(encoding="utf-8")
     assert "partial" in text and "run_incomplete" in text and "100 of 1000" in text
 
@@ -268,7 +268,7 @@ def test_report_renders_for_a_killed_run_without_done(tmp_path):
 def test_report_renders_without_provenance_or_prepared_stats(damaged_run, tmp_path):
     (damaged_run / "provenance.json").unlink()
     (damaged_run / "prepared" / "stats.json").unlink()
-    out = render(damaged_run, load_resolved(damaged_run), tmp_path / "report")
+    (out,) = render(damaged_run, load_resolved(damaged_run), tmp_path / "report")
     assert "damaged_files" in out.read_text(encoding="utf-8")
 
 

@@ -54,7 +54,7 @@ def test_second_run_reruns_nothing(project: Path):
 
 
 def test_template_edit_rerenders_only_the_report(project: Path):
-    template = project / "templates" / "en" / "report.md.j2"
+    template = project / "templates" / "report.md.j2"
     future = time.time() + 5
     os.utime(template, (future, future))
     proc = make(project, "report", "EXP=tiny")

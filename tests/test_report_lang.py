@@ -22,6 +22,7 @@ from pipeline.bench.sweep import summarise
 from pipeline.config.load import load_experiment
 from pipeline.config.resolve import config_hash, load_resolved, to_yaml
 from pipeline.report.checks import run_checks
+from pipeline.report.i18n import translations
 from pipeline.report.loader import load_run
 from pipeline.report.render import render
 
@@ -459,7 +460,8 @@ def render_both(run: Path, out: Path) -> tuple[str, str]:
     texts = []
     for lang in ("en", "ja"):
         lang_cfg = cfg.model_copy(update={"report": cfg.report.model_copy(update={"language": lang})})
-        texts.append(render(run, lang_cfg, out / lang).read_text(encoding="utf-8"))
+        (written,) = render(run, lang_cfg, out / lang)
+        texts.append(written.read_text(encoding="utf-8"))
     return texts[0], texts[1]
 
 
@@ -502,7 +504,7 @@ def test_every_section_renders_with_identical_numbers(full_run: Path, tmp_path: 
         assert f"{run.metrics['loss'].iloc[-1]:.4f}" in text
         assert f"{math.exp(2.487654321):,.2f}" in text
         assert "49,152" in text and "3.00e-03" in text and "21456.7890" in text and "3849979" in text
-        assert "![loss](loss.png)" in text or "![損失](loss.png)" in text
+        assert "![loss](loss.png)" in text or "![損失](loss.ja.png)" in text  # plots of ja: loss.ja.png
         assert "4.7186e+06" in text and "1.675e+11" in text  # FLOPs per token, measured peak (MFU row)
     assert "100 of 200" in en and "100 / 200" in ja  # a subset: items evaluated of the task's items
 
@@ -510,7 +512,7 @@ def test_every_section_renders_with_identical_numbers(full_run: Path, tmp_path: 
     assert headings(ja) == JA_HEADINGS
 
 
-def test_japanese_wording_and_untranslated_findings(full_run: Path, tmp_path: Path):
+def test_japanese_wording_and_translated_findings(full_run: Path, tmp_path: Path):
     en, ja = render_both(full_run, tmp_path / "reports")
     for heading in EN_HEADINGS + ["## Comparison with"]:
         assert heading not in ja
@@ -532,12 +534,13 @@ def test_japanese_wording_and_untranslated_findings(full_run: Path, tmp_path: Pa
     assert "**状態: ✅ 完了** — 設定した全 120 ステップ中 120 ステップを実行。エラーのチェックが 1 件あり" in ja
     assert "| 状態 | 完了、120 / 120 ステップ |" in ja
     assert "(#チェック)" in ja
-    # The findings' messages come from Python in English, unchanged; only the severity labels are translated.
+    # The findings' messages are built in Python in English and translated when the report is rendered.
     findings = run_checks(load_run(full_run))
     assert {f.severity for f in findings} == {"error", "warning", "info"}
     labels = {"error": "❌ エラー", "warning": "⚠️ 警告", "info": "ℹ️ 情報"}
     for f in findings:
-        assert f"| {labels[f.severity]} | `{f.rule}` | {f.message} |" in ja
+        assert f"| {labels[f.severity]} | `{f.rule}` | {f.message.translate(translations('ja'))} |" in ja
+        assert f"| {f.message} |" in en and f"| {f.message} |" not in ja
     # Units and labels as Japanese reports write them; bench labels from Python are translated in the table.
     assert "秒" in ja and "tokens/s" in ja and "GiB" in ja and "ステップ" in ja
     assert "| fp32（ベースライン）" in ja and "固定条件のまま" in ja and "| 無効" in ja
@@ -580,3 +583,58 @@ def test_comparison_section(tmp_path: Path):
     assert "| code commit" in en and "| コードのコミット" in ja
     assert "| train.lr" in ja and "| 最終の学習損失" in ja and "(noise unknown)" not in ja
     assert headings(ja) == JA_HEADINGS[:1] + ["## `base` との比較"] + JA_HEADINGS[1:]
+
+
+def test_language_list_renders_side_by_side_files(full_run: Path, tmp_path: Path):
+    cfg = load_resolved(full_run)
+    cfg = cfg.model_copy(update={"report": cfg.report.model_copy(update={"language": ["en", "ja"]})})
+    out = tmp_path / "side"
+    written = render(full_run, cfg, out)
+    assert written == [out / "report.md", out / "report.ja.md"]
+    en, ja = (p.read_text(encoding="utf-8") for p in written)
+    assert_same_numbers(en, ja)
+    assert "## Summary" in en and "## 実行概要" in ja
+    assert (out / "loss.png").is_file() and (out / "loss.ja.png").is_file()
+
+
+def test_no_cjk_font_keeps_english_plot_labels_and_says_so(full_run: Path, tmp_path: Path, monkeypatch):
+    from pipeline.report import plots
+
+    monkeypatch.setattr(plots, "cjk_font", lambda: None)
+    en, ja = render_both(full_run, tmp_path / "nofont")
+    assert "fonts-noto-cjk" in ja and "fonts-noto-cjk" not in en
+    assert_same_numbers(en, ja)
+
+
+def test_index_and_compare_have_the_same_numbers_in_both_languages(tmp_path: Path):
+    from pipeline.report.index import build_compare, build_index
+
+    build_run(tmp_path, "base", {**EXPERIMENT, "train": {**EXPERIMENT["train"], "lr": 1.5e-3}}, scale=1.1)
+    build_run(tmp_path, "tiny")
+    runs, reports = tmp_path / "runs", tmp_path / "reports"
+    en, ja = build_index(runs, reports), build_index(runs, reports, lang="ja")
+    assert (en.name, ja.name) == ("README.md", "README.ja.md")
+    en_text, ja_text = en.read_text(encoding="utf-8"), ja.read_text(encoding="utf-8")
+    assert Counter(NUMBER.findall(en_text)) == Counter(NUMBER.findall(ja_text)) and "| 完了 " in ja_text
+    en, ja = (build_compare(["base", "tiny"], "pair", runs, reports, lang=lang) for lang in ("en", "ja"))
+    assert (en.name, ja.name) == ("pair.md", "pair.ja.md")
+    en_text, ja_text = en.read_text(encoding="utf-8"), ja.read_text(encoding="utf-8")
+    assert Counter(NUMBER.findall(en_text)) == Counter(NUMBER.findall(ja_text))
+    assert "### `tiny` vs `base`" in en_text and "### `tiny` と `base`" in ja_text
+    assert (reports / "compare" / "pair.ja.png").is_file()
+
+
+def test_html_is_self_contained(full_run: Path, tmp_path: Path):
+    from pipeline.report.html import write_html
+
+    out = tmp_path / "html"
+    cfg = load_resolved(full_run)
+    cfg = cfg.model_copy(update={"report": cfg.report.model_copy(update={"language": ["en", "ja"]})})
+    for report in render(full_run, cfg, out):
+        page = write_html(report).read_text(encoding="utf-8")
+        assert '<meta charset="utf-8">' in page and "<table>" in page and "<th" in page
+        assert 'src="data:image/png;base64,' in page
+        assert not re.search(r'(?:src|href)="(?!data:|#)', page), "a reference outside the file"
+        assert ".png" not in page.split("<body>")[1].replace(".png)", "")
+    assert (out / "report.html").is_file() and (out / "report.ja.html").is_file()
+    assert 'id="チェック"' in (out / "report.ja.html").read_text(encoding="utf-8")

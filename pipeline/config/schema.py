@@ -303,9 +303,24 @@ class HPCConfig(Section):
 # --------------------------------------------------------------------------- report
 class ReportConfig(Section):
     title: str | None = None
-    language: Literal["en", "ja"] = Field("en", description="report language: templates/<language>/")
+    language: Literal["en", "ja"] | list[Literal["en", "ja"]] = Field(
+        "en",
+        description="report language(s): en -> report.md, ja -> report.ja.md; a list ([en, ja]) renders each",
+    )
     compare_to: str | None = Field(None, description="another experiment to compare with")
     max_table_rows: Annotated[int, Field(ge=5)] = Field(25, description="training table is thinned to this many rows")
+
+    @field_validator("language")
+    @classmethod
+    def _languages_once(cls, value):
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError("report.language: name each language once, e.g. [en, ja]")
+        return value
+
+    @property
+    def languages(self) -> list[str]:
+        """The languages to render, in order (a single language is a list of one)."""
+        return list(self.language) if isinstance(self.language, list) else [self.language]
 
 
 class ImportInfo(Section):

@@ -2,7 +2,11 @@
 
 Each rule states the numbers that triggered it, so a reader can verify the verdict from the tables.
 Severity: `error` (the run's result must not be trusted as is), `warning` (look before believing),
-`info` (context a reader should have).
+`info` (context a reader should have). A rule with `baseline=True` compares the run with the report's
+`compare_to` run, `(baseline, run) -> Finding | None`, and is skipped without one.
+
+Messages are `N_(…)` (pipeline/report/i18n.py): English here, translated when the report is rendered. Each
+entry of `RULES` carries a short translatable description; "No check fired (rules: …)" lists them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.report import compare
+from pipeline.report.i18n import N_, Msg
 from pipeline.report.loader import Run
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -23,7 +29,7 @@ SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 class Finding:
     rule: str
     severity: str
-    message: str
+    message: Msg
 
 
 def _num(value) -> float | None:
@@ -41,38 +47,52 @@ def run_incomplete(run: Run) -> Finding | None:
         return Finding(
             "run_incomplete",
             "error",
-            f"{done} of {planned} configured steps ran ({100 * done / planned:.0f}%); results describe a partial run",
+            N_(
+                "{done} of {planned} configured steps ran ({pct:.0f}%); results describe a partial run",
+                done=done,
+                planned=planned,
+                pct=100 * done / planned,
+            ),
         )
     return None
 
 
 def nonfinite_loss(run: Run) -> Finding | None:
     bad = []
-    for label, frame, col in (("training loss", run.metrics, "loss"), ("validation loss", run.validation, "val_loss")):
+    for label, frame, col in (
+        (N_("{n} non-finite training loss value(s), first at step {first}"), run.metrics, "loss"),
+        (N_("{n} non-finite validation loss value(s), first at step {first}"), run.validation, "val_loss"),
+    ):
         values = frame[col].to_numpy(dtype=float) if len(frame) else np.array([])
         n = int((~np.isfinite(values)).sum())
         if n:
             first = int(frame["step"][~np.isfinite(values)].iloc[0])
-            bad.append(f"{n} non-finite {label} value(s), first at step {first}")
+            bad.append(N_(label.msgid, n=n, first=first))
     ppl = run.perplexity or {}
     if ppl.get("nan_count") or ppl.get("inf_count"):
-        bad.append(f"perplexity eval had {ppl.get('nan_count', 0)} NaN and {ppl.get('inf_count', 0)} Inf batches")
+        bad.append(
+            N_(
+                "perplexity eval had {nan} NaN and {inf} Inf batches",
+                nan=ppl.get("nan_count", 0),
+                inf=ppl.get("inf_count", 0),
+            )
+        )
     if run.done and run.done.get("status") == "stopped_nonfinite":
-        bad.append(f"training stopped at step {run.done.get('steps_done')}")
-    return Finding("nonfinite_loss", "error", "; ".join(bad)) if bad else None
+        bad.append(N_("training stopped at step {step}", step=run.done.get("steps_done")))
+    return Finding("nonfinite_loss", "error", Msg.join(bad)) if bad else None
 
 
 def loss_not_decreasing(run: Run, min_drop: float = 0.01) -> Finding | None:
     """Validation loss (or, without it, the mean of the first vs last quarter of training losses)."""
     val = run.validation["val_loss"].dropna() if len(run.validation) else []
     if len(val) >= 2:
-        first, last, what = float(val.iloc[0]), float(val.iloc[-1]), "validation loss"
+        first, last, what = float(val.iloc[0]), float(val.iloc[-1]), N_("validation loss")
     else:
         loss = run.metrics["loss"].dropna() if len(run.metrics) else []
         if len(loss) < 4:
             return None
         k = max(1, len(loss) // 4)
-        first, last, what = float(loss.iloc[:k].mean()), float(loss.iloc[-k:].mean()), "training loss"
+        first, last, what = float(loss.iloc[:k].mean()), float(loss.iloc[-k:].mean()), N_("training loss")
     if not (math.isfinite(first) and math.isfinite(last)) or first <= 0:
         return None
     drop = (first - last) / first
@@ -80,7 +100,13 @@ def loss_not_decreasing(run: Run, min_drop: float = 0.01) -> Finding | None:
         return Finding(
             "loss_not_decreasing",
             "warning",
-            f"{what} went from {first:.4f} to {last:.4f} ({-100 * drop:+.1f}%); the model did not learn measurably",
+            N_(
+                "{what} went from {first:.4f} to {last:.4f} ({pct:+.1f}%); the model did not learn measurably",
+                what=what,
+                first=first,
+                last=last,
+                pct=-100 * drop,
+            ),
         )
     return None
 
@@ -94,15 +120,20 @@ def untrained_perplexity(run: Run, ratio: float = 0.5) -> Finding | None:
         return Finding(
             "untrained_perplexity",
             "warning",
-            f"perplexity {ppl:,.1f} is {ppl / vocab:.2f}x the vocabulary size {vocab:,} "
-            f"(uniform guessing gives {vocab:,}): the model behaves as untrained",
+            N_(
+                "perplexity {ppl:,.1f} is {ratio:.2f}x the vocabulary size {vocab:,} "
+                "(uniform guessing gives {vocab:,}): the model behaves as untrained",
+                ppl=ppl,
+                ratio=ppl / vocab,
+                vocab=vocab,
+            ),
         )
     return None
 
 
 def damaged_files(run: Run) -> Finding | None:
     if run.problems:
-        return Finding("damaged_files", "warning", "; ".join(run.problems))
+        return Finding("damaged_files", "warning", Msg.join(run.problems))
     return None
 
 
@@ -116,8 +147,14 @@ def validation_rising(run: Run, tolerance: float = 0.02) -> Finding | None:
         return Finding(
             "validation_rising",
             "warning",
-            f"validation loss rose from its best {best['val_loss']:.4f} (step {int(best['step'])}) "
-            f"to {last['val_loss']:.4f} at step {int(last['step'])}: overfitting or instability",
+            N_(
+                "validation loss rose from its best {best:.4f} (step {best_step}) "
+                "to {last:.4f} at step {last_step}: overfitting or instability",
+                best=best["val_loss"],
+                best_step=int(best["step"]),
+                last=last["val_loss"],
+                last_step=int(last["step"]),
+            ),
         )
     return None
 
@@ -126,13 +163,22 @@ def eval_not_final_checkpoint(run: Run) -> Finding | None:
     if "train" not in run.stages or not run.steps_done:
         return None
     hits = [
-        f"{what} was measured on the step-{rec['step']} checkpoint"
-        for what, rec in (("perplexity", run.perplexity or {}), ("the harness", run.harness_timing or {}))
+        N_(what, step=rec["step"])
+        for what, rec in (
+            ("perplexity was measured on the step-{step} checkpoint", run.perplexity or {}),
+            ("the harness was measured on the step-{step} checkpoint", run.harness_timing or {}),
+        )
         if rec.get("step") is not None and rec["step"] != run.steps_done
     ]
     if hits:
         return Finding(
-            "eval_not_final_checkpoint", "warning", f"{' and '.join(hits)}, but training reached step {run.steps_done}"
+            "eval_not_final_checkpoint",
+            "warning",
+            N_(
+                "{what}, but training reached step {step}",
+                what=Msg.join(hits, N_(" and ")),
+                step=run.steps_done,
+            ),
         )
     return None
 
@@ -141,14 +187,23 @@ def resumed_run(run: Run) -> Finding | None:
     """Restarts are normal on clusters, but a reader must know the curve is stitched from several jobs."""
     if len(run.segments) < 2:
         return None
-    parts = [f"segment {s['segment']}: steps {s['first_step']}–{s['last_step']}" for s in run.segments]
+    parts = [
+        N_("segment {segment}: steps {first}–{last}", segment=s["segment"], first=s["first_step"], last=s["last_step"])
+        for s in run.segments
+    ]
     redone = sum(
         max(0, prev["last_step"] - nxt["first_step"] + 1)
         for prev, nxt in zip(run.segments, run.segments[1:])
         if nxt["first_step"] <= prev["last_step"]
     )
-    tail = f"; {redone} step(s) were trained again after a restart (curves show the later values)" if redone else ""
-    return Finding("resumed_run", "info", f"training ran in {len(run.segments)} segments ({'; '.join(parts)}){tail}")
+    what = N_("training ran in {n} segments ({parts})", n=len(run.segments), parts=Msg.join(parts))
+    if redone:
+        what = N_(
+            "{what}; {redone} step(s) were trained again after a restart (curves show the later values)",
+            what=what,
+            redone=redone,
+        )
+    return Finding("resumed_run", "info", what)
 
 
 def planned_steps_unknown(run: Run) -> Finding | None:
@@ -156,9 +211,12 @@ def planned_steps_unknown(run: Run) -> Finding | None:
         return Finding(
             "planned_steps_unknown",
             "warning",
-            f"the {run.imported.get('format')} source does not record how many steps were planned, so "
-            f"whether the run finished cannot be told from data ({run.steps_done} steps logged); "
-            f"re-import with STEPS=<n> if you know it",
+            N_(
+                "the {format} source does not record how many steps were planned, so whether the run finished "
+                "cannot be told from data ({steps} steps logged); re-import with STEPS=<n> if you know it",
+                format=run.imported.get("format"),
+                steps=run.steps_done,
+            ),
         )
     return None
 
@@ -166,7 +224,7 @@ def planned_steps_unknown(run: Run) -> Finding | None:
 def import_warnings(run: Run) -> Finding | None:
     warnings = (run.imported or {}).get("warnings") or []
     if warnings:
-        return Finding("import_warnings", "warning", "the import noted: " + "; ".join(warnings))
+        return Finding("import_warnings", "warning", N_("the import noted: {notes}", notes=Msg.join(warnings)))
     return None
 
 
@@ -176,8 +234,12 @@ def uncommitted_code(run: Run) -> Finding | None:
         return Finding(
             "uncommitted_code",
             "info",
-            f"the code had uncommitted changes (diff sha256 {str(git.get('diff_sha256'))[:12]}); "
-            f"commit {str(git.get('commit'))[:10]} alone does not reproduce this run",
+            N_(
+                "the code had uncommitted changes (diff sha256 {diff}); commit {commit} alone does not reproduce "
+                "this run",
+                diff=str(git.get("diff_sha256"))[:12],
+                commit=str(git.get("commit"))[:10],
+            ),
         )
     return None
 
@@ -189,9 +251,20 @@ def at_chance(run: Run, z: float = 2.0) -> Finding | None:
     for r in rows.itertuples():
         margin = z * r.stderr if pd.notna(r.stderr) else 0.0
         if r.value <= r.chance + margin:
-            hits.append(f"{r.task} {r.metric} {r.value:.4f} vs chance {r.chance:.4f} (±{margin:.4f})")
+            hits.append(
+                N_(
+                    "{task} {metric} {value:.4f} vs chance {chance:.4f} (±{margin:.4f})",
+                    task=r.task,
+                    metric=r.metric,
+                    value=r.value,
+                    chance=r.chance,
+                    margin=margin,
+                )
+            )
     if hits:
-        return Finding("at_chance", "warning", "at chance level (within 2 stderr or below): " + "; ".join(hits))
+        return Finding(
+            "at_chance", "warning", N_("at chance level (within 2 stderr or below): {hits}", hits=Msg.join(hits))
+        )
     return None
 
 
@@ -199,11 +272,13 @@ def subset_only(run: Run) -> Finding | None:
     frame = run.harness.dropna(subset=["n", "n_original"]) if len(run.harness) else run.harness
     partial = frame[frame["n"] < frame["n_original"]].drop_duplicates("task") if len(frame) else frame
     if len(partial):
-        parts = [f"{r.task} {int(r.n)} of {int(r.n_original)}" for r in partial.itertuples()]
+        parts = [
+            N_("{task} {n} of {total}", task=r.task, n=int(r.n), total=int(r.n_original)) for r in partial.itertuples()
+        ]
         return Finding(
             "subset_only",
             "warning",
-            "evaluated on a subset (limit): " + "; ".join(parts) + "; not comparable to full-set scores",
+            N_("evaluated on a subset (limit): {parts}; not comparable to full-set scores", parts=Msg.join(parts)),
         )
     return None
 
@@ -229,16 +304,26 @@ def identical_measurements(run: Run, rel: float = 0.005) -> Finding | None:
                 and _close(va["mem_peak_allocated_gib"], vb["mem_peak_allocated_gib"], rel)
             ):
                 pairs.append(
-                    f"{a} and {b} ({va['step_time_median_s'] * 1e3:.2f} vs {vb['step_time_median_s'] * 1e3:.2f} ms, "
-                    f"{va['mem_peak_allocated_gib']:.3f} vs {vb['mem_peak_allocated_gib']:.3f} GiB)"
+                    N_(
+                        "{a} and {b} ({ta:.2f} vs {tb:.2f} ms, {ma:.3f} vs {mb:.3f} GiB)",
+                        a=a,
+                        b=b,
+                        ta=va["step_time_median_s"] * 1e3,
+                        tb=vb["step_time_median_s"] * 1e3,
+                        ma=va["mem_peak_allocated_gib"],
+                        mb=vb["mem_peak_allocated_gib"],
+                    )
                 )
     if pairs:
         return Finding(
             "identical_measurements",
             "warning",
-            "different settings, same time and memory within 0.5%: "
-            + "; ".join(pairs)
-            + " — check that the setting reached the model (see resolved settings)",
+            N_(
+                "different settings, same time and memory within {rel:.1%}: {pairs} — check that the setting "
+                "reached the model (see resolved settings)",
+                rel=rel,
+                pairs=Msg.join(pairs),
+            ),
         )
     return None
 
@@ -248,7 +333,13 @@ def qlora_not_smaller(run: Run) -> Finding | None:
     lora = {n: v for n, v in ok.items() if v["requested"]["finetune"] == "lora"}
     qlora = {n: v for n, v in ok.items() if v["requested"]["finetune"] == "qlora"}
     hits = [
-        f"{q} {vq['mem_peak_allocated_gib']:.3f} GiB >= {lo} {vl['mem_peak_allocated_gib']:.3f} GiB"
+        N_(
+            "{q} {mq:.3f} GiB >= {lo} {ml:.3f} GiB",
+            q=q,
+            mq=vq["mem_peak_allocated_gib"],
+            lo=lo,
+            ml=vl["mem_peak_allocated_gib"],
+        )
         for q, vq in qlora.items()
         for lo, vl in lora.items()
         if vq["requested"]["precision"] == vl["requested"]["precision"]
@@ -257,11 +348,15 @@ def qlora_not_smaller(run: Run) -> Finding | None:
     if hits:
         kind = next(iter(qlora.values()))["mem_kind"]
         why = (
-            " (CPU peak RSS is dominated by the libraries loaded, not the weights)"
+            N_("CPU peak RSS is dominated by the libraries loaded, not the weights")
             if kind == "cpu_peak_rss"
-            else " (4-bit weights should need about a quarter of bf16 memory)"
+            else N_("4-bit weights should need about a quarter of bf16 memory")
         )
-        return Finding("qlora_not_smaller", "warning", "QLoRA peak memory is not below LoRA: " + "; ".join(hits) + why)
+        return Finding(
+            "qlora_not_smaller",
+            "warning",
+            N_("QLoRA peak memory is not below LoRA: {hits} ({why})", hits=Msg.join(hits), why=why),
+        )
     return None
 
 
@@ -272,22 +367,34 @@ def within_noise(run: Run) -> Finding | None:
         return None
     b = ok[base]
     hits = [
-        f"{n} {v['step_time_median_s'] * 1e3:.2f}±{v['step_time_median_s_std'] * 1e3:.2f} ms vs "
-        f"{b['step_time_median_s'] * 1e3:.2f}±{b['step_time_median_s_std'] * 1e3:.2f} ms"
+        N_(
+            "{name} {t:.2f}±{s:.2f} ms vs {tb:.2f}±{sb:.2f} ms",
+            name=n,
+            t=v["step_time_median_s"] * 1e3,
+            s=v["step_time_median_s_std"] * 1e3,
+            tb=b["step_time_median_s"] * 1e3,
+            sb=b["step_time_median_s_std"] * 1e3,
+        )
         for n, v in ok.items()
         if n != base
         and abs(v["step_time_median_s"] - b["step_time_median_s"])
         <= v["step_time_median_s_std"] + b["step_time_median_s_std"]
     ]
     if hits:
-        return Finding("within_noise", "info", f"step time within the repeat spread of {base}: " + "; ".join(hits))
+        return Finding(
+            "within_noise",
+            "info",
+            N_("step time within the repeat spread of {base}: {hits}", base=base, hits=Msg.join(hits)),
+        )
     return None
 
 
 def resolved_mismatch(run: Run) -> Finding | None:
     hits = [f"{n}: {m}" for n, v in _bench_ok(run).items() for m in v.get("mismatches", [])]
     if hits:
-        return Finding("resolved_mismatch", "error", "a variant did not get what it asked for: " + "; ".join(hits))
+        return Finding(
+            "resolved_mismatch", "error", N_("a variant did not get what it asked for: {hits}", hits=Msg.join(hits))
+        )
     return None
 
 
@@ -295,32 +402,90 @@ def bench_failures(run: Run) -> Finding | None:
     variants = (run.bench or {}).get("variants") or {}
     failed = [f"{n} ({'; '.join(v['errors'])})" for n, v in variants.items() if v["status"] == "failed"]
     if failed:
-        return Finding("bench_failures", "warning", "variants failed: " + "; ".join(failed))
+        return Finding("bench_failures", "warning", N_("variants failed: {failed}", failed=Msg.join(failed)))
     return None
 
 
-RULES: list[Callable[[Run], Finding | None]] = [
-    run_incomplete,
-    planned_steps_unknown,
-    nonfinite_loss,
-    loss_not_decreasing,
-    untrained_perplexity,
-    validation_rising,
-    eval_not_final_checkpoint,
-    resumed_run,
-    import_warnings,
-    at_chance,
-    subset_only,
-    resolved_mismatch,
-    identical_measurements,
-    qlora_not_smaller,
-    bench_failures,
-    within_noise,
-    damaged_files,
-    uncommitted_code,
+def no_op_change(base: Run, run: Run) -> Finding | None:
+    """The config differs from the baseline but training did not (identical train hash or loss curve)."""
+    diff = compare.config_diff(base.config, run.config)
+    why = compare.no_op(base, run, diff)
+    if why:
+        return Finding(
+            "no_op_change",
+            "warning",
+            N_(
+                "{n} config key(s) differ from {baseline} but {why}; any difference in results is not caused by "
+                "the change",
+                n=len(diff),
+                baseline=base.name,
+                why=why,
+            ),
+        )
+    return None
+
+
+def not_comparable(base: Run, run: Run) -> Finding | None:
+    guards = compare.guards(base, run)
+    if guards:
+        parts = [N_("{what} ({old} → {new})", what=g.what, old=g.baseline, new=g.run) for g in guards]
+        return Finding(
+            "not_comparable",
+            "warning",
+            N_("differs from the baseline in {parts}: compare numbers with care", parts=Msg.join(parts)),
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One entry of the check table: the function, what it checks (for "No check fired (rules: …)"), and
+    whether it compares with the baseline run (`func(baseline, run)`, skipped without a baseline)."""
+
+    func: Callable[..., Finding | None]
+    description: Msg
+    baseline: bool = False
+
+    @property
+    def __name__(self) -> str:  # a rule reads like the function it wraps
+        return self.func.__name__
+
+    def __call__(self, run: Run, baseline: Run | None = None) -> Finding | None:
+        if self.baseline:
+            return None if baseline is None else self.func(baseline, run)
+        return self.func(run)
+
+
+RULES: list[Rule] = [
+    Rule(run_incomplete, N_("run completeness")),
+    Rule(planned_steps_unknown, N_("planned steps recorded")),
+    Rule(nonfinite_loss, N_("non-finite loss")),
+    Rule(loss_not_decreasing, N_("loss decrease")),
+    Rule(untrained_perplexity, N_("untrained perplexity")),
+    Rule(validation_rising, N_("rising validation loss")),
+    Rule(eval_not_final_checkpoint, N_("evaluated checkpoint")),
+    Rule(resumed_run, N_("restarts")),
+    Rule(import_warnings, N_("import warnings")),
+    Rule(at_chance, N_("scores at chance")),
+    Rule(subset_only, N_("evaluation subsets")),
+    Rule(resolved_mismatch, N_("resolved bench settings")),
+    Rule(identical_measurements, N_("identical bench measurements")),
+    Rule(qlora_not_smaller, N_("QLoRA memory")),
+    Rule(bench_failures, N_("bench failures")),
+    Rule(within_noise, N_("bench noise")),
+    Rule(damaged_files, N_("damaged files")),
+    Rule(uncommitted_code, N_("uncommitted code")),
+    Rule(no_op_change, N_("no-op change against the baseline"), baseline=True),
+    Rule(not_comparable, N_("comparability with the baseline"), baseline=True),
 ]
 
 
-def run_checks(run: Run, rules=None) -> list[Finding]:
-    found = [f for rule in (rules or RULES) if (f := rule(run)) is not None]
+def applicable(rules: list[Rule], baseline: Run | None) -> list[Rule]:
+    """The rules that ran: the baseline rules only when there is a baseline."""
+    return [r for r in rules if baseline is not None or not r.baseline]
+
+
+def run_checks(run: Run, rules=None, *, baseline: Run | None = None) -> list[Finding]:
+    table = [r if isinstance(r, Rule) else Rule(r, Msg(r.__name__)) for r in (rules or RULES)]
+    found = [f for rule in table if (f := rule(run, baseline)) is not None]
     return sorted(found, key=lambda f: SEVERITY_ORDER[f.severity])

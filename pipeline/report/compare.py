@@ -12,21 +12,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.dotted import flatten
 from pipeline.report import tables
+from pipeline.report.i18n import N_, Msg
 from pipeline.report.loader import Run
 
 IGNORED_KEYS = ("name", "description", "extends", "report.")
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
+# What the comparability guards compare, as the report names it.
+GUARDS = {
+    "tokenizer": N_("tokenizer"),
+    "dataset": N_("dataset"),
+    "sequence length": N_("sequence length"),
+    "device": N_("device"),
+    "code commit": N_("code commit"),
+}
 
 
 def config_diff(baseline: dict, run: dict) -> list[dict]:
@@ -44,7 +43,7 @@ def config_diff(baseline: dict, run: dict) -> list[dict]:
 
 @dataclass(frozen=True)
 class Guard:
-    what: str
+    what: Msg
     baseline: str
     run: str
 
@@ -61,13 +60,13 @@ def guards(base: Run, run: Run) -> list[Guard]:
     def facts(r: Run) -> dict:
         prep = r.prepared or {}
         return {
-            "tokenizer": f"{prep.get('tokenizer')} ({prep.get('vocab_size')} tokens)",
-            "dataset": str(prep.get("source")),
-            "sequence length": str(
+            GUARDS["tokenizer"]: f"{prep.get('tokenizer')} ({prep.get('vocab_size')} tokens)",
+            GUARDS["dataset"]: str(prep.get("source")),
+            GUARDS["sequence length"]: str(
                 (r.config.get("data") or {}).get("seq_len") or (r.config.get("model") or {}).get("max_seq_len")
             ),
-            "device": _device(r),
-            "code commit": str(((r.provenance or {}).get("git") or {}).get("commit"))[:10],
+            GUARDS["device"]: _device(r),
+            GUARDS["code commit"]: str(((r.provenance or {}).get("git") or {}).get("commit"))[:10],
         }
 
     fa, fb = facts(base), facts(run)
@@ -90,18 +89,18 @@ def metric_rows(base: Run, run: Run) -> list[dict]:
         return value if isinstance(value, (int, float)) else None
 
     rows = [
-        ("final training loss", last_loss(base), last_loss(run), False, None),
-        ("final validation loss", _val(base, "val_loss"), _val(run, "val_loss"), False, None),
+        (N_("final training loss"), last_loss(base), last_loss(run), False, None),
+        (N_("final validation loss"), _val(base, "val_loss"), _val(run, "val_loss"), False, None),
         (
-            "best validation perplexity",
+            N_("best validation perplexity"),
             _val(base, "val_perplexity", True),
             _val(run, "val_perplexity", True),
             False,
             None,
         ),
-        ("held-out perplexity", ppl(base), ppl(run), False, None),
+        (N_("held-out perplexity"), ppl(base), ppl(run), False, None),
         (
-            "throughput, median tokens/s",
+            N_("throughput, median tokens/s"),
             tables.throughput(base).get("median"),
             tables.throughput(run).get("median"),
             True,
@@ -138,23 +137,23 @@ def delta_row(name: str, old, new, higher_better: bool, noise: float | None) -> 
     delta = new - old
     row.update(delta=delta, pct=100 * delta / old if old else None)
     if noise is not None and abs(delta) <= noise:
-        row["verdict"] = f"within noise (±{noise:.4g})"
+        row["verdict"] = N_("within noise (±{noise:.4g})", noise=noise)
     elif delta == 0:
-        row["verdict"] = "same"
+        row["verdict"] = N_("same")
+    elif noise is not None:
+        row["verdict"] = N_("better") if (delta > 0) == higher_better else N_("worse")
     else:
-        row["verdict"] = ("better" if (delta > 0) == higher_better else "worse") + (
-            "" if noise is not None else " (noise unknown)"
-        )
+        row["verdict"] = N_("better (noise unknown)") if (delta > 0) == higher_better else N_("worse (noise unknown)")
     return row
 
 
-def no_op(base: Run, run: Run, diff: list[dict]) -> str | None:
+def no_op(base: Run, run: Run, diff: list[dict]) -> Msg | None:
     """The config changed but training did not: identical train-input hash, or curves equal to 4 digits."""
     if not diff:
         return None
     hash_a, hash_b = (base.done or {}).get("train_hash"), (run.done or {}).get("train_hash")
     if hash_a and hash_a == hash_b:
-        return "the resolved training inputs are identical (same train hash): the change cannot affect training"
+        return N_("the resolved training inputs are identical (same train hash): the change cannot affect training")
     la, lb = base.metrics.get("loss"), run.metrics.get("loss")
     if (
         la is not None
@@ -164,7 +163,7 @@ def no_op(base: Run, run: Run, diff: list[dict]) -> str | None:
         and np.array_equal(np.round(la.to_numpy(dtype=float), 4), np.round(lb.to_numpy(dtype=float), 4))
         and list(base.metrics["step"]) == list(run.metrics["step"])
     ):
-        return f"the training loss curves are identical to 4 digits over {len(la)} log steps"
+        return N_("the training loss curves are identical to 4 digits over {n} log steps", n=len(la))
     return None
 
 
@@ -177,29 +176,3 @@ def comparison(base: Run, run: Run) -> dict:
         "metrics": metric_rows(base, run),
         "no_op": no_op(base, run, diff),
     }
-
-
-def findings(comp: dict) -> list:
-    from pipeline.report.checks import Finding
-
-    out = []
-    if comp["no_op"]:
-        out.append(
-            Finding(
-                "no_op_change",
-                "warning",
-                f"{len(comp['diff'])} config key(s) differ from {comp['baseline']} but {comp['no_op']}; "
-                f"any difference in results is not caused by the change",
-            )
-        )
-    if comp["guards"]:
-        out.append(
-            Finding(
-                "not_comparable",
-                "warning",
-                "differs from the baseline in "
-                + "; ".join(f"{g['what']} ({g['baseline']} → {g['run']})" for g in comp["guards"])
-                + ": compare numbers with care",
-            )
-        )
-    return out

@@ -18,20 +18,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pipeline.atomic import write_text  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
 from pipeline.report import compare, tables  # noqa: E402
+from pipeline.report.i18n import SOURCE_LANGUAGE, STATUS, suffix  # noqa: E402
 from pipeline.report.loader import Run, load_run  # noqa: E402
+from pipeline.report.plots import plot_language  # noqa: E402
 from pipeline.report.render import TEMPLATES, environment  # noqa: E402
 
 
-def summary_row(run: Run, reports: Path, link_from: Path) -> dict:
+def summary_row(run: Run, reports: Path, link_from: Path, lang: str = SOURCE_LANGUAGE) -> dict:
     cfg, prov = run.config, run.provenance or {}
     ends = [s.get("ended_utc") for s in (prov.get("stages") or {}).values() if s.get("ended_utc")]
     best = tables.best_validation(run) or {}
     train_cfg, model = cfg.get("train") or {}, cfg.get("model") or {}
-    report = reports / run.name / "report.md"
+    report = reports / run.name / f"report{suffix(lang)}.md"
+    if not report.is_file():  # no report in this language: link the English one
+        report = reports / run.name / "report.md"
     ppl = (run.perplexity or {}).get("perplexity")
     return {
         "experiment": run.name,
-        "status": run.status,
+        "status": STATUS.get(run.status, run.status),
         "steps": f"{run.steps_done}/{run.steps_planned or '—'}" if "train" in run.stages else "—",
         "date": max(ends)[:16].replace("T", " ") if ends else None,
         "commit": str(((prov.get("git") or {}).get("commit")) or "—")[:10],
@@ -48,7 +52,7 @@ def summary_row(run: Run, reports: Path, link_from: Path) -> dict:
         "train_s": ((prov.get("stages") or {}).get("train") or {}).get("duration_s"),
         "link": str(Path("..") / report.relative_to(reports.parent))
         if report.is_file() and link_from != reports
-        else (f"{run.name}/report.md" if report.is_file() else None),
+        else (f"{run.name}/{report.name}" if report.is_file() else None),
     }
 
 
@@ -61,41 +65,53 @@ def run_dirs(runs: Path, names: list[str] | None = None) -> list[Path]:
     return sorted(p for p in runs.iterdir() if (p / "config.yaml").is_file()) if runs.is_dir() else []
 
 
-def build_index(runs: Path = Path("runs"), reports: Path = Path("reports")) -> Path:
-    rows = [summary_row(load_run(d), reports, reports) for d in run_dirs(runs)]
-    text = environment(TEMPLATES, "en").get_template("index.md.j2").render(rows=rows)
-    out = reports / "README.md"
+def build_index(runs: Path = Path("runs"), reports: Path = Path("reports"), lang: str = SOURCE_LANGUAGE) -> Path:
+    rows = [summary_row(load_run(d), reports, reports, lang) for d in run_dirs(runs)]
+    text = environment(TEMPLATES, lang).get_template("index.md.j2").render(rows=rows)
+    out = reports / f"README{suffix(lang)}.md"
     write_text(out, text)
     return out
 
 
-def build_compare(names: list[str], title: str, runs: Path = Path("runs"), reports: Path = Path("reports")) -> Path:
+def build_compare(
+    names: list[str],
+    title: str,
+    runs: Path = Path("runs"),
+    reports: Path = Path("reports"),
+    lang: str = SOURCE_LANGUAGE,
+) -> Path:
     if len(names) < 2:
         raise UserError('EXPS: name at least two experiments, e.g. EXPS="smoke smoke_lr"')
     loaded = [load_run(d) for d in run_dirs(runs, names)]
     out_dir = reports / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [summary_row(r, reports, out_dir) for r in loaded]
+    rows = [summary_row(r, reports, out_dir, lang) for r in loaded]
     base = rows[0]
     for row in rows:
         row["params_ratio"] = row["params"] / base["params"] if row["params"] and base["params"] else None
         row["batch_ratio"] = row["batch"] / base["batch"] if row["batch"] and base["batch"] else None
     diffs = {r.name: compare.config_diff(loaded[0].config, r.config) for r in loaded[1:]}
     guards = {r.name: compare.guards(loaded[0], r) for r in loaded[1:]}
-    plot = overlay(loaded, out_dir / f"{title}.png")
+    plot = overlay(loaded, out_dir / f"{title}{suffix(lang)}.png", lang)
     text = (
-        environment(TEMPLATES, "en")
+        environment(TEMPLATES, lang)
         .get_template("compare.md.j2")
         .render(title=title, rows=rows, baseline=loaded[0].name, diffs=diffs, guards=guards, plot=plot)
     )
-    out = out_dir / f"{title}.md"
+    out = out_dir / f"{title}{suffix(lang)}.md"
     write_text(out, text)
     return out
 
 
-def overlay(loaded: list[Run], path: Path) -> str | None:
+def overlay(loaded: list[Run], path: Path, lang: str = SOURCE_LANGUAGE) -> str | None:
     if not any(len(r.validation) or len(r.metrics) for r in loaded):
         return None
+    _, rc, _note = plot_language(lang)
+    with plt.rc_context(rc):
+        return _overlay(loaded, path, _)
+
+
+def _overlay(loaded: list[Run], path: Path, _) -> str:
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in loaded:
         frame, col = (r.validation, "val_loss") if len(r.validation) else (r.metrics, "loss")
@@ -104,10 +120,10 @@ def overlay(loaded: list[Run], path: Path) -> str | None:
             frame[col],
             "o-",
             ms=3,
-            label=f"{r.name} ({'validation' if col == 'val_loss' else 'training'})",
+            label=(_("{name} (validation)") if col == "val_loss" else _("{name} (training)")).format(name=r.name),
         )
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (nats/token)")
+    ax.set_xlabel(_("optimizer step"))
+    ax.set_ylabel(_("loss (nats/token)"))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

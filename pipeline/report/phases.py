@@ -49,6 +49,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.report.i18n import N_
+
 MAX_POINTS = 512  # longer curves are bin-averaged to this many points before segmenting
 BIC_PENALTY = 1.5  # x BIC's ln(n) per parameter; > 1 because breakpoint search overfits plain BIC
 EXACT_FIT_RMS = 1e-6  # residual rms (fraction of the value range) below which a fit is exact
@@ -59,12 +61,15 @@ TAIL_MIN_CHANGE = 0.01  # relative change over the tail that counts as a trend (
 MIN_T = 2.0  # a slope within this many standard errors of zero is noise: plateau / plateaued
 BREAKPOINT_TOLERANCE = 0.05  # documented accuracy on synthetic curves, fraction of the step range
 
-KINDS = ("rapid drop", "slow decrease", "plateau", "rising")
-STILL_IMPROVING = "still improving at the end"
-PLATEAUED = "plateaued"
-RISING = "rising at the end"
-EARLY_STOPPED = "early-stopped"
-TOO_SHORT = "too short to judge"
+# Kinds and verdicts are strings marked for translation (pipeline/report/i18n.py): they compare equal to the
+# English words, and the report prints them in its language.
+RAPID, SLOW, PLATEAU_KIND, RISING_KIND = N_("rapid drop"), N_("slow decrease"), N_("plateau"), N_("rising")
+KINDS = (RAPID, SLOW, PLATEAU_KIND, RISING_KIND)
+STILL_IMPROVING = N_("still improving at the end")
+PLATEAUED = N_("plateaued")
+RISING = N_("rising at the end")
+EARLY_STOPPED = N_("early-stopped")
+TOO_SHORT = N_("too short to judge")
 
 
 @dataclass(frozen=True)
@@ -192,12 +197,12 @@ def _choose(fits: list[tuple[float, list[int]]], m: int) -> list[int]:
 def _kind(slope_per_step: float, t: float, span: float, scale: float) -> str:
     r = slope_per_step * span / scale if scale > 0 else 0.0
     if abs(r) < PLATEAU or abs(t) < MIN_T:
-        return "plateau"
+        return PLATEAU_KIND
     if r <= RAPID_DROP:
-        return "rapid drop"
+        return RAPID
     if r <= -PLATEAU:
-        return "slow decrease"
-    return "rising"
+        return SLOW
+    return RISING_KIND
 
 
 def _phase(xb, yb, first, last, i0: int, i1: int, span: float, scale: float) -> Phase:

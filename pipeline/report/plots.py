@@ -1,15 +1,65 @@
-"""Matplotlib (Agg) figures written next to the report as PNG; the template links them relatively."""
+"""Matplotlib (Agg) figures written next to the report as PNG; the template links them relatively.
+
+Titles and axis labels are in the report's language (`_()`: the language's gettext catalog); a non-English
+language's files get its suffix (loss.ja.png). Japanese needs a font with CJK glyphs: `cjk_font()` asks
+matplotlib's font manager for one (Noto Sans CJK JP from Debian's fonts-noto-cjk, IPAexGothic, …). Without
+one the plots keep English labels, one warning is logged and the report says so: never tofu boxes.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+from babel.support import NullTranslations  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 
+from pipeline.report.i18n import N_, SOURCE_LANGUAGE, suffix, translations  # noqa: E402
 from pipeline.report.loader import Run  # noqa: E402
+
+log = logging.getLogger(__name__)
+ENGLISH = NullTranslations().gettext
+
+# Families with Japanese glyphs, most wanted first, and the font files they come in (for a font installed
+# after matplotlib built its font cache).
+CJK_FAMILIES = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "Source Han Sans JP", "TakaoGothic")
+CJK_FILES = ("NotoSansCJK", "NotoSansJP", "ipaexg", "ipag", "SourceHanSans", "TakaoGothic")
+NO_FONT_NOTE = N_("The plots are labelled in English: no font with Japanese glyphs was found (install fonts-noto-cjk).")
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """The first installed family of CJK_FAMILIES, or None."""
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    if not any(n in names for n in CJK_FAMILIES):
+        for path in font_manager.findSystemFonts():
+            if any(key in Path(path).name for key in CJK_FILES):
+                with contextlib.suppress(Exception):
+                    font_manager.fontManager.addfont(path)
+        names = {f.name for f in font_manager.fontManager.ttflist}
+    return next((n for n in CJK_FAMILIES if n in names), None)
+
+
+@functools.cache
+def _warn_no_font(lang: str) -> None:
+    log.warning("no CJK font found for %s plot labels (apt-get install fonts-noto-cjk); using English labels", lang)
+
+
+def plot_language(lang: str) -> tuple:
+    """(gettext, matplotlib rc settings, note for the report or None) for plots in `lang`."""
+    if lang == SOURCE_LANGUAGE:
+        return ENGLISH, {}, None
+    font = cjk_font()
+    if font is None:
+        _warn_no_font(lang)
+        return ENGLISH, {}, NO_FONT_NOTE
+    return translations(lang).gettext, {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"]}, None
 
 
 def _save(fig, path: Path) -> str:
@@ -19,24 +69,26 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def loss_plot(run: Run, out: Path) -> str | None:
+def loss_plot(run: Run, out: Path, _=ENGLISH, sfx: str = "") -> str | None:
     if not len(run.metrics):
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(run.metrics["step"], run.metrics["loss"], label="training loss", lw=1.2)
+    ax.plot(run.metrics["step"], run.metrics["loss"], label=_("training loss"), lw=1.2)
     if len(run.validation):
-        ax.plot(run.validation["step"], run.validation["val_loss"], "o-", label="validation loss", lw=1.5, ms=4)
+        ax.plot(run.validation["step"], run.validation["val_loss"], "o-", label=_("validation loss"), lw=1.5, ms=4)
     for i, seg in enumerate(run.segments[1:]):
-        ax.axvline(seg["first_step"], color="grey", ls="--", lw=0.8, label="restart" if i == 0 else None)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy loss (nats/token)")
-    ax.set_title(f"{run.name}: loss")
+        ax.axvline(seg["first_step"], color="grey", ls="--", lw=0.8, label=_("restart") if i == 0 else None)
+    ax.set_xlabel(_("optimizer step"))
+    ax.set_ylabel(_("cross-entropy loss (nats/token)"))
+    ax.set_title(_("{name}: loss").format(name=run.name))
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, out / "loss.png")
+    return _save(fig, out / f"loss{sfx}.png")
 
 
-def series_plot(run: Run, out: Path, column: str, ylabel: str, filename: str, log_y: bool = False) -> str | None:
+def series_plot(
+    run: Run, out: Path, column: str, ylabel: str, filename: str, log_y: bool = False, _=ENGLISH
+) -> str | None:
     frame = run.metrics.dropna(subset=[column]) if len(run.metrics) else run.metrics
     if not len(frame):
         return None
@@ -44,15 +96,15 @@ def series_plot(run: Run, out: Path, column: str, ylabel: str, filename: str, lo
     ax.plot(frame["step"], frame[column], lw=1.2)
     if log_y and (frame[column] > 0).all():
         ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
+    ax.set_xlabel(_("optimizer step"))
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{run.name}: {ylabel}")
+    ax.set_title(_("{name}: {what}").format(name=run.name, what=ylabel))
     ax.grid(alpha=0.3)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4)) if not log_y else None
     return _save(fig, out / filename)
 
 
-def bench_bars(run: Run, out: Path, key: str, scale: float, ylabel: str, filename: str) -> str | None:
+def bench_bars(run: Run, out: Path, key: str, scale: float, ylabel: str, filename: str, _=ENGLISH) -> str | None:
     variants = {n: v for n, v in ((run.bench or {}).get("variants") or {}).items() if v.get("status") == "ok"}
     if not variants:
         return None
@@ -63,17 +115,30 @@ def bench_bars(run: Run, out: Path, key: str, scale: float, ylabel: str, filenam
     ax.bar(range(len(names)), values, yerr=errors, capsize=3, color="#4c72b0")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{run.name}: {ylabel} (mean ± std over repeats)")
+    ax.set_title(_("{name}: {what} (mean ± std over repeats)").format(name=run.name, what=ylabel))
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, out / filename)
 
 
-def overlay_plot(base: Run, run: Run, out: Path) -> str | None:
+def overlay_plot(base: Run, run: Run, out: Path, lang: str = SOURCE_LANGUAGE) -> str | None:
     if not len(run.metrics) or not len(base.metrics):
         return None
+    _, rc, _note = plot_language(lang)
+    with plt.rc_context(rc):
+        return _overlay(base, run, out / f"compare_loss{suffix(lang)}.png", _)
+
+
+def _overlay(base: Run, run: Run, path: Path, _) -> str:
     fig, ax = plt.subplots(figsize=(7, 4))
     for r, colour in ((base, "#999999"), (run, "#4c72b0")):
-        ax.plot(r.metrics["step"], r.metrics["loss"], color=colour, lw=1.0, alpha=0.7, label=f"{r.name} training")
+        ax.plot(
+            r.metrics["step"],
+            r.metrics["loss"],
+            color=colour,
+            lw=1.0,
+            alpha=0.7,
+            label=_("{name} training").format(name=r.name),
+        )
         if len(r.validation):
             ax.plot(
                 r.validation["step"],
@@ -82,30 +147,42 @@ def overlay_plot(base: Run, run: Run, out: Path) -> str | None:
                 color=colour,
                 ms=3,
                 lw=1.6,
-                label=f"{r.name} validation",
+                label=_("{name} validation").format(name=r.name),
             )
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy loss (nats/token)")
-    ax.set_title(f"{run.name} vs {base.name}")
+    ax.set_xlabel(_("optimizer step"))
+    ax.set_ylabel(_("cross-entropy loss (nats/token)"))
+    ax.set_title(_("{run} vs {baseline}").format(run=run.name, baseline=base.name))
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, out / "compare_loss.png")
+    return _save(fig, path)
 
 
-def make_plots(run: Run, out: Path) -> dict[str, str | None]:
+def make_plots(run: Run, out: Path, lang: str = SOURCE_LANGUAGE) -> tuple[dict[str, str | None], object]:
+    """The report's plots in `lang` (file names with its suffix), and the note to print when their labels
+    had to stay English."""
     out.mkdir(parents=True, exist_ok=True)
+    _, rc, note = plot_language(lang)
+    sfx = suffix(lang)
     mem_label = (
-        "peak process RSS (GiB)"
+        _("peak process RSS (GiB)")
         if any(v.get("mem_kind") == "cpu_peak_rss" for v in ((run.bench or {}).get("variants") or {}).values())
-        else "peak GPU memory allocated (GiB)"
+        else _("peak GPU memory allocated (GiB)")
     )
-    return {
-        "bench_time": bench_bars(run, out, "step_time_median_s", 1e3, "step time (ms)", "bench_time.png"),
-        "bench_mem": bench_bars(run, out, "mem_peak_allocated_gib", 1.0, mem_label, "bench_memory.png"),
-        "loss": loss_plot(run, out),
-        "lr": series_plot(run, out, "lr", "learning rate", "lr.png"),
-        "grad_norm": series_plot(run, out, "grad_norm", "gradient norm (before clipping)", "grad_norm.png", log_y=True),
-        "tokens_per_s": series_plot(run, out, "tokens_per_s", "tokens/s (as logged)", "tokens_per_s.png")
-        if run.imported
-        else None,
-    }
+    with plt.rc_context(rc):
+        files = {
+            "bench_time": bench_bars(
+                run, out, "step_time_median_s", 1e3, _("step time (ms)"), f"bench_time{sfx}.png", _
+            ),
+            "bench_mem": bench_bars(run, out, "mem_peak_allocated_gib", 1.0, mem_label, f"bench_memory{sfx}.png", _),
+            "loss": loss_plot(run, out, _, sfx),
+            "lr": series_plot(run, out, "lr", _("learning rate"), f"lr{sfx}.png", _=_),
+            "grad_norm": series_plot(
+                run, out, "grad_norm", _("gradient norm (before clipping)"), f"grad_norm{sfx}.png", log_y=True, _=_
+            ),
+            "tokens_per_s": series_plot(
+                run, out, "tokens_per_s", _("tokens/s (as logged)"), f"tokens_per_s{sfx}.png", _=_
+            )
+            if run.imported
+            else None,
+        }
+    return files, (note if any(files.values()) else None)

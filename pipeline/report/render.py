@@ -1,24 +1,23 @@
-"""Report stage: run directory -> `reports/<EXP>/report.md` + PNG plots.
+"""Report stage: run directory -> `reports/<EXP>/report.md` (+ `report.<lang>.md`) + PNG plots.
 
-loader (files -> tables) -> checks (findings) -> plots (PNG) -> Jinja2 template (formatting only).
+loader (files -> tables) -> checks (findings) -> plots (PNG) -> sections (pipeline/report/sections.py: one
+context function + one partial in templates/sections/ each) -> Jinja2 (formatting and wording only; wording
+comes from the language's gettext catalog, pipeline/locale/).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
 from tabulate import tabulate
 
 from pipeline.atomic import write_text
 from pipeline.config.schema import Experiment
-from pipeline.report import compare, plots, tables
-from pipeline.report.checks import SEVERITY_ORDER, run_checks
-from pipeline.report.loader import Run, load_run
+from pipeline.report import sections
+from pipeline.report.i18n import HEADLINE, NO, SEVERITY, STATUS, YES, suffix, translate, translations
+from pipeline.report.loader import load_run
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 MISSING = "—"
@@ -53,145 +52,62 @@ def _dig(record: dict, key: str):
     value = record
     for part in key.split("."):
         value = value.get(part) if isinstance(value, dict) else None
-    return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) else value
+    return {True: YES, False: NO}.get(value, value) if isinstance(value, bool) else value
 
 
-def fmt_table(rows, columns: dict[str, list[str]]) -> str:
-    """GitHub-flavoured Markdown table; `columns` maps field -> [header, format spec]."""
+def fmt_table(rows, columns: dict[str, list[str]], tr=None) -> str:
+    """GitHub-flavoured Markdown table; `columns` maps field -> [header, format spec]. Msg cells are
+    translated with `tr`; numbers are formatted by their column's spec, the same in every language."""
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
-    body = [[fmt_num(_dig(r, key), spec) for key, (_, spec) in columns.items()] for r in records]
+    body = [[fmt_num(translate(_dig(r, key), tr), spec) for key, (_, spec) in columns.items()] for r in records]
     headers = [header for header, _ in columns.values()]
     align = ["left" if spec == "s" else "right" for _, spec in columns.values()]
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True, colalign=align)
 
 
 def environment(templates: Path = TEMPLATES, lang: str = "en") -> Environment:
+    """Jinja2 with the i18n extension and `lang`'s catalog: `{% trans %}`/`_()` in templates, and every Msg
+    built in Python (findings, verdicts, labels) translated when it is printed (`finalize`) or tabulated."""
+    tr = translations(lang)
     env = Environment(
-        loader=FileSystemLoader(templates / lang),
+        loader=FileSystemLoader(templates),
+        extensions=["jinja2.ext.i18n"],
         undefined=ChainableUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=lambda value: translate(value, tr),
     )
-    env.filters.update(num=fmt_num, bytes=fmt_bytes, table=fmt_table)
+    env.install_gettext_translations(tr, newstyle=True)
+    env.filters.update(
+        num=lambda x, spec=".4f": fmt_num(translate(x, tr), spec),
+        bytes=fmt_bytes,
+        t=lambda value: translate(value, tr),
+        table=lambda rows, columns: fmt_table(rows, columns, tr),
+    )
+    env.globals.update(lang=lang, STATUS=STATUS, HEADLINE=HEADLINE, SEVERITY=SEVERITY)
     return env
 
 
-# --------------------------------------------------------------------------- context
-def _first_last(frame, column):
-    values = frame[column].dropna() if len(frame) else []
-    return (float(values.iloc[0]), float(values.iloc[-1])) if len(values) else (None, None)
-
-
-def build_context(run: Run, cfg: Experiment, report_dir: Path) -> dict:
-    max_rows = cfg.report.max_table_rows
-    val_first, val_last = _first_last(run.validation, "val_loss")
-    loss_first, loss_last = _first_last(run.metrics, "loss")
-    seq_len = cfg.seq_len
-    splits = (run.prepared or {}).get("splits", {})
-    resolve = run.resolve or {}
-    comp = None
-    if cfg.report.compare_to:
-        base_dir = Path(run.root).parent / cfg.report.compare_to
-        comp = {"baseline": cfg.report.compare_to, "missing": True}
-        if (base_dir / "config.yaml").is_file():
-            base = load_run(base_dir)
-            comp = {
-                **compare.comparison(base, run),
-                "missing": False,
-                "plot": plots.overlay_plot(base, run, report_dir),
-            }
-    findings = run_checks(run) + (compare.findings(comp) if comp and not comp["missing"] else [])
-    findings.sort(key=lambda f: SEVERITY_ORDER[f.severity])
-    return {
-        "compare": comp,
-        "title": cfg.report.title or run.name,
-        "name": run.name,
-        "description": cfg.description,
-        "generated_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "status": run.status,
-        "steps_done": run.steps_done,
-        "steps_planned": run.steps_planned,
-        "loss": {"first": loss_first, "last": loss_last},
-        "val": {"first": val_first, "last": val_last},
-        "val_change_pct": (100 * (val_last - val_first) / val_first) if val_first and val_last is not None else None,
-        "best_val": tables.best_validation(run),
-        "throughput": tables.throughput(run),
-        "flops": {
-            "per_token": tables.median_of(run, "flops_per_token"),
-            "per_s": tables.median_of(run, "flops_per_s"),
-            "mfu": tables.median_of(run, "mfu"),
-            "mfu_datasheet": tables.median_of(run, "mfu_datasheet"),
-        },
-        "tokens_seen": int(run.metrics["tokens"].max()) if run.metrics["tokens"].notna().any() else None,
-        "train_time_s": ((run.provenance or {}).get("stages", {}).get("train") or {}).get("duration_s"),
-        "done": run.done or {},
-        "params": (run.done or {}).get("parameters", {}),
-        "config": cfg.model_dump(mode="json"),
-        "seq_len": seq_len,
-        "prepared": run.prepared or {},
-        "splits": [{"split": k, **v, "sequences": v["tokens"] // seq_len} for k, v in splits.items()],
-        "training": tables.training_table(run, max_rows),
-        "validation": tables.validation_table(run, max_rows),
-        "curve": tables.curve_phases(run),
-        "n_metrics": len(run.metrics),
-        "n_validation": len(run.validation),
-        "plots": plots.make_plots(run, report_dir),
-        "ppl": run.perplexity,
-        "checkpoints": run.checkpoints,
-        "findings": findings,
-        "stages": run.stages,
-        "bench": run.bench or {},
-        "bench_rows": tables.bench_table(run),
-        "bench_not_ok": tables.bench_not_ok(run),
-        "harness": tables.harness_table(run),
-        "harness_timing": run.harness_timing or {},
-        "harness_timing_rows": tables.harness_timing_rows(run.harness_timing),
-        "n_errors": sum(f.severity == "error" for f in findings),
-        "prov": run.provenance or {},
-        "overrides": resolve.get("overrides", []),
-        "config_hash": (run.provenance or {}).get("config_hash") or resolve.get("config_hash"),
-    }
-
-
-def imported_context(run: Run, cfg: Experiment) -> dict:
-    """What only an imported run's report shows: the source, its files, its own config, its extra columns."""
-    from pipeline.importers.common import flatten
-
-    src_cfg = run.root / "import" / "source_config.yaml"
-    source_config = yaml.safe_load(src_cfg.read_text(encoding="utf-8")) if src_cfg.is_file() else {}
-    rows = [
-        {"key": k, "value": json.dumps(v) if not isinstance(v, str) else v}
-        for k, v in flatten(source_config or {}).items()
-    ]
-    return {
-        "imported": run.imported,
-        "segments": run.segments,
-        "source_config": rows,
-        "columns": tables.recorded_columns(run),
-        "training": tables.imported_training(run, cfg.report.max_table_rows),
-        "medians": {
-            c: tables.median_of(run, c)
-            for c in ("flops_per_s", "mem_peak_gib", "mem_peak_pct", "power_w", "step_time_s")
-        },
-        "summary": (run.done or {}).get("summary") or {},
-    }
-
-
-def render(run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = TEMPLATES) -> Path:
+def render(run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = TEMPLATES) -> list[Path]:
+    """Every language of `report.language`: English to report.md, another language to report.<lang>.md
+    (its plots get the same suffix). Returns the report files written, in the order of the config."""
     run = load_run(run_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    context = build_context(run, cfg, report_dir)
-    template = "report.md.j2"
-    if run.imported is not None:
-        context.update(imported_context(run, cfg))
-        template = "imported.md.j2"
-    text = environment(templates, cfg.report.language).get_template(template).render(**context)
-    out = report_dir / "report.md"
-    write_text(out, text)
-    return out
+    baseline = sections.load_baseline(run, cfg)
+    table = sections.IMPORTED if run.imported is not None else sections.NATIVE
+    template = "imported.md.j2" if run.imported is not None else "report.md.j2"
+    written = []
+    for lang in cfg.report.languages:
+        report = sections.Report(run, cfg, report_dir, lang, baseline)
+        context = sections.context(report, table)
+        text = environment(templates, lang).get_template(template).render(**context)
+        out = report_dir / f"report{suffix(lang)}.md"
+        write_text(out, text)
+        written.append(out)
+    return written
 
 
-def run_report(cfg: Experiment, run_dir: Path, report_dir: Path) -> Path:
+def run_report(cfg: Experiment, run_dir: Path, report_dir: Path) -> list[Path]:
     return render(run_dir, cfg, report_dir)

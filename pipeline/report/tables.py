@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline.report.i18n import N_, STATUS
 from pipeline.report.loader import Run
 
 
@@ -113,7 +114,7 @@ def harness_table(run: Run) -> pd.DataFrame:
             if pd.isna(r.n)
             else f"{int(r.n):,}"
             if r.n == r.n_original
-            else f"{int(r.n):,} of {int(r.n_original):,}"
+            else N_("{n:,} of {total:,}", n=int(r.n), total=int(r.n_original))
             if pd.notna(r.n_original)
             else f"{int(r.n):,}"
         ),
@@ -139,7 +140,7 @@ def bench_table(run: Run) -> list[dict]:
     b = variants.get(base, {})
     rows = []
     for name, v in variants.items():
-        row = {"variant": name + (" (baseline)" if name == base else ""), "status": v["status"], **v}
+        row = {**v, "variant": N_("{name} (baseline)", name=name) if name == base else name}
         if v["status"] == "ok":
             row["step_ms"] = 1e3 * v["step_time_median_s"]
             row["step_ms_std"] = 1e3 * v["step_time_median_s_std"]
@@ -151,10 +152,9 @@ def bench_table(run: Run) -> list[dict]:
                     if b.get("mem_peak_allocated_gib")
                     else None
                 )
-            row["setting"] = (
-                ", ".join(f"{k}={val}" for k, val in v["requested"].items() if summary.get("fixed", {}).get(k) != val)
-                or "fixed conditions"
-            )
+            row["setting"] = ", ".join(
+                f"{k}={val}" for k, val in v["requested"].items() if summary.get("fixed", {}).get(k) != val
+            ) or N_("fixed conditions")
         rows.append(row)
     return rows
 
@@ -162,7 +162,7 @@ def bench_table(run: Run) -> list[dict]:
 def bench_not_ok(run: Run) -> list[dict]:
     variants = (run.bench or {}).get("variants") or {}
     return [
-        {"variant": n, "status": v["status"], "why": "; ".join(v["errors"])}
+        {"variant": n, "status": STATUS.get(v["status"], v["status"]), "why": "; ".join(v["errors"])}
         for n, v in variants.items()
         if v["status"] != "ok"
     ]
@@ -175,11 +175,11 @@ def curve_phases(run: Run) -> dict:
     from pipeline.report import phases
 
     if len(run.validation.dropna(subset=["val_loss"])) >= 6:
-        steps, values, what = run.validation["step"], run.validation["val_loss"], "validation loss"
+        steps, values, what = run.validation["step"], run.validation["val_loss"], N_("validation loss")
     elif len(run.metrics) >= 6:
         window = max(3, len(run.metrics) // 20)
         steps, values = run.metrics["step"], phases.smooth(run.metrics["loss"].to_numpy(dtype=float), window)
-        what = f"training loss (rolling median of {window} log steps)"
+        what = N_("training loss (rolling median of {window} log steps)", window=window)
     else:
         return {}
     stopped = bool(run.done and run.done.get("status") != "completed")

@@ -1,0 +1,240 @@
+"""Report sections: one small context function + one partial `templates/sections/<name>.md.j2` each.
+
+`NATIVE` and `IMPORTED` list, in order, what a trained run's and an imported run's report show; shared
+sections (status, checks, validation, source of numbers …) appear in both. To add a section: write
+`templates/sections/<name>.md.j2`, add `Section("<name>", <context function or None>)` to the lists.
+
+A context function takes the `Report` (run, config, language, baseline) and returns the keys its partial
+reads; every section also sees `base_context` (title, status, stages, findings, plots, provenance, …).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from pipeline.config.schema import Experiment
+from pipeline.dotted import flatten
+from pipeline.report import compare, plots, tables
+from pipeline.report.checks import RULES, SEVERITY_ORDER, applicable, run_checks
+from pipeline.report.loader import Run, load_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    run: Run
+    cfg: Experiment
+    report_dir: Path
+    lang: str
+    baseline: Run | None = None  # the `report.compare_to` run, when its directory exists
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    context: Callable[[Report], dict] | None = None
+
+    @property
+    def template(self) -> str:
+        return f"sections/{self.name}.md.j2"
+
+
+def load_baseline(run: Run, cfg: Experiment) -> Run | None:
+    if not cfg.report.compare_to:
+        return None
+    base_dir = Path(run.root).parent / cfg.report.compare_to
+    return load_run(base_dir) if (base_dir / "config.yaml").is_file() else None
+
+
+def _first_last(frame, column):
+    values = frame[column].dropna() if len(frame) else []
+    return (float(values.iloc[0]), float(values.iloc[-1])) if len(values) else (None, None)
+
+
+# --------------------------------------------------------------------------- shared by every section
+def base_context(r: Report) -> dict:
+    run, cfg = r.run, r.cfg
+    rules = applicable(RULES, r.baseline)
+    findings = run_checks(run, rules, baseline=r.baseline)
+    findings.sort(key=lambda f: SEVERITY_ORDER[f.severity])
+    resolve = run.resolve or {}
+    plot_files, plot_note = plots.make_plots(run, r.report_dir, r.lang)
+    return {
+        "title": cfg.report.title or run.name,
+        "name": run.name,
+        "description": cfg.description,
+        "generated_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status": run.status,
+        "steps_done": run.steps_done,
+        "steps_planned": run.steps_planned,
+        "stages": run.stages,
+        "findings": findings,
+        "rules": [rule.description for rule in rules],
+        "n_errors": sum(f.severity == "error" for f in findings),
+        "imported": run.imported,
+        "done": run.done or {},
+        "config": cfg.model_dump(mode="json"),
+        "prov": run.provenance or {},
+        "plots": plot_files,
+        "plot_note": plot_note,
+        "n_metrics": len(run.metrics),
+        "n_validation": len(run.validation),
+        "loss": dict(zip(("first", "last"), _first_last(run.metrics, "loss"))),
+        "val": dict(zip(("first", "last"), _first_last(run.validation, "val_loss"))),
+        "throughput": tables.throughput(run),
+        "tokens_seen": int(run.metrics["tokens"].max()) if run.metrics["tokens"].notna().any() else None,
+        "curve": tables.curve_phases(run),
+        "validation": tables.validation_table(run, cfg.report.max_table_rows),
+        "harness": tables.harness_table(run),
+        "harness_timing": run.harness_timing or {},
+        "ppl": run.perplexity,
+        "overrides": resolve.get("overrides", []),
+        "config_hash": (run.provenance or {}).get("config_hash") or resolve.get("config_hash"),
+    }
+
+
+# --------------------------------------------------------------------------- section contexts
+def summary(r: Report) -> dict:
+    run = r.run
+    val_first, val_last = _first_last(run.validation, "val_loss")
+    return {
+        "val_change_pct": (100 * (val_last - val_first) / val_first) if val_first and val_last is not None else None,
+        "best_val": tables.best_validation(run),
+        "flops": {
+            "per_token": tables.median_of(run, "flops_per_token"),
+            "per_s": tables.median_of(run, "flops_per_s"),
+            "mfu": tables.median_of(run, "mfu"),
+            "mfu_datasheet": tables.median_of(run, "mfu_datasheet"),
+        },
+        "train_time_s": ((run.provenance or {}).get("stages", {}).get("train") or {}).get("duration_s"),
+        "params": (run.done or {}).get("parameters", {}),
+    }
+
+
+def comparison(r: Report) -> dict:
+    if not r.cfg.report.compare_to:
+        return {"compare": None}
+    if r.baseline is None:
+        return {"compare": {"baseline": r.cfg.report.compare_to, "missing": True}}
+    return {
+        "compare": {
+            **compare.comparison(r.baseline, r.run),
+            "missing": False,
+            "plot": plots.overlay_plot(r.baseline, r.run, r.report_dir, r.lang),
+        }
+    }
+
+
+def data(r: Report) -> dict:
+    seq_len = r.cfg.seq_len
+    splits = (r.run.prepared or {}).get("splits", {})
+    return {
+        "seq_len": seq_len,
+        "prepared": r.run.prepared or {},
+        "splits": [{"split": k, **v, "sequences": v["tokens"] // seq_len} for k, v in splits.items()],
+    }
+
+
+def model(r: Report) -> dict:
+    return {"prepared": r.run.prepared or {}, "params": (r.run.done or {}).get("parameters", {})}
+
+
+def training(r: Report) -> dict:
+    return {"training": tables.training_table(r.run, r.cfg.report.max_table_rows)}
+
+
+def harness(r: Report) -> dict:
+    return {"harness_timing_rows": tables.harness_timing_rows(r.run.harness_timing)}
+
+
+def bench(r: Report) -> dict:
+    return {
+        "bench": r.run.bench or {},
+        "bench_rows": tables.bench_table(r.run),
+        "bench_not_ok": tables.bench_not_ok(r.run),
+    }
+
+
+def artifacts(r: Report) -> dict:
+    return {"checkpoints": r.run.checkpoints}
+
+
+def imported_summary(r: Report) -> dict:
+    run = r.run
+    return {
+        **summary(r),
+        "segments": run.segments,
+        "medians": {
+            c: tables.median_of(run, c)
+            for c in ("flops_per_s", "mem_peak_gib", "mem_peak_pct", "power_w", "step_time_s")
+        },
+        "summary": (run.done or {}).get("summary") or {},
+    }
+
+
+def imported_training(r: Report) -> dict:
+    return {
+        "segments": r.run.segments,
+        "columns": tables.recorded_columns(r.run),
+        "training": tables.imported_training(r.run, r.cfg.report.max_table_rows),
+    }
+
+
+def source(r: Report) -> dict:
+    """The source's files and its own config, verbatim (dotted keys)."""
+    src_cfg = r.run.root / "import" / "source_config.yaml"
+    source_config = yaml.safe_load(src_cfg.read_text(encoding="utf-8")) if src_cfg.is_file() else {}
+    rows = [
+        {"key": k, "value": json.dumps(v) if not isinstance(v, str) else v}
+        for k, v in flatten(source_config or {}).items()
+    ]
+    return {"source_config": rows}
+
+
+# --------------------------------------------------------------------------- the section tables
+NATIVE: list[Section] = [
+    Section("status"),
+    Section("summary", summary),
+    Section("comparison", comparison),
+    Section("checks"),
+    Section("environment"),
+    Section("model", model),
+    Section("data", data),
+    Section("hyperparameters"),
+    Section("training", training),
+    Section("validation"),
+    Section("perplexity"),
+    Section("harness", harness),
+    Section("bench", bench),
+    Section("artifacts", artifacts),
+    Section("reproduce"),
+]
+
+IMPORTED: list[Section] = [
+    Section("status"),
+    Section("imported_summary", imported_summary),
+    Section("checks"),
+    Section("imported_training", imported_training),
+    Section("validation"),
+    Section("harness"),
+    Section("source", source),
+    Section("imported_reproduce"),
+]
+
+
+def context(r: Report, table: list[Section]) -> dict:
+    """The base context, each section's keys, and `sections` (the partials, in order) for the template."""
+    ctx = base_context(r)
+    for section in table:
+        if section.context is not None:
+            ctx.update(section.context(r))
+    ctx["sections"] = [s.template for s in table]
+    return ctx

@@ -88,10 +88,9 @@ def cmd_import(args) -> None:
 def cmd_index(args) -> None:
     from pipeline.report.index import build_compare, build_index
 
-    out = (
-        build_compare(args.experiments, args.name, lang=args.lang) if args.experiments else build_index(lang=args.lang)
-    )
-    log.info("wrote %s", out)
+    for lang in args.lang or ["en"]:
+        out = build_compare(args.experiments, args.name, lang=lang) if args.experiments else build_index(lang=lang)
+        log.info("wrote %s", out)
 
 
 def cmd_html(args) -> None:
@@ -146,6 +145,8 @@ def _stage(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.report.i18n import LANGUAGES
+
     parser = argparse.ArgumentParser(
         prog="python -m pipeline", description="labnote: experiments that write their reports"
     )
@@ -198,9 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="compare", help="file name of the comparison")
     p.add_argument(
         "--lang",
-        default="en",
-        choices=["en", "ja"],
-        help="language: en -> README.md, ja -> README.ja.md (<name>.ja.md)",
+        action="append",
+        choices=LANGUAGES,
+        help="language, repeatable: en -> README.md, ja -> README.ja.md (<name>.ja.md); default en",
     )
     p.set_defaults(func=cmd_index)
     p = sub.add_parser("html", help="report.md -> a self-contained report.html (images inlined)")

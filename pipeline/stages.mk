@@ -27,7 +27,7 @@ $(RUN)/bench/DONE: $(RUN)/stamps/bench.sha256 $(DEPS_bench)
 	$(RUN_PY) -m pipeline bench $(RUN)
 _bench: $(RUN)/bench/DONE
 
-REPORT_CODE := $(shell find pipeline/report templates pipeline/locale pipeline/i18n.py -type f -not -name '*.pyc' 2>/dev/null)
+REPORT_CODE := $(shell find pipeline/report templates pipeline/locale -type f -not -name '*.pyc' 2>/dev/null)
 DEPS_report ?= $(RUN)/prepared/DONE $(RUN)/train/DONE $(RUN)/eval/DONE
 REPORT_OUTPUTS ?= $(REPORT_DIR)/report.md
 $(REPORT_OUTPUTS) &: $(RUN)/stamps/report.sha256 $(DEPS_report) $(COMPARE_INPUTS) $(REPORT_CODE)

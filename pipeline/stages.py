@@ -117,7 +117,7 @@ STAGES: tuple[Stage, ...] = (
         _report_inputs,
         after=("prepare", "train", "eval", "bench"),
         default=False,
-        code=("pipeline/report", "templates", "pipeline/locale", "pipeline/i18n.py"),
+        code=("pipeline/report", "templates", "pipeline/locale"),
     ),  # fmt: skip
 )
 STAGE = {s.name: s for s in STAGES}

@@ -73,7 +73,7 @@ def test_make_dry_run_uses_the_generated_rules_before_any_resolve(tmp_path):
 
 def test_report_stage_has_code_dependencies_that_exist():
     for path in STAGE["report"].code:
-        assert (REPO / path).exists() or path in ("pipeline/locale", "pipeline/i18n.py"), path
+        assert (REPO / path).exists(), path
 
 
 def test_make_help_lists_every_public_target_with_one_line(tmp_path):

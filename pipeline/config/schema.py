@@ -12,10 +12,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.report.i18n import LANGUAGES
 from pipeline.stages import WORK_STAGES
 
 PositiveInt = Annotated[int, Field(gt=0)]
 StageName = Literal[WORK_STAGES]  # the stage table's names (pipeline/stages.py), the report aside
+Language = Literal[LANGUAGES]  # the report languages with a message catalog (pipeline/report/i18n.py)
 NonNegInt = Annotated[int, Field(ge=0)]
 
 
@@ -303,7 +305,7 @@ class HPCConfig(Section):
 # --------------------------------------------------------------------------- report
 class ReportConfig(Section):
     title: str | None = None
-    language: Literal["en", "ja"] | list[Literal["en", "ja"]] = Field(
+    language: Language | list[Language] = Field(
         "en",
         description="report language(s): en -> report.md, ja -> report.ja.md; a list ([en, ja]) renders each",
     )

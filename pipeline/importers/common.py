@@ -23,8 +23,6 @@ import yaml
 from pipeline import jsonl
 
 # Not the importers' own: re-exported only because pipeline/report/render.py still imports it from here.
-# Drop this line once render.py imports pipeline.dotted.flatten.
-from pipeline.dotted import flatten  # noqa: F401
 from pipeline.errors import UserError
 
 

@@ -20,6 +20,7 @@ from pipeline.report.i18n import HEADLINE, NO, SEVERITY, STATUS, YES, suffix, tr
 from pipeline.report.loader import load_run
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+REPORTS_DIR = Path("reports")
 MISSING = "—"
 
 
@@ -109,5 +110,6 @@ def render(run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = T
     return written
 
 
-def run_report(cfg: Experiment, run_dir: Path, report_dir: Path) -> list[Path]:
-    return render(run_dir, cfg, report_dir)
+def run_report(cfg: Experiment, run_dir: Path, report_dir: Path | None = None) -> list[Path]:
+    """The report stage: `reports/<EXP>/` unless another folder is given (`--out`)."""
+    return render(run_dir, cfg, report_dir or REPORTS_DIR / Path(run_dir).name)

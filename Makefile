@@ -221,7 +221,7 @@ container-test: ## podman build + the smoke experiment inside the image (slow, n
 # translate them there), then compile each catalog as a check (the .mo is not kept; reports compile in memory).
 PYBABEL ?= $(PY) -m babel.messages.frontend
 .PHONY: i18n html
-i18n: $(HOST_STAMP)
+i18n: $(HOST_STAMP) ## Babel: extract messages, merge them into each catalog, check they compile
 	$(PYBABEL) extract -F babel.cfg -o pipeline/locale/messages.pot --project labnote --no-wrap --sort-by-file \
 	  --omit-header -c TRANSLATORS: .
 	$(PYBABEL) update -i pipeline/locale/messages.pot -d pipeline/locale -D messages --no-wrap \
@@ -230,5 +230,5 @@ i18n: $(HOST_STAMP)
 	  $(PYBABEL) compile --statistics -i "$$po" -o /dev/null -l "$$(basename $$(dirname $$(dirname $$po)))"; done
 
 # A self-contained reports/<EXP>/report.html (and report.ja.html when the Japanese report exists).
-html: $(HOST_STAMP)
+html: $(HOST_STAMP) ## a self-contained reports/<EXP>/report.html (images inlined; report.ja.html too)
 	$(PY) -m pipeline html $(wildcard $(REPORT_DIR)/report.md $(REPORT_DIR)/report.ja.md)

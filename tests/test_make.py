@@ -99,6 +99,39 @@ def test_untrained_run_is_flagged(project: Path):
     assert "`untrained_perplexity`" in text and "`loss_not_decreasing`" in text
 
 
+def test_japanese_report_is_rendered_beside_the_english_one(project: Path):
+    english = project / "reports" / "tiny" / "report.md"
+    before = english.read_bytes()
+    ja = make(project, "report", "EXP=tiny", "REPORT_LANG=ja")
+    assert ja.returncode == 0 and stages_run(ja) == ["report"], ja.stderr[-2000:]
+    assert "## 実行概要" in (project / "reports" / "tiny" / "report.ja.md").read_text()
+    assert english.read_bytes() == before  # the English report is not overwritten
+    both = make(project, "report", "EXP=tiny", "REPORT_LANG=en,ja")
+    assert both.returncode == 0 and stages_run(both) == ["report"]
+    again = make(project, "report", "EXP=tiny", "REPORT_LANG=en,ja")
+    assert again.returncode == 0 and stages_run(again) == []  # both files are targets: nothing to redo
+
+
+def test_index_and_compare_in_japanese_are_rebuilt_only_when_a_run_changes(project: Path):
+    index = project / "reports" / "README.ja.md"
+    first = make(project, "index", "REPORT_LANG=ja")
+    assert first.returncode == 0 and index.read_text().startswith("# 実行一覧"), first.stderr[-2000:]
+    again = make(project, "index", "REPORT_LANG=ja")
+    assert again.returncode == 0 and "-m pipeline index" not in again.stdout
+    future = time.time() + 5
+    os.utime(project / "runs" / "tiny" / "train" / "DONE", (future, future))
+    changed = make(project, "index", "REPORT_LANG=ja")
+    assert changed.returncode == 0 and "-m pipeline index" in changed.stdout
+    write_experiment(project, "tiny_lr", {**TINY, "extends": "tiny", "train": {**TINY["train"], "lr": 1e-3}})
+    assert make(project, "report", "EXP=tiny_lr").returncode == 0
+    compare = make(project, "compare", "EXPS=tiny tiny_lr", "REPORT_LANG=ja")
+    assert compare.returncode == 0, compare.stderr[-2000:]
+    assert (project / "reports" / "compare" / "tiny-tiny_lr.ja.md").read_text().startswith("# 比較: tiny-tiny_lr")
+    assert not (project / "reports" / "compare" / "tiny-tiny_lr.md").exists()
+    no_exps = make(project, "compare")
+    assert no_exps.returncode == 2 and "EXPS" in no_exps.stderr
+
+
 def test_clean_removes_only_that_run(project: Path):
     (project / "runs" / "other").mkdir(parents=True, exist_ok=True)
     assert make(project, "clean", "EXP=tiny").returncode == 0

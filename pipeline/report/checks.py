@@ -68,17 +68,17 @@ def nonfinite_loss(run: Run) -> Finding | None:
         if n:
             first = int(frame["step"][~np.isfinite(values)].iloc[0])
             bad.append(N_(label.msgid, n=n, first=first))
-    ppl = run.perplexity or {}
-    if ppl.get("nan_count") or ppl.get("inf_count"):
+    ppl = run.perplexity
+    if ppl.nan_count or ppl.inf_count:
         bad.append(
             N_(
                 "perplexity eval had {nan} NaN and {inf} Inf batches",
-                nan=ppl.get("nan_count", 0),
-                inf=ppl.get("inf_count", 0),
+                nan=ppl.nan_count or 0,
+                inf=ppl.inf_count or 0,
             )
         )
-    if run.done and run.done.get("status") == "stopped_nonfinite":
-        bad.append(N_("training stopped at step {step}", step=run.done.get("steps_done")))
+    if run.done.status == "stopped_nonfinite":
+        bad.append(N_("training stopped at step {step}", step=run.done.steps_done))
     return Finding("nonfinite_loss", "error", Msg.join(bad)) if bad else None
 
 
@@ -113,7 +113,7 @@ def loss_not_decreasing(run: Run, min_drop: float = 0.01) -> Finding | None:
 
 def untrained_perplexity(run: Run, ratio: float = 0.5) -> Finding | None:
     """A uniform guess over V tokens has perplexity V; near that, the model has learned nothing."""
-    ppl, vocab = _num((run.perplexity or {}).get("perplexity")), run.vocab_size
+    ppl, vocab = _num(run.perplexity.perplexity), run.vocab_size
     if ppl is None or not vocab or not math.isfinite(ppl):
         return None
     if ppl >= ratio * vocab:
@@ -163,12 +163,12 @@ def eval_not_final_checkpoint(run: Run) -> Finding | None:
     if "train" not in run.stages or not run.steps_done:
         return None
     hits = [
-        N_(what, step=rec["step"])
+        N_(what, step=rec.step)
         for what, rec in (
-            ("perplexity was measured on the step-{step} checkpoint", run.perplexity or {}),
-            ("the harness was measured on the step-{step} checkpoint", run.harness_timing or {}),
+            ("perplexity was measured on the step-{step} checkpoint", run.perplexity),
+            ("the harness was measured on the step-{step} checkpoint", run.harness_timing),
         )
-        if rec.get("step") is not None and rec["step"] != run.steps_done
+        if rec.step is not None and rec.step != run.steps_done
     ]
     if hits:
         return Finding(
@@ -207,14 +207,14 @@ def resumed_run(run: Run) -> Finding | None:
 
 
 def planned_steps_unknown(run: Run) -> Finding | None:
-    if run.imported is not None and "train" in run.stages and run.steps_planned is None:
+    if run.imported and "train" in run.stages and run.steps_planned is None:
         return Finding(
             "planned_steps_unknown",
             "warning",
             N_(
                 "the {format} source does not record how many steps were planned, so whether the run finished "
                 "cannot be told from data ({steps} steps logged); re-import with STEPS=<n> if you know it",
-                format=run.imported.get("format"),
+                format=run.imported.format,
                 steps=run.steps_done,
             ),
         )
@@ -222,23 +222,23 @@ def planned_steps_unknown(run: Run) -> Finding | None:
 
 
 def import_warnings(run: Run) -> Finding | None:
-    warnings = (run.imported or {}).get("warnings") or []
+    warnings = run.imported.warnings
     if warnings:
         return Finding("import_warnings", "warning", N_("the import noted: {notes}", notes=Msg.join(warnings)))
     return None
 
 
 def uncommitted_code(run: Run) -> Finding | None:
-    git = (run.provenance or {}).get("git") or {}
-    if git.get("dirty"):
+    git = run.provenance.git
+    if git.dirty:
         return Finding(
             "uncommitted_code",
             "info",
             N_(
                 "the code had uncommitted changes (diff sha256 {diff}); commit {commit} alone does not reproduce "
                 "this run",
-                diff=str(git.get("diff_sha256"))[:12],
-                commit=str(git.get("commit"))[:10],
+                diff=str(git.diff_sha256)[:12],
+                commit=str(git.commit)[:10],
             ),
         )
     return None
@@ -284,7 +284,7 @@ def subset_only(run: Run) -> Finding | None:
 
 
 def _bench_ok(run: Run) -> dict[str, dict]:
-    return {n: v for n, v in ((run.bench or {}).get("variants") or {}).items() if v.get("status") == "ok"}
+    return {n: v for n, v in run.bench.variants.items() if v.get("status") == "ok"}
 
 
 def _close(a, b, rel: float) -> bool:
@@ -362,7 +362,7 @@ def qlora_not_smaller(run: Run) -> Finding | None:
 
 def within_noise(run: Run) -> Finding | None:
     """A variant whose time is within the baseline's repeat spread has not been shown to differ."""
-    ok, base = _bench_ok(run), (run.bench or {}).get("baseline")
+    ok, base = _bench_ok(run), run.bench.baseline
     if base not in ok:
         return None
     b = ok[base]
@@ -399,7 +399,7 @@ def resolved_mismatch(run: Run) -> Finding | None:
 
 
 def bench_failures(run: Run) -> Finding | None:
-    variants = (run.bench or {}).get("variants") or {}
+    variants = run.bench.variants
     failed = [f"{n} ({'; '.join(v['errors'])})" for n, v in variants.items() if v["status"] == "failed"]
     if failed:
         return Finding("bench_failures", "warning", N_("variants failed: {failed}", failed=Msg.join(failed)))

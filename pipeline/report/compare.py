@@ -49,24 +49,23 @@ class Guard:
 
 
 def _device(run: Run) -> str:
-    dev = (run.provenance or {}).get("device") or {}
-    gpus = dev.get("gpus") or []
-    return ", ".join(g["name"] for g in gpus) if gpus else f"CPU {dev.get('cpu', '?')}"
+    dev = run.provenance.device
+    return ", ".join(g.name for g in dev.gpus) if dev.gpus else f"CPU {dev.cpu or '?'}"
 
 
 def guards(base: Run, run: Run) -> list[Guard]:
     """Differences that make the numbers below not directly comparable."""
 
     def facts(r: Run) -> dict:
-        prep = r.prepared or {}
+        prep = r.prepared
         return {
-            GUARDS["tokenizer"]: f"{prep.get('tokenizer')} ({prep.get('vocab_size')} tokens)",
-            GUARDS["dataset"]: str(prep.get("source")),
+            GUARDS["tokenizer"]: f"{prep.tokenizer} ({prep.vocab_size} tokens)",
+            GUARDS["dataset"]: str(prep.source),
             GUARDS["sequence length"]: str(
                 (r.config.get("data") or {}).get("seq_len") or (r.config.get("model") or {}).get("max_seq_len")
             ),
             GUARDS["device"]: _device(r),
-            GUARDS["code commit"]: str(((r.provenance or {}).get("git") or {}).get("commit"))[:10],
+            GUARDS["code commit"]: str(r.provenance.git.commit)[:10],
         }
 
     fa, fb = facts(base), facts(run)
@@ -85,7 +84,7 @@ def metric_rows(base: Run, run: Run) -> list[dict]:
         return float(r.metrics["loss"].dropna().iloc[-1]) if len(r.metrics) else None
 
     def ppl(r):
-        value = (r.perplexity or {}).get("perplexity")
+        value = r.perplexity.perplexity
         return value if isinstance(value, (int, float)) else None
 
     rows = [
@@ -151,7 +150,7 @@ def no_op(base: Run, run: Run, diff: list[dict]) -> Msg | None:
     """The config changed but training did not: identical train-input hash, or curves equal to 4 digits."""
     if not diff:
         return None
-    hash_a, hash_b = (base.done or {}).get("train_hash"), (run.done or {}).get("train_hash")
+    hash_a, hash_b = base.done.train_hash, run.done.train_hash
     if hash_a and hash_a == hash_b:
         return N_("the resolved training inputs are identical (same train hash): the change cannot affect training")
     la, lb = base.metrics.get("loss"), run.metrics.get("loss")

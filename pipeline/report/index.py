@@ -25,31 +25,29 @@ from pipeline.report.render import TEMPLATES, environment  # noqa: E402
 
 
 def summary_row(run: Run, reports: Path, link_from: Path, lang: str = SOURCE_LANGUAGE) -> dict:
-    cfg, prov = run.config, run.provenance or {}
-    ends = [s.get("ended_utc") for s in (prov.get("stages") or {}).values() if s.get("ended_utc")]
+    cfg, prov = run.config, run.provenance
+    ends = [s.ended_utc for s in prov.stages.values() if s.ended_utc]
     best = tables.best_validation(run) or {}
     train_cfg, model = cfg.get("train") or {}, cfg.get("model") or {}
     report = reports / run.name / f"report{suffix(lang)}.md"
     if not report.is_file():  # no report in this language: link the English one
         report = reports / run.name / "report.md"
-    ppl = (run.perplexity or {}).get("perplexity")
+    ppl = run.perplexity.perplexity
     return {
         "experiment": run.name,
         "status": STATUS.get(run.status, run.status),
         "steps": f"{run.steps_done}/{run.steps_planned or '—'}" if "train" in run.stages else "—",
         "date": max(ends)[:16].replace("T", " ") if ends else None,
-        "commit": str(((prov.get("git") or {}).get("commit")) or "—")[:10],
+        "commit": str(prov.git.commit or "—")[:10],
         "device": compare._device(run) if prov else None,
-        "params": ((run.done or {}).get("parameters") or {}).get("total"),
+        "params": run.done.parameters.total,
         "shape": f"{model.get('dim')}×{model.get('layers')}",
-        "batch": (train_cfg.get("batch_size") or 0)
-        * (train_cfg.get("grad_accum") or 1)
-        * ((run.done or {}).get("world_size") or 1),
+        "batch": (train_cfg.get("batch_size") or 0) * (train_cfg.get("grad_accum") or 1) * (run.done.world_size or 1),
         "lr": train_cfg.get("lr"),
         "best_val_ppl": best.get("val_perplexity"),
         "best_val_acc": best.get("val_accuracy"),
         "test_ppl": ppl if isinstance(ppl, (int, float)) else None,
-        "train_s": ((prov.get("stages") or {}).get("train") or {}).get("duration_s"),
+        "train_s": prov.stages["train"].duration_s if "train" in prov.stages else None,
         "link": str(Path("..") / report.relative_to(reports.parent))
         if report.is_file() and link_from != reports
         else (f"{run.name}/{report.name}" if report.is_file() else None),

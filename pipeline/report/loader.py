@@ -1,4 +1,4 @@
-"""Read a run directory into tidy pandas tables and plain dicts. Reads files only; never imports torch.
+"""Read a run directory into tidy pandas tables and typed records. Reads files only; never imports torch.
 
 A damaged file (a torn last JSONL line from a killed run, unreadable JSON) does not stop the report:
 it is recorded in `Run.problems` and the checks turn it into a finding.
@@ -6,114 +6,96 @@ it is recorded in `Run.problems` and the checks turn it into a finding.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from pipeline import records
 from pipeline.rundir import RunDir
+from pipeline.stages import active_stages
 
-METRIC_COLUMNS = [
-    "step",
-    "epoch",
-    "loss",
-    "grad_norm",
-    "lr",
-    "tokens",
-    "tokens_per_s",
-    "step_time_s",
-    "data_time_s",
-    "mem_peak_gib",
-    "segment",
-    # optional: imported runs (Lingua) and the train stage's FLOP accounting
-    "flops_per_token",
-    "flops_per_s",
-    "mfu",
-    "mfu_datasheet",
-    "mem_peak_pct",
-    "mem_reserved_gib",
-    "power_w",
-]
-VALIDATION_COLUMNS = ["step", "epoch", "val_loss", "val_perplexity", "val_accuracy", "val_tokens"]
-TASK_COLUMNS = [
-    "task",
-    "metric",
-    "filter",
-    "value",
-    "stderr",
-    "n",
-    "n_original",
-    "num_fewshot",
-    "higher_is_better",
-    "chance",
-]
+# Table columns: the keys each JSONL row declares (pipeline/records.py).
+METRIC_COLUMNS = [c for c in records.columns(records.MetricRow) if c != "time_utc"]
+VALIDATION_COLUMNS = [c for c in records.columns(records.ValidationRow) if c != "time_utc"]
+TASK_COLUMNS = records.columns(records.TaskRow)
+
+
+RECORD_FIELDS = {"done": records.TrainDone, "plan": records.Plan, "provenance": records.Provenance,
+                 "resolve": records.Resolve, "prepared": records.PreparedStats, "perplexity": records.Perplexity,
+                 "harness_timing": records.HarnessTiming, "bench": records.BenchSummary,
+                 "imported": records.ImportRecord}  # fmt: skip
 
 
 @dataclass
 class Run:
+    """One run directory, read. Every JSON file is its typed record (`pipeline/records.py`): a missing or damaged
+    file is an empty record — falsy, with every field None — so readers ask `if run.done:` and read
+    `run.done.status` without guards."""
+
     name: str
     root: Path
     config: dict
     metrics: pd.DataFrame
     validation: pd.DataFrame
-    done: dict | None = None
-    plan: dict | None = None
-    provenance: dict | None = None
-    resolve: dict | None = None
-    prepared: dict | None = None
-    perplexity: dict | None = None
+    done: records.TrainDone = field(default_factory=records.TrainDone.missing)
+    plan: records.Plan = field(default_factory=records.Plan.missing)
+    provenance: records.Provenance = field(default_factory=records.Provenance.missing)
+    resolve: records.Resolve = field(default_factory=records.Resolve.missing)
+    prepared: records.PreparedStats = field(default_factory=records.PreparedStats.missing)
+    perplexity: records.Perplexity = field(default_factory=records.Perplexity.missing)
     harness: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TASK_COLUMNS))
-    harness_timing: dict | None = None
-    bench: dict | None = None
+    harness_timing: records.HarnessTiming = field(default_factory=records.HarnessTiming.missing)
+    bench: records.BenchSummary = field(default_factory=records.BenchSummary.missing)
     bench_rows: list[dict] = field(default_factory=list)
     checkpoints: list[dict] = field(default_factory=list)
     segments: list[dict] = field(default_factory=list)
-    imported: dict | None = None
+    imported: records.ImportRecord = field(default_factory=records.ImportRecord.missing)
     problems: list[str] = field(default_factory=list)
+
+    def __setattr__(self, name: str, value) -> None:
+        # Runs built or changed by hand (tests, tools) may use plain dicts or None: they become typed records.
+        kind = RECORD_FIELDS.get(name)
+        if kind is not None and not isinstance(value, kind):
+            value = kind.missing() if value is None else kind.model_validate(value)
+        object.__setattr__(self, name, value)
 
     @property
     def steps_planned(self) -> int | None:
-        if self.imported is not None:  # only what the source recorded (or STEPS=), never a stand-in
-            return (self.plan or {}).get("steps_planned")
-        for source in (self.done, self.plan):
-            if source and source.get("steps_planned"):
-                return source["steps_planned"]
-        return self.config.get("train", {}).get("steps")
+        if self.imported:  # only what the source recorded (or STEPS=), never a stand-in
+            return self.plan.steps_planned
+        return self.done.steps_planned or self.plan.steps_planned or (self.config.get("train") or {}).get("steps")
 
     @property
     def steps_done(self) -> int:
         if self.done:
-            return int(self.done.get("steps_done", 0))
+            return int(self.done.steps_done or 0)
         return int(self.metrics["step"].max()) if len(self.metrics) else 0
 
     @property
     def vocab_size(self) -> int | None:
-        return (self.prepared or {}).get("vocab_size") or self.config.get("model", {}).get("vocab_size")
+        return self.prepared.vocab_size or (self.config.get("model") or {}).get("vocab_size")
 
     @property
     def stages(self) -> list[str]:
-        if self.imported is not None:
-            return list(self.imported.get("provides", []))
-        declared = self.config.get("stages")
-        if declared is not None:
-            return list(declared)
-        return ["prepare", "train", "eval"] + (["bench"] if self.config.get("bench") else [])
+        if self.imported:
+            return list(self.imported.provides)
+        return active_stages({**self.config, "imported": None})
 
     @property
     def status(self) -> str:
         """completed / partial / failed / not started, from the data, never from the config alone."""
         if "train" not in self.stages:  # a sweep-only (or imported eval-only) run: done when its results exist
             return "completed" if self.bench or len(self.harness) else "not started"
-        if self.done and self.done.get("status") == "stopped_nonfinite":
+        if self.done.status == "stopped_nonfinite":
             return "failed"
         if not len(self.metrics) and not self.done:
             return "not started"
         planned = self.steps_planned
-        if planned is None and self.imported is not None:
+        if planned is None and self.imported:
             return "unknown"  # the source does not say how long the run was meant to be
-        if self.done and self.done.get("status") == "completed" and planned and self.steps_done >= planned:
+        if self.done.status == "completed" and planned and self.steps_done >= planned:
             return "completed"
         return "partial"
 
@@ -145,26 +127,11 @@ def _number_segments(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_jsonl(path: Path, columns: list[str], problems: list[str], raw: list | None = None) -> pd.DataFrame:
+def read_rows(spec: records.RunFile, run_root: Path, columns: list[str], problems: list[str],
+              raw: list | None = None) -> pd.DataFrame:  # fmt: skip
     """Rows sorted by step, one per step (a step logged twice keeps its last value); `raw`, when given,
-    receives the frame in file order before that."""
-    rows = []
-    if path.is_file():
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                where = "last line (truncated write?)" if lineno == len(lines) else f"line {lineno}"
-                problems.append(f"{path.parent.name}/{path.name}: {where} is not valid JSON and was skipped")
-                continue
-            if not isinstance(obj, dict) or "step" not in obj:
-                problems.append(f"{path.parent.name}/{path.name}: line {lineno} has no 'step' and was skipped")
-                continue
-            rows.append(obj)
-    frame = pd.DataFrame(rows)
+    receives the frame in file order before that. Damaged lines: the one rule in pipeline/jsonl.py."""
+    frame = pd.DataFrame(spec.rows(run_root, problems))
     for col in columns:
         if col not in frame:
             frame[col] = pd.Series(dtype="float64")
@@ -179,32 +146,11 @@ def read_jsonl(path: Path, columns: list[str], problems: list[str], raw: list | 
     return frame
 
 
-def _read_lines(path: Path, problems: list[str]) -> list[dict]:
-    rows = []
-    if path.is_file():
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                problems.append(f"{path.parent.name}/{path.name}: line {lineno} is not valid JSON and was skipped")
-    return rows
-
-
-def read_tasks(path: Path, problems: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame(_read_lines(path, problems), columns=TASK_COLUMNS)
+def read_tasks(run_root: Path, problems: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(records.TASKS.rows(run_root, problems, key="task"), columns=TASK_COLUMNS)
     for col in ("value", "stderr", "chance"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame
-
-
-def read_json(path: Path, problems: list[str]) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        problems.append(f"{path.relative_to(path.parents[1])}: not valid JSON ({exc.msg}); ignored")
-        return None
 
 
 def load_run(run_dir: Path) -> Run:
@@ -218,24 +164,25 @@ def load_run(run_dir: Path) -> Run:
         }
         for p in run.checkpoint_dirs()
     ]
+    root = run.root
     return Run(
-        name=config.get("name", run.root.name),
-        root=run.root,
+        name=config.get("name", root.name),
+        root=root,
         config=config,
-        metrics=read_jsonl(run.metrics, METRIC_COLUMNS, problems, raw),
-        validation=read_jsonl(run.validation, VALIDATION_COLUMNS, problems),
-        done=read_json(run.train_done, problems),
-        plan=read_json(run.plan, problems),
-        provenance=read_json(run.provenance, problems),
-        resolve=read_json(run.root / "resolve.json", problems),
-        prepared=read_json(run.prepared / "stats.json", problems),
-        perplexity=read_json(run.perplexity, problems),
-        harness=read_tasks(run.eval / "tasks.jsonl", problems),
-        harness_timing=read_json(run.eval / "harness_timing.json", problems),
+        metrics=read_rows(records.METRICS, root, METRIC_COLUMNS, problems, raw),
+        validation=read_rows(records.VALIDATION, root, VALIDATION_COLUMNS, problems),
+        done=records.TRAIN_DONE.read(root, problems),
+        plan=records.PLAN.read(root, problems),
+        provenance=records.PROVENANCE.read(root, problems),
+        resolve=records.RESOLVE.read(root, problems),
+        prepared=records.PREPARED_STATS.read(root, problems),
+        perplexity=records.PERPLEXITY.read(root, problems),
+        harness=read_tasks(root, problems),
+        harness_timing=records.HARNESS_TIMING.read(root, problems),
         checkpoints=checkpoints,
-        bench=read_json(run.root / "bench" / "summary.json", problems),
-        bench_rows=_read_lines(run.root / "bench" / "results.jsonl", problems),
+        bench=records.BENCH_SUMMARY.read(root, problems),
+        bench_rows=records.BENCH_RESULTS.rows(root, problems, key="variant"),
         segments=segments(raw[0]) if raw else [],
-        imported=read_json(run.root / "import" / "import.json", problems),
+        imported=records.IMPORT.read(root, problems),
         problems=problems,
     )

@@ -105,7 +105,7 @@ def series_plot(
 
 
 def bench_bars(run: Run, out: Path, key: str, scale: float, ylabel: str, filename: str, _=ENGLISH) -> str | None:
-    variants = {n: v for n, v in ((run.bench or {}).get("variants") or {}).items() if v.get("status") == "ok"}
+    variants = {n: v for n, v in run.bench.variants.items() if v.get("status") == "ok"}
     if not variants:
         return None
     names = list(variants)
@@ -165,7 +165,7 @@ def make_plots(run: Run, out: Path, lang: str = SOURCE_LANGUAGE) -> tuple[dict[s
     sfx = suffix(lang)
     mem_label = (
         _("peak process RSS (GiB)")
-        if any(v.get("mem_kind") == "cpu_peak_rss" for v in ((run.bench or {}).get("variants") or {}).values())
+        if any(v.get("mem_kind") == "cpu_peak_rss" for v in run.bench.variants.values())
         else _("peak GPU memory allocated (GiB)")
     )
     with plt.rc_context(rc):

@@ -48,12 +48,19 @@ def fmt_bytes(n) -> str:
     return str(n)
 
 
-def _dig(record: dict, key: str):
-    """`a.b` reads record["a"]["b"]; booleans print as yes/no."""
+def _dig(record, key: str):
+    """`a.b` reads record["a"]["b"] (or the attribute, for typed records); booleans print as yes/no."""
     value = record
     for part in key.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
     return {True: YES, False: NO}.get(value, value) if isinstance(value, bool) else value
+
+
+def _default(value, fallback="", boolean: bool = False):
+    """Jinja's `default`, where None (a field the record does not have) counts as missing too."""
+    if _missing(value) or (boolean and not value):
+        return fallback
+    return value
 
 
 def fmt_table(rows, columns: dict[str, list[str]], tr=None) -> str:
@@ -78,7 +85,8 @@ def environment(templates: Path = TEMPLATES, lang: str = "en") -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
-        finalize=lambda value: translate(value, tr),
+        # A field a record does not have is None: it prints as "—", never as "None".
+        finalize=lambda value: MISSING if value is None else translate(value, tr),
     )
     env.install_gettext_translations(tr, newstyle=True)
     env.filters.update(
@@ -86,6 +94,7 @@ def environment(templates: Path = TEMPLATES, lang: str = "en") -> Environment:
         bytes=fmt_bytes,
         t=lambda value: translate(value, tr),
         table=lambda rows, columns: fmt_table(rows, columns, tr),
+        default=_default,
     )
     env.globals.update(lang=lang, STATUS=STATUS, HEADLINE=HEADLINE, SEVERITY=SEVERITY)
     return env
@@ -97,8 +106,8 @@ def render(run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = T
     run = load_run(run_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     baseline = sections.load_baseline(run, cfg)
-    table = sections.IMPORTED if run.imported is not None else sections.NATIVE
-    template = "imported.md.j2" if run.imported is not None else "report.md.j2"
+    table = sections.IMPORTED if run.imported else sections.NATIVE
+    template = "imported.md.j2" if run.imported else "report.md.j2"
     written = []
     for lang in cfg.report.languages:
         report = sections.Report(run, cfg, report_dir, lang, baseline)

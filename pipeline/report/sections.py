@@ -65,7 +65,6 @@ def base_context(r: Report) -> dict:
     rules = applicable(RULES, r.baseline)
     findings = run_checks(run, rules, baseline=r.baseline)
     findings.sort(key=lambda f: SEVERITY_ORDER[f.severity])
-    resolve = run.resolve or {}
     plot_files, plot_note = plots.make_plots(run, r.report_dir, r.lang)
     return {
         "title": cfg.report.title or run.name,
@@ -80,9 +79,9 @@ def base_context(r: Report) -> dict:
         "rules": [rule.description for rule in rules],
         "n_errors": sum(f.severity == "error" for f in findings),
         "imported": run.imported,
-        "done": run.done or {},
+        "done": run.done,
         "config": cfg.model_dump(mode="json"),
-        "prov": run.provenance or {},
+        "prov": run.provenance,
         "plots": plot_files,
         "plot_note": plot_note,
         "n_metrics": len(run.metrics),
@@ -94,10 +93,10 @@ def base_context(r: Report) -> dict:
         "curve": tables.curve_phases(run),
         "validation": tables.validation_table(run, cfg.report.max_table_rows),
         "harness": tables.harness_table(run),
-        "harness_timing": run.harness_timing or {},
+        "harness_timing": run.harness_timing,
         "ppl": run.perplexity,
-        "overrides": resolve.get("overrides", []),
-        "config_hash": (run.provenance or {}).get("config_hash") or resolve.get("config_hash"),
+        "overrides": run.resolve.overrides,
+        "config_hash": run.provenance.config_hash or run.resolve.config_hash,
     }
 
 
@@ -114,8 +113,8 @@ def summary(r: Report) -> dict:
             "mfu": tables.median_of(run, "mfu"),
             "mfu_datasheet": tables.median_of(run, "mfu_datasheet"),
         },
-        "train_time_s": ((run.provenance or {}).get("stages", {}).get("train") or {}).get("duration_s"),
-        "params": (run.done or {}).get("parameters", {}),
+        "train_time_s": run.provenance.stages["train"].duration_s if "train" in run.provenance.stages else None,
+        "params": run.done.parameters,
     }
 
 
@@ -135,16 +134,16 @@ def comparison(r: Report) -> dict:
 
 def data(r: Report) -> dict:
     seq_len = r.cfg.seq_len
-    splits = (r.run.prepared or {}).get("splits", {})
+    splits = r.run.prepared.splits
     return {
         "seq_len": seq_len,
-        "prepared": r.run.prepared or {},
-        "splits": [{"split": k, **v, "sequences": v["tokens"] // seq_len} for k, v in splits.items()],
+        "prepared": r.run.prepared,
+        "splits": [{"split": k, **v.model_dump(), "sequences": (v.tokens or 0) // seq_len} for k, v in splits.items()],
     }
 
 
 def model(r: Report) -> dict:
-    return {"prepared": r.run.prepared or {}, "params": (r.run.done or {}).get("parameters", {})}
+    return {"prepared": r.run.prepared, "params": r.run.done.parameters}
 
 
 def training(r: Report) -> dict:
@@ -157,7 +156,7 @@ def harness(r: Report) -> dict:
 
 def bench(r: Report) -> dict:
     return {
-        "bench": r.run.bench or {},
+        "bench": r.run.bench,
         "bench_rows": tables.bench_table(r.run),
         "bench_not_ok": tables.bench_not_ok(r.run),
     }
@@ -176,7 +175,7 @@ def imported_summary(r: Report) -> dict:
             c: tables.median_of(run, c)
             for c in ("flops_per_s", "mem_peak_gib", "mem_peak_pct", "power_w", "step_time_s")
         },
-        "summary": (run.done or {}).get("summary") or {},
+        "summary": run.done.summary or {},
     }
 
 

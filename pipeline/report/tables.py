@@ -123,11 +123,11 @@ def harness_table(run: Run) -> pd.DataFrame:
     return frame.sort_values(["task", "metric"])
 
 
-def harness_timing_rows(timing: dict | None) -> list[dict]:
+def harness_timing_rows(timing) -> list[dict]:
     if not timing:
         return []
-    rows = [{"kind": kind, **v} for kind, v in timing.get("requests", {}).items() if v.get("requests")]
-    total = timing.get("total_s") or 0
+    rows = [{"kind": kind, **v.model_dump()} for kind, v in timing.requests.items() if v.requests]
+    total = timing.total_s or 0
     for row in rows:
         row["share"] = 100 * row["seconds"] / total if total else None
     return rows
@@ -135,8 +135,8 @@ def harness_timing_rows(timing: dict | None) -> list[dict]:
 
 def bench_table(run: Run) -> list[dict]:
     """One row per variant; ratios against the baseline (time ratio < 1 = faster)."""
-    summary = run.bench or {}
-    variants, base = summary.get("variants") or {}, summary.get("baseline")
+    summary = run.bench
+    variants, base = summary.variants, summary.baseline
     b = variants.get(base, {})
     rows = []
     for name, v in variants.items():
@@ -153,14 +153,14 @@ def bench_table(run: Run) -> list[dict]:
                     else None
                 )
             row["setting"] = ", ".join(
-                f"{k}={val}" for k, val in v["requested"].items() if summary.get("fixed", {}).get(k) != val
+                f"{k}={val}" for k, val in v["requested"].items() if summary.fixed.get(k) != val
             ) or N_("fixed conditions")
         rows.append(row)
     return rows
 
 
 def bench_not_ok(run: Run) -> list[dict]:
-    variants = (run.bench or {}).get("variants") or {}
+    variants = run.bench.variants
     return [
         {"variant": n, "status": STATUS.get(v["status"], v["status"]), "why": "; ".join(v["errors"])}
         for n, v in variants.items()
@@ -182,7 +182,7 @@ def curve_phases(run: Run) -> dict:
         what = N_("training loss (rolling median of {window} log steps)", window=window)
     else:
         return {}
-    stopped = bool(run.done and run.done.get("status") != "completed")
+    stopped = bool(run.done and run.done.status != "completed")
     return {
         "curve": what,
         "phases": [asdict(p) for p in phases.segment(steps, values)],

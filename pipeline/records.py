@@ -324,6 +324,8 @@ class TaskRow(Record):
     num_fewshot: int | None = None
     higher_is_better: bool | None = None
     chance: float | None = None
+    group: str | None = None  # lm-eval: the group this task (or group) belongs to
+    is_group: bool | None = None  # lm-eval: a group's aggregate row, not a task
 
 
 def columns(row: type[Record]) -> list[str]:

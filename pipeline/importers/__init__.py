@@ -37,14 +37,20 @@ ADAPTERS: dict[str, type[Adapter]] = registry(
 AUTO = "auto"  # FROM=auto: the first adapter, in registry order, whose layout SRC has (`Adapter.detect`)
 
 
-def detect(src: Path) -> str:
+def detect(src: Path) -> tuple[str, Path]:
     """The FROM= name for SRC's layout: the first adapter (registry order: specific layouts before generic
-    ones) that recognises the files present."""
+    ones) that recognises the files present; a folder holding a single folder (`<run>/output/`) is looked into."""
     if not src.exists():
         raise UserError(f"SRC={src}: no such file or directory")
     for name, adapter in ADAPTERS.items():
         if adapter.detect(src):
-            return name
+            return name, src
+    inner = [p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")] if src.is_dir() else []
+    if len(inner) == 1:
+        try:
+            return detect(inner[0])
+        except UserError:
+            pass
     raise UserError(
         f"SRC={src}: FROM=auto recognises none of its files; expected one of: "
         + "; ".join(f"{name} ({a.description})" for name, a in ADAPTERS.items())
@@ -59,7 +65,7 @@ def adapter_for(fmt: str) -> type[Adapter]:
 
 def read_source(src: Path, fmt: str, mapping: dict[str, str] | None = None, version: str | None = None) -> Imported:
     if fmt == AUTO:
-        fmt = detect(src)
+        fmt, src = detect(src)
         log.info("FROM=auto: %s looks like a %s run", src, fmt)
     adapter = adapter_for(fmt)
     if not src.exists():
@@ -85,7 +91,7 @@ def run_import(
 
     check_target(name)
     imp = read_source(src, fmt, mapping, version)
-    fmt = imp.format
+    fmt, src = imp.format, imp.source
     steps_from = "source" if imp.steps_planned else None
     if steps_planned is not None:
         if imp.steps_planned and imp.steps_planned != steps_planned:

@@ -145,6 +145,8 @@ class Lightning(Adapter):
     takes_version = True
 
     def locate(self, src: Path) -> list[Path]:
+        if src.is_dir() and not any(src.glob("metrics.csv")) and not any(src.glob("version_*")):
+            src = src / "lightning_logs" if (src / "lightning_logs").is_dir() else src  # the Trainer's default_root_dir
         files = super().locate(src)
         self._runs, self._no_metrics = [], []
         if len(files) == 1 and not self.version:

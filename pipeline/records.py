@@ -326,6 +326,7 @@ class TaskRow(Record):
     chance: float | None = None
     group: str | None = None  # lm-eval: the group this task (or group) belongs to
     is_group: bool | None = None  # lm-eval: a group's aggregate row, not a task
+    output_type: str | None = None  # lm-eval: the task config's output_type (generate_until, multiple_choice, …)
 
 
 def columns(row: type[Record]) -> list[str]:

@@ -167,6 +167,10 @@ class LmEval(Adapter):
             **({"samples": samples} if samples else {}),
         }
         mark_groups(result, imp.tasks)
+        configs = result.get("configs") or {}
+        for row in imp.tasks:
+            if output_type := (configs.get(row["task"]) or {}).get("output_type"):
+                row["output_type"] = output_type
         imp.recovered = {k: result[k] for k in ENV_KEYS if k in result}
         imp.source_config = {"config": config, "versions": result.get("versions"), "n-shot": result.get("n-shot")}
         groups = {r["task"] for r in imp.tasks if r.get("is_group")}

@@ -147,7 +147,7 @@ compare-needs-exps:
 SRC ?=
 FROM ?=
 import: $(HOST_STAMP) ## SRC=<path> FROM=<tool> EXP=<name>: another tool's run -> runs/<name>/
-	$(PY) -m pipeline import "$(SRC)" --from "$(FROM)" --exp $(EXP) $(if $(MAP),--map "$(MAP)") $(if $(STEPS),--steps-planned $(STEPS))
+	$(PY) -m pipeline import "$(SRC)" --from "$(FROM)" --exp $(EXP) $(if $(MAP),--map "$(MAP)") $(if $(STEPS),--steps-planned $(STEPS)) $(if $(VERSION),--version $(VERSION))
 
 # An imported run's report waits for its import record (there is no stage to remake it).
 $(RUN)/import/import.json: ;

@@ -82,7 +82,7 @@ def cmd_import(args) -> None:
     from pipeline.importers import run_import
 
     mapping = {k: str(v) for k, v in parse_overrides(args.map).items()} if args.map else None
-    run_import(Path(args.src), args.fmt, args.experiment, mapping, args.steps_planned)
+    run_import(Path(args.src), args.fmt, args.experiment, mapping, args.steps_planned, args.version)
 
 
 def cmd_index(args) -> None:
@@ -183,8 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("src", help="the tool's output directory or file")
-    p.add_argument("--from", dest="fmt", required=True, metavar="FROM", help=f"one of {', '.join(ADAPTERS)}")
+    p.add_argument("--from", dest="fmt", required=True, metavar="FROM", help=f"one of {', '.join(ADAPTERS)}, or auto")
     p.add_argument("--exp", dest="experiment", required=True, help="name of the run directory to create")
+    p.add_argument(
+        "--version",
+        dest="version",
+        default=None,
+        help="which of several runs in SRC to read (a lightning_logs version, a checkpoint, a log folder); "
+        "default: the newest",
+    )
     p.add_argument(
         "--map",
         action="append",

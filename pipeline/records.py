@@ -159,7 +159,9 @@ class ParameterCounts(Record):
 
 
 class TrainDone(Record):
-    status: str | None = None  # completed / stopped_nonfinite (imports: completed / partial / unknown)
+    status: str | None = None  # completed / stopped_nonfinite (imports: completed / partial / unknown /
+    # failed_before_first_step / early_stopped / failed)
+    status_why: str | None = None  # imports: the source's own words for a status it states
     steps_done: int | None = None
     steps_planned: int | None = None
     steps_per_epoch: int | None = None
@@ -260,6 +262,10 @@ class ImportRecord(Record):
     steps_planned: int | None = None
     steps_planned_from: str | None = None
     warnings: list[str] = Field(default_factory=list)
+    not_carried: dict[str, int] = Field(default_factory=dict)  # series the import could not carry -> rows
+    runs: list[dict] = Field(default_factory=list)  # several runs found in the source; which one was read
+    events: list[dict] = Field(default_factory=list)  # the log's evaluations, reloads, checkpoints (step, kind)
+    extra_series: dict[str, int] = Field(default_factory=dict)  # train/extra.jsonl series -> rows
     summary: dict = Field(default_factory=dict)
     recovered: dict = Field(default_factory=dict)
 
@@ -290,12 +296,21 @@ class MetricRow(Record):
 
 class ValidationRow(Record):
     step: int
+    dataset: str | None = None  # imports: which eval set (HF `eval_<name>_loss`, Lightning dataloader_idx_<n>)
     epoch: float | None = None
     val_loss: float | str | None = None
     val_perplexity: float | str | None = None
     val_accuracy: float | str | None = None
     val_tokens: int | None = None
     time_utc: str | None = None
+
+
+class ExtraRow(Record):
+    """A record's logged series that have no key of ours, under the source's own names (extra keys)."""
+
+    step: int | None = None  # None: the source logged it without a step (HF `predict_*`)
+    source: str  # which kind of record: train, eval, predict, log, epoch, …
+    dataset: str | None = None
 
 
 class TaskRow(Record):
@@ -309,6 +324,9 @@ class TaskRow(Record):
     num_fewshot: int | None = None
     higher_is_better: bool | None = None
     chance: float | None = None
+    group: str | None = None  # lm-eval: the group this task (or group) belongs to
+    is_group: bool | None = None  # lm-eval: a group's aggregate row, not a task
+    output_type: str | None = None  # lm-eval: the task config's output_type (generate_until, multiple_choice, …)
 
 
 def columns(row: type[Record]) -> list[str]:
@@ -457,6 +475,13 @@ VALIDATION = _f(
     "jsonl",
     "one object per validation pass (step 0 = untrained baseline)",
     ValidationRow,
+)
+EXTRA = _f(
+    "train/extra.jsonl",
+    "import",
+    "jsonl",
+    "imported runs only: every numeric series the source logged that has no key above, under its own name (step, kind of record, eval set)",
+    ExtraRow,
 )
 TRAIN_DONE = _f(
     "train/DONE",

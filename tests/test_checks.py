@@ -200,7 +200,39 @@ def _args(built) -> tuple[Run, Run | None]:
 
 # --------------------------------------------------------------------------- fire / no-fire tables
 # rule name -> (run that triggers it, expected severity, substrings the message must contain)
+def zero_generative(n=1324, value=0.0) -> Run:
+    return with_harness([{**task_row(metric="exact_match", value=value, chance=None, n=n, n_original=n),
+                          "output_type": "generate_until", "task": "math_algebra_hard"}])  # fmt: skip
+
+
+def slow_interval(tps: float = 50.0, event: str | None = "evaluation") -> Run:
+    rows = metric_rows(range(10, 101, 10))
+    rows[5] = {**rows[5], "tokens_per_s": tps, **({"interval_event": event} if event else {})}
+    return make_run(metrics=rows, done=completed())
+
+
+def with_import(**record) -> Run:
+    run = imported(plan={"steps_planned": 100})
+    run.imported = {"format": "lightning", "provides": ["train"], "warnings": [], **record}
+    return run
+
+
 FIRES = {
+    "all_zero_generative": [(zero_generative, "error", ["math_algebra_hard (1,324 items)", "answer extraction"])],
+    "several_runs_in_source": [
+        (
+            lambda: with_import(runs=[{"name": "version_0", "read": False}, {"name": "version_7", "read": True}]),
+            "warning",
+            ["2 different runs (version_0, version_7)", "of version_7 only"],
+        )
+    ],
+    "metrics_not_imported": [
+        (lambda: with_import(not_carried={"train/weird": 3}), "warning", ["train/weird (3 rows)"])
+    ],
+    "throughput_outlier": [
+        (slow_interval, "info", ["step 60: 50 tokens/s (evaluation)", "10× below the median 1,000"]),
+        (lambda: slow_interval(event=None), "info", ["the log says nothing about it"]),
+    ],
     "run_incomplete": [
         (
             lambda: make_run(steps=1000, metrics=metric_rows(range(10, 101, 10))),
@@ -424,6 +456,10 @@ FIRES = {
 
 # rule name -> runs on which it must stay quiet (the healthy run plus the edge just inside its threshold)
 QUIET = {
+    "all_zero_generative": [healthy, lambda: zero_generative(n=1), lambda: zero_generative(value=0.01)],
+    "several_runs_in_source": [healthy, lambda: with_import(runs=[{"name": "version_0", "read": True}])],
+    "metrics_not_imported": [healthy, lambda: with_import(not_carried={})],
+    "throughput_outlier": [healthy, lambda: slow_interval(tps=101.0)],
     "run_incomplete": [
         healthy,
         lambda: make_run(

@@ -37,7 +37,7 @@ def import_and_render(src: Path, fmt: str, name: str, **kw) -> tuple[Path, str]:
     run_dir = run_import(src, fmt, name, **kw)
     cfg = load_experiment(name)
     freeze(cfg, RunDir(run_dir))
-    report = render(run_dir, cfg, Path("reports") / name)
+    (report,) = render(run_dir, cfg, Path("reports") / name)
     return run_dir, report.read_text(encoding="utf-8")
 
 
@@ -177,19 +177,20 @@ def test_lightning_versions_join_as_segments(workdir):
     fx.lightning_version(logs / "version_1", range(100, 400))
     run_dir, report = import_and_render(logs, "lightning", "pl", steps_planned=400)
     run = load_run(run_dir)
-    assert [(s["first_step"], s["last_step"]) for s in run.segments] == [(0, 149), (100, 399)]
+    # Lightning's step counts from 0: carried as step + 1 (optimizer steps done), so 400 planned steps end at 400
+    assert [(s["first_step"], s["last_step"]) for s in run.segments] == [(1, 150), (101, 400)]
     import csv
 
     with open(logs / "version_1" / "metrics.csv", newline="") as fh:
         source = [r for r in csv.DictReader(fh) if r["train_loss_step"]]
     frame = run.metrics.set_index("step")
     for r in source:
-        assert float(frame.loc[int(r["step"]), "loss"]) == float(r["train_loss_step"])
-        assert float(frame.loc[int(r["step"]), "lr"]) == float(r["lr-AdamW"])
+        assert float(frame.loc[int(r["step"]) + 1, "loss"]) == float(r["train_loss_step"])
+        assert float(frame.loc[int(r["step"]) + 1, "lr"]) == float(r["lr-AdamW"])
     later = {}  # a step logged in both versions shows the later (resumed) value
     for version in ("version_0", "version_1"):
         with open(logs / version / "metrics.csv", newline="") as fh:
-            later.update({int(r["step"]): r for r in csv.DictReader(fh) if r["train_loss_step"]})
+            later.update({int(r["step"]) + 1: r for r in csv.DictReader(fh) if r["train_loss_step"]})
     shown = table(report, "Training")
     assert len(shown) == 25
     for row in shown:
@@ -199,7 +200,7 @@ def test_lightning_versions_join_as_segments(workdir):
             format(float(src["lr-AdamW"]), ".3e"),
             format(float(src["grad_2.0_norm_total"]), ".4g"),
         )
-    assert "unknown" not in report.split("\n")[2] and "399 of 400" in report
+    assert "unknown" not in report.split("\n")[2] and "400 of 400" in report
     assert "resumed_run" in rules(run_dir) and "planned_steps_unknown" not in rules(run_dir)
 
 
@@ -442,7 +443,9 @@ def test_registry_is_the_one_list(workdir, monkeypatch):
 
     with pytest.raises(ValueError, match=r"format\n.*expected one of 'lingua', 'hf-trainer'.*got 'toy'"):
         ImportInfo(format="toy", source="x", provides=["train"])
-    with pytest.raises(UserError, match="FROM=toy: expected one of lingua, hf-trainer, lightning, lm-eval"):
+    with pytest.raises(
+        UserError, match="FROM=toy: expected one of lingua, hf-trainer, lightning, wandb, tensorboard, lm-eval"
+    ):
         run_import(workdir, "toy", "t")
     monkeypatch.setitem(ADAPTERS, "toy", Toy)
     (workdir / "toy_out").mkdir()
@@ -454,7 +457,9 @@ def test_registry_is_the_one_list(workdir, monkeypatch):
         (3, 3.0),
     ]
     assert load_experiment("toy_run").imported.format == "toy" and "Imported from **toy**" in report
-    with pytest.raises(UserError, match=r"MAP: only FROM=lightning takes column names \(got FROM=toy\)"):
+    with pytest.raises(
+        UserError, match=r"MAP: only FROM=lightning, FROM=wandb, FROM=tensorboard takes column names \(got FROM=toy\)"
+    ):
         run_import(workdir / "toy_out", "toy", "toy_run", mapping={"loss": "x"})
     (workdir / "toy_out" / "losses.csv").write_text("1,oops\n")
     with pytest.raises(SourceError, match=r"losses\.csv:1: expected a number, got 'oops'"):

@@ -21,6 +21,8 @@ from pipeline.importers.hf_trainer import HFTrainer
 from pipeline.importers.lightning import Lightning
 from pipeline.importers.lingua import Lingua
 from pipeline.importers.lm_eval import LmEval
+from pipeline.importers.tensorboard import TensorBoard
+from pipeline.importers.wandb_offline import WandbOffline
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,31 @@ ADAPTERS: dict[str, type[Adapter]] = registry(
     Lingua,
     HFTrainer,
     Lightning,
+    WandbOffline,
+    TensorBoard,
     LmEval,
 )
+AUTO = "auto"  # FROM=auto: the first adapter, in registry order, whose layout SRC has (`Adapter.detect`)
+
+
+def detect(src: Path) -> tuple[str, Path]:
+    """The FROM= name for SRC's layout: the first adapter (registry order: specific layouts before generic
+    ones) that recognises the files present; a folder holding a single folder (`<run>/output/`) is looked into."""
+    if not src.exists():
+        raise UserError(f"SRC={src}: no such file or directory")
+    for name, adapter in ADAPTERS.items():
+        if adapter.detect(src):
+            return name, src
+    inner = [p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")] if src.is_dir() else []
+    if len(inner) == 1:
+        try:
+            return detect(inner[0])
+        except UserError:
+            pass
+    raise UserError(
+        f"SRC={src}: FROM=auto recognises none of its files; expected one of: "
+        + "; ".join(f"{name} ({a.description})" for name, a in ADAPTERS.items())
+    )
 
 
 def adapter_for(fmt: str) -> type[Adapter]:
@@ -38,23 +63,35 @@ def adapter_for(fmt: str) -> type[Adapter]:
     return ADAPTERS[fmt]
 
 
-def read_source(src: Path, fmt: str, mapping: dict[str, str] | None = None) -> Imported:
+def read_source(src: Path, fmt: str, mapping: dict[str, str] | None = None, version: str | None = None) -> Imported:
+    if fmt == AUTO:
+        fmt, src = detect(src)
+        log.info("FROM=auto: %s looks like a %s run", src, fmt)
     adapter = adapter_for(fmt)
     if not src.exists():
         raise UserError(f"SRC={src}: no such file or directory")
     if mapping and not adapter.takes_mapping:
         takers = ", ".join(f"FROM={name}" for name, a in ADAPTERS.items() if a.takes_mapping)
         raise UserError(f"MAP: only {takers} takes column names (got FROM={fmt})")
-    return adapter(mapping).read(src)
+    if version and not adapter.takes_version:
+        takers = ", ".join(f"FROM={name}" for name, a in ADAPTERS.items() if a.takes_version)
+        raise UserError(f"VERSION: only {takers} can hold several runs in one SRC (got FROM={fmt})")
+    return adapter(mapping, version).read(src)
 
 
 def run_import(
-    src: Path, fmt: str, name: str, mapping: dict[str, str] | None = None, steps_planned: int | None = None
+    src: Path,
+    fmt: str,
+    name: str,
+    mapping: dict[str, str] | None = None,
+    steps_planned: int | None = None,
+    version: str | None = None,
 ) -> Path:
     from pipeline.importers.write import check_target, write_run  # config and pydantic: only when importing
 
     check_target(name)
-    imp = read_source(src, fmt, mapping)
+    imp = read_source(src, fmt, mapping, version)
+    fmt, src = imp.format, imp.source
     steps_from = "source" if imp.steps_planned else None
     if steps_planned is not None:
         if imp.steps_planned and imp.steps_planned != steps_planned:

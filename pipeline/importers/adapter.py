@@ -72,9 +72,19 @@ class Adapter:
     find: ClassVar[Find]
     requires: ClassVar[tuple[str, ...]] = ("metrics",)  # an import must hold rows of at least one of these
     takes_mapping: ClassVar[bool] = False  # MAP="ours=theirs" names the source's columns
+    takes_version: ClassVar[bool] = False  # VERSION= picks one of several runs in SRC (and `locate` tells them apart)
 
-    def __init__(self, mapping: dict[str, str] | None = None):
+    def __init__(self, mapping: dict[str, str] | None = None, version: str | None = None):
         self.mapping = mapping or {}
+        self.version = version  # VERSION=: which of several runs in SRC to read (adapters that hold several)
+
+    @classmethod
+    def detect(cls, src: Path) -> bool:
+        """Whether SRC looks like this tool's layout (`FROM=auto`): by default, `find` locates a file in it."""
+        try:
+            return bool(cls(None).locate(src)) if src.is_dir() else src.match(cls.find.pattern)
+        except SourceError:
+            return False
 
     # ---------------------------------------------------------------- what an adapter implements
     def records(self, path: Path, imp: Imported) -> Iterable[tuple[str, dict]]:
@@ -110,7 +120,9 @@ class Adapter:
     def read(self, src: Path) -> Imported:
         files = self.locate(src)
         imp = Imported(format=self.name, source=src)
+        starts = []  # where each file's rows begin: a new file (logger version, event file) is a new segment
         for path in files:
+            starts.append(len(imp.metrics))
             for where, record in self.records(path, imp):
                 rows = self.rows(record, where, imp)
                 if rows.metrics is not None:
@@ -119,11 +131,12 @@ class Adapter:
                     imp.validation.append(rows.validation)
                 imp.tasks += rows.tasks
             imp.files.append(path)
-        if not any(getattr(imp, kind) for kind in self.requires):
+        assign_segments(imp.metrics, starts[1:])
+        self.finish(src, files, imp)
+        empty = not any(getattr(imp, kind) for kind in self.requires)
+        if empty and imp.status != "failed_before_first_step" and not imp.summary:
             wanted = " or ".join(ROW_KINDS[k] for k in self.requires)
             raise SourceError(f"{files[0]}: no records with {wanted}; is this a {self.name} run?")
-        assign_segments(imp.metrics)
-        self.finish(src, files, imp)
         return imp
 
 

@@ -48,10 +48,60 @@ class Imported:
     summary: dict = field(default_factory=dict)  # the tool's end-of-run summary, verbatim
     recovered: dict = field(default_factory=dict)  # environment facts the source states (provenance)
     warnings: list[str] = field(default_factory=list)
+    # What the tool records about itself (never the last row that happens to carry a loss):
+    steps_done: int | None = None  # its own step counter (global_step, Lightning's step + 1, Lingua's step lines)
+    status: str | None = None  # set only where the source says more than steps done vs planned (early_stopped, …)
+    status_why: str | None = None  # the source's own words for that status
+    extra: list[dict] = field(default_factory=list)  # train/extra.jsonl: logged series with no key of ours
+    not_carried: dict[str, int] = field(default_factory=dict)  # series name -> rows the import could not carry
+    runs: list[dict] = field(default_factory=list)  # several runs in SRC: what tells them apart, which was read
+    events: list[dict] = field(default_factory=list)  # what the log says happened (evaluation, reload, checkpoint)
 
     @property
     def provides(self) -> list[str]:
-        return (["train"] if self.metrics or self.validation else []) + (["eval"] if self.tasks else [])
+        trained = self.metrics or self.validation or self.summary or self.status == "failed_before_first_step"
+        return (["train"] if trained else []) + (["eval"] if self.tasks else [])
+
+    @property
+    def done(self) -> int:
+        """Steps done: the tool's own counter where it records one, else the highest step logged."""
+        if self.steps_done is not None:
+            return self.steps_done
+        return max((r["step"] for r in self.metrics), default=0)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def extra_row(step: int | None, source: str, values: dict, **labels) -> dict | None:
+    """A train/extra.jsonl row: the series a record logged that have no key of ours, under their own names."""
+    values = {k: v for k, v in values.items() if is_number(v)}
+    if not values:
+        return None
+    return {"step": step, "source": source, **{k: v for k, v in labels.items() if v is not None}, **values}
+
+
+def find_key(tree, names: tuple[str, ...]):
+    """The first value under any of `names` at any depth of a config (e.g. `cfg.trainer.max_steps`), with its
+    dotted path; (None, None) when absent."""
+    stack = [("", tree)]
+    while stack:
+        prefix, node = stack.pop(0)
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in names and v is not None and not isinstance(v, (dict, list)):
+                    return v, prefix + str(k)
+            stack += [(f"{prefix}{k}.", v) for k, v in node.items() if isinstance(v, dict)]
+    return None, None
+
+
+def planned_steps(tree, names: tuple[str, ...] = ("max_steps",)) -> tuple[int | None, str | None]:
+    """A positive step count under `names` at any depth (Lightning's -1 / HF's 0 mean "not set")."""
+    value, where = find_key(tree, names)
+    if is_number(value) and value > 0 and float(value).is_integer():
+        return int(value), where
+    return None, None
 
 
 def rel(path: Path, root: Path) -> str:
@@ -125,12 +175,13 @@ def required_step(obj: dict, key: str, where: str) -> int:
     return int(step)
 
 
-def assign_segments(rows: list[dict]) -> list[dict]:
+def assign_segments(rows: list[dict], starts: list[int] = ()) -> list[dict]:
     """Number the training segments: a step that is not above the previous one means the run restarted
-    (resumed from a checkpoint, or relaunched) and a new segment begins."""
-    segment, previous = 0, None
-    for row in rows:
-        if previous is not None and row["step"] <= previous:
+    (resumed from a checkpoint, or relaunched) and a new segment begins; so does each of `starts` (the index of
+    the first row of a later file: a resumed run's new logger version or event file)."""
+    segment, previous, starts = 0, None, set(starts)
+    for i, row in enumerate(rows):
+        if previous is not None and (row["step"] <= previous or i in starts):
             segment += 1
         row["segment"] = segment
         previous = row["step"]

@@ -42,7 +42,7 @@ def check_target(name: str, runs: Path = RUNS_DIR, experiments: Path = EXPERIMEN
 
 
 def _config_tree(imp: Imported, name: str) -> dict:
-    steps_done = max((r["step"] for r in imp.metrics), default=0)
+    steps_done = imp.done
     data = {
         "source": {"type": "imported", "name": imp.data.get("source")},
         "tokenizer": {"type": "imported", "name": imp.data.get("tokenizer")},
@@ -98,22 +98,29 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _train_status(steps_done: int, planned: int | None) -> str:
-    if planned is None:
+def train_status(imp: Imported) -> str:
+    """completed / partial / failed_before_first_step / unknown (no planned length), or what the source itself
+    says ended the run (early_stopped, failed) where an adapter recorded it."""
+    if imp.status:
+        return imp.status
+    if imp.steps_planned is None:
         return "unknown"
-    return "completed" if steps_done >= planned else "partial"
+    return "completed" if imp.done >= imp.steps_planned else "partial"
 
 
 def write_outputs(imp: Imported, run: RunDir, steps_from: str | None) -> None:
-    steps_done = max((r["step"] for r in imp.metrics), default=0)
+    steps_done = imp.done
     if "train" in imp.provides:
         records.METRICS.write_rows(run.root, imp.metrics)
         records.VALIDATION.write_rows(run.root, imp.validation)
+        if imp.extra:
+            records.EXTRA.write_rows(run.root, imp.extra)
         records.PLAN.write(run.root, {"steps_planned": imp.steps_planned, "steps_planned_from": steps_from})
         records.TRAIN_DONE.write(
             run.root,
             {
-                "status": _train_status(steps_done, imp.steps_planned),
+                "status": train_status(imp),
+                "status_why": imp.status_why,
                 "steps_done": steps_done,
                 "steps_planned": imp.steps_planned,
                 "imported": True,
@@ -126,6 +133,17 @@ def write_outputs(imp: Imported, run: RunDir, steps_from: str | None) -> None:
         records.TASKS.write_rows(run.root, imp.tasks)
         records.HARNESS_TIMING.write(run.root, imp.eval_info)
         records.EVAL_DONE.write(run.root, {"status": "completed", "imported": True})
+
+
+def extra_series(rows: list[dict]) -> dict[str, int]:
+    """Each carried series without a key of ours -> its row count (the report lists them)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        for k in row:
+            if k not in ("step", "source", "dataset", "segment"):
+                label = f"{row['source']}/{k}" + (f" ({row['dataset']})" if row.get("dataset") else "")
+                counts[label] = counts.get(label, 0) + 1
+    return counts
 
 
 def import_record(imp: Imported, steps_from: str | None) -> dict:
@@ -142,6 +160,10 @@ def import_record(imp: Imported, steps_from: str | None) -> dict:
         "steps_planned": imp.steps_planned,
         "steps_planned_from": steps_from,
         "warnings": imp.warnings,
+        "not_carried": imp.not_carried,
+        "runs": imp.runs,
+        "events": imp.events,
+        "extra_series": extra_series(imp.extra),
         "summary": imp.summary,
         "recovered": imp.recovered,
     }

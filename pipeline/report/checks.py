@@ -228,6 +228,101 @@ def import_warnings(run: Run) -> Finding | None:
     return None
 
 
+def all_zero_generative(run: Run, min_items: int = 20) -> Finding | None:
+    """A generate_until task scoring exactly 0 on every item (over enough items to tell): the answer extraction
+    (regex filter, stop sequences, chat template) is likely broken, not the model."""
+    frame = run.harness
+    if not len(frame):
+        return None
+    tasks = frame[frame["is_group"] != True] if "is_group" in frame else frame  # noqa: E712
+    zero = []
+    for task, rows in tasks.groupby("task"):
+        if "output_type" not in rows or (rows["output_type"] != "generate_until").all():
+            continue
+        values = rows["value"].dropna()
+        n = rows["n"].dropna()
+        if len(values) and (values == 0).all() and len(n) and n.max() >= min_items:
+            zero.append(N_("{task} ({n:,} items)", task=task, n=int(n.max())))
+    if not zero:
+        return None
+    return Finding(
+        "all_zero_generative",
+        "error",
+        N_(
+            "{count} generative task(s) scored exactly 0 on every item: {tasks}; the answer extraction (filter "
+            "regex, stop sequences, chat template) is likely broken",
+            count=len(zero),
+            tasks=Msg.join(zero),
+        ),
+    )
+
+
+def several_runs_in_source(run: Run) -> Finding | None:
+    runs = run.imported.runs if run.imported else []
+    if len(runs) < 2:
+        return None
+    read = next((r.get("name") for r in runs if r.get("read")), "?")
+    return Finding(
+        "several_runs_in_source",
+        "warning",
+        N_(
+            "the source holds {n} different runs ({names}); this report is of {read} only (VERSION= imports another)",
+            n=len(runs),
+            names=", ".join(str(r.get("name")) for r in runs),
+            read=read,
+        ),
+    )
+
+
+def metrics_not_imported(run: Run) -> Finding | None:
+    missing = run.imported.not_carried if run.imported else {}
+    if not missing:
+        return None
+    return Finding(
+        "metrics_not_imported",
+        "warning",
+        N_(
+            "{n} series the source logged were not carried into the run directory: {names}",
+            n=len(missing),
+            names=", ".join(f"{k} ({v} rows)" for k, v in missing.items()),
+        ),
+    )
+
+
+def throughput_outlier(run: Run, factor: float = 10.0) -> Finding | None:
+    """An interval at least `factor`x below the median throughput, with what the log says happened in it."""
+    frame = run.metrics
+    if not len(frame) or frame["tokens_per_s"].isna().all():
+        return None
+    tps = frame["tokens_per_s"]
+    median = float(tps.median())
+    slow = frame[tps <= median / factor]
+    if not len(slow) or median <= 0:
+        return None
+    notes = [
+        N_(
+            "step {step}: {tps:,.0f} tokens/s ({event})",
+            step=int(r.step),
+            tps=float(r.tokens_per_s),
+            event=getattr(r, "interval_event", None)
+            if isinstance(getattr(r, "interval_event", None), str)
+            else N_("the log says nothing about it"),
+        )
+        for r in slow.head(10).itertuples()
+    ]
+    return Finding(
+        "throughput_outlier",
+        "info",
+        N_(
+            "{n} logged interval(s) at least {factor:.0f}× below the median {median:,.0f} tokens/s: {notes}",
+            n=len(slow),
+            factor=factor,
+            median=median,
+            notes=Msg.join(notes),
+        ),
+    )
+
+
 def uncommitted_code(run: Run) -> Finding | None:
     git = run.provenance.git
     if git.dirty:
@@ -466,6 +561,10 @@ RULES: list[Rule] = [
     Rule(eval_not_final_checkpoint, N_("evaluated checkpoint")),
     Rule(resumed_run, N_("restarts")),
     Rule(import_warnings, N_("import warnings")),
+    Rule(several_runs_in_source, N_("several runs in the source")),
+    Rule(metrics_not_imported, N_("series not imported")),
+    Rule(throughput_outlier, N_("throughput outliers")),
+    Rule(all_zero_generative, N_("generative tasks scoring 0 everywhere")),
     Rule(at_chance, N_("scores at chance")),
     Rule(subset_only, N_("evaluation subsets")),
     Rule(resolved_mismatch, N_("resolved bench settings")),

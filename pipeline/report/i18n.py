@@ -116,7 +116,9 @@ STATUS = {
     "partial": N_("partial"),
     "failed": N_("failed"),
     "not started": N_("not started"),
-    "unknown": N_("unknown"),
+    "unknown": N_("unknown length"),
+    "failed_before_first_step": N_("failed before the first step"),
+    "early_stopped": N_("early-stopped"),
     "ok": N_("ok"),
     "skipped": N_("skipped"),
     "missing": N_("missing"),
@@ -128,6 +130,8 @@ HEADLINE = {
     "failed": N_("❌ failed"),
     "not started": N_("⏸ not started"),
     "unknown": N_("❔ completeness unknown"),
+    "failed_before_first_step": N_("❌ failed before the first step"),
+    "early_stopped": N_("⏹ early-stopped"),
 }
 SEVERITY = {"error": N_("❌ error"), "warning": N_("⚠️ warning"), "info": N_("ℹ️ info")}
 # TRANSLATORS: yes/no are booleans of resolved settings (compile, gradient checkpointing): on/off.

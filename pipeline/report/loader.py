@@ -39,6 +39,7 @@ class Run:
     config: dict
     metrics: pd.DataFrame
     validation: pd.DataFrame
+    validation_sets: dict = field(default_factory=dict)  # imports with several eval sets: name -> frame (the others)
     done: records.TrainDone = field(default_factory=records.TrainDone.missing)
     plan: records.Plan = field(default_factory=records.Plan.missing)
     provenance: records.Provenance = field(default_factory=records.Provenance.missing)
@@ -88,8 +89,10 @@ class Run:
         """completed / partial / failed / not started, from the data, never from the config alone."""
         if "train" not in self.stages:  # a sweep-only (or imported eval-only) run: done when its results exist
             return "completed" if self.bench or len(self.harness) else "not started"
-        if self.done.status == "stopped_nonfinite":
+        if self.done.status in ("stopped_nonfinite", "failed"):
             return "failed"
+        if self.done.status in ("failed_before_first_step", "early_stopped"):
+            return self.done.status  # what the imported source itself says ended the run
         if not len(self.metrics) and not self.done:
             return "not started"
         planned = self.steps_planned
@@ -153,6 +156,25 @@ def read_tasks(run_root: Path, problems: list[str]) -> pd.DataFrame:
     return frame
 
 
+def read_validation(root: Path, problems: list[str]) -> dict:
+    """`validation`: the rows without a `dataset` (or, when every row names one, the first set's), so curves and
+    checks read one curve; `validation_sets`: every other eval set's rows (imports with several eval sets)."""
+    rows = records.VALIDATION.rows(root, problems)
+    sets = sorted({r.get("dataset") for r in rows if r.get("dataset")})
+    if not sets:
+        return {"validation": read_rows(records.VALIDATION, root, VALIDATION_COLUMNS, problems)}
+    main = None if any(not r.get("dataset") for r in rows) else sets[0]
+
+    def frame(name):
+        sel = pd.DataFrame([r for r in rows if r.get("dataset") == name], columns=VALIDATION_COLUMNS)
+        for col in VALIDATION_COLUMNS:
+            if col != "dataset":
+                sel[col] = pd.to_numeric(sel[col], errors="coerce")
+        return sel.sort_values("step", kind="stable").drop_duplicates("step", keep="last").reset_index(drop=True)
+
+    return {"validation": frame(main), "validation_sets": {name: frame(name) for name in sets if name != main}}
+
+
 def load_run(run_dir: Path) -> Run:
     run, problems, raw = RunDir(Path(run_dir)), [], []
     config = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run.config.is_file() else {}
@@ -170,7 +192,7 @@ def load_run(run_dir: Path) -> Run:
         root=root,
         config=config,
         metrics=read_rows(records.METRICS, root, METRIC_COLUMNS, problems, raw),
-        validation=read_rows(records.VALIDATION, root, VALIDATION_COLUMNS, problems),
+        **read_validation(root, problems),
         done=records.TRAIN_DONE.read(root, problems),
         plan=records.PLAN.read(root, problems),
         provenance=records.PROVENANCE.read(root, problems),

@@ -92,6 +92,11 @@ def base_context(r: Report) -> dict:
         "tokens_seen": int(run.metrics["tokens"].max()) if run.metrics["tokens"].notna().any() else None,
         "curve": tables.curve_phases(run),
         "validation": tables.validation_table(run, cfg.report.max_table_rows),
+        "validation_sets": tables.validation_sets(run, cfg.report.max_table_rows),
+        "validation_main": run.validation["dataset"].dropna().iloc[0]
+        if "dataset" in run.validation and run.validation["dataset"].notna().any()
+        else None,
+        "harness_groups": tables.harness_groups(run),
         "harness": tables.harness_table(run),
         "harness_timing": run.harness_timing,
         "ppl": run.perplexity,
@@ -180,7 +185,10 @@ def imported_summary(r: Report) -> dict:
 
 
 def imported_training(r: Report) -> dict:
+    imp = r.run.imported
     return {
+        "extra_series": [{"name": k, "rows": v} for k, v in (imp.extra_series or {}).items()],
+        "not_carried": [{"name": k, "rows": v} for k, v in (imp.not_carried or {}).items()],
         "segments": r.run.segments,
         "columns": tables.recorded_columns(r.run),
         "training": tables.imported_training(r.run, r.cfg.report.max_table_rows),

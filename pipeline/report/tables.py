@@ -62,7 +62,11 @@ def median_of(run: Run, column: str) -> float | None:
 
 
 def validation_table(run: Run, max_rows: int) -> pd.DataFrame:
-    return thin(run.validation, max_rows)[["step", "val_loss", "val_perplexity", "val_accuracy"]]
+    return validation_table_of(run.validation, max_rows)
+
+
+def validation_table_of(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    return thin(frame, max_rows)[["step", "val_loss", "val_perplexity", "val_accuracy"]]
 
 
 def throughput(run: Run) -> dict:
@@ -72,6 +76,8 @@ def throughput(run: Run) -> dict:
     if not len(frame) or frame["tokens_per_s"].isna().all():
         return {}
     steady = frame[frame["step"].isin(_steady_steps(run))]
+    if "interval_event" in steady:  # an interval holding an evaluation/checkpoint is that pause, not the speed
+        steady = steady[steady["interval_event"].isna()]
     tps = steady["tokens_per_s"].dropna()
     if not len(tps):
         return {}
@@ -106,6 +112,8 @@ def best_validation(run: Run) -> dict | None:
 def harness_table(run: Run) -> pd.DataFrame:
     """One row per (task, metric), stderr next to the value, chance where it is defined."""
     frame = run.harness.copy()
+    if "is_group" in frame:  # lm-eval groups are shown as groups (harness_groups), never as tasks
+        frame = frame[frame["is_group"] != True]  # noqa: E712 - a column of True/None
     if not len(frame):
         return frame
     frame["n_shown"] = frame.apply(
@@ -121,6 +129,32 @@ def harness_table(run: Run) -> pd.DataFrame:
         axis=1,
     )
     return frame.sort_values(["task", "metric"])
+
+
+def harness_groups(run: Run) -> list[dict]:
+    """lm-eval groups: their own aggregate score (where lm-eval wrote one) and how many subtasks they hold."""
+    frame = run.harness
+    if "is_group" not in frame or not (frame["is_group"] == True).any():  # noqa: E712
+        return []
+    groups = frame[frame["is_group"] == True]  # noqa: E712
+    subtasks = frame[frame["is_group"] != True].groupby("group")["task"].nunique()  # noqa: E712
+    nested = groups.groupby("group")["task"].nunique() if "group" in groups else {}
+    return [
+        {
+            "group": r.task,
+            "parent": r.group if isinstance(r.group, str) else None,
+            "metric": r.metric,
+            "value": r.value,
+            "stderr": r.stderr,
+            "subtasks": int(subtasks.get(r.task, 0)) + int(nested.get(r.task, 0) if len(nested) else 0),
+        }
+        for r in groups.sort_values(["task", "metric"]).itertuples()
+    ]
+
+
+def validation_sets(run: Run, max_rows: int) -> list[dict]:
+    """One table per further eval set (imports with several eval datasets)."""
+    return [{"name": name, "rows": validation_table_of(frame, max_rows)} for name, frame in run.validation_sets.items()]
 
 
 def harness_timing_rows(timing) -> list[dict]:
@@ -182,7 +216,8 @@ def curve_phases(run: Run) -> dict:
         what = N_("training loss (rolling median of {window} log steps)", window=window)
     else:
         return {}
-    stopped = bool(run.done and run.done.status != "completed")
+    # "early-stopped" only where the source says an early-stopping rule ended the run (not any partial import)
+    stopped = run.done.status == "early_stopped"
     return {
         "curve": what,
         "phases": [asdict(p) for p in phases.segment(steps, values)],

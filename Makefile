@@ -75,9 +75,10 @@ help: ## this list: every public target, one line each
 
 venv: $(VENV)/.installed ## create .venv from requirements.txt + requirements.lock (once)
 
-$(VENV)/.installed: requirements.txt requirements.lock
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements.txt -c requirements.lock
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-test.txt -c requirements.lock
 	@touch $@
 
 # ---------------------------------------------------------------------------- stages

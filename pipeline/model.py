@@ -58,8 +58,17 @@ def build_model(spec: ModelConfig, vocab_size: int, eos_token_id: int | None = N
     return AutoModelForCausalLM.from_config(config, attn_implementation=spec.attn_implementation)
 
 
+def matmul_weight_count(model) -> int:
+    """Weights of every linear layer (GPT-2's Conv1D included), each counted where it multiplies: a tied
+    output layer's weights count once more as the output projection (pipeline/train/flops.py)."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (torch.nn.Linear, Conv1D)))
+
+
 def parameter_counts(model) -> dict[str, int]:
-    """Total, trainable, and non-embedding parameters (tied weights counted once)."""
+    """Total, trainable, non-embedding parameters (tied weights counted once) and the weights that multiply."""
     unique = list({id(p): p for p in model.parameters()}.values())
     embed = {
         id(p)
@@ -77,4 +86,5 @@ def parameter_counts(model) -> dict[str, int]:
         "trainable": sum(p.numel() for p in unique if p.requires_grad),
         "embedding": embedding,
         "non_embedding": total - embedding,
+        "matmul": matmul_weight_count(model),
     }

@@ -154,8 +154,10 @@ class Plan(Record):
 
 class ParameterCounts(Record):
     total: int | None = None
+    trainable: int | None = None
     embedding: int | None = None
     non_embedding: int | None = None
+    matmul: int | None = None  # weights that multiply (linear layers + the output layer): flops.py
 
 
 class TrainDone(Record):

@@ -22,7 +22,7 @@ def llama_non_embedding_by_hand(dim: int, layers: int, heads: int, kv_heads: int
 
 
 @pytest.mark.parametrize("kv_heads,tie", [(4, True), (2, True), (4, False)])
-def test_flops_per_token_matches_a_hand_count_of_a_built_llama(kv_heads: int, tie: bool):
+def test_flops_per_token_counts_every_weight_that_multiplies(kv_heads: int, tie: bool):
     dim, layers, heads, ffn, vocab, seq = 64, 2, 4, 192, 300, 32
     model = build_model(
         ModelConfig(
@@ -38,13 +38,40 @@ def test_flops_per_token_matches_a_hand_count_of_a_built_llama(kv_heads: int, ti
         vocab_size=vocab,
     )
     n = llama_non_embedding_by_hand(dim, layers, heads, kv_heads, ffn)
-    expected = 6 * n + 12 * layers * dim * seq
+    norms = 2 * dim * layers + dim
+    matmul = n - norms + vocab * dim  # every linear weight, and the output layer whether tied or not
+    expected = 6 * matmul + 12 * layers * dim * seq
     assert flops_per_token(model, layers, dim, seq) == expected
-    # the three ways of giving N agree
+    # the three ways of giving W agree
     assert flops_per_token(parameter_counts(model), layers, dim, seq) == expected
-    assert flops_per_token(n, layers, dim, seq) == expected
-    # embeddings (tied or not) are what the hand count leaves out, and nothing else
+    assert flops_per_token(matmul, layers, dim, seq) == expected
+    # embeddings (tied or not) are what the non-embedding count leaves out, and nothing else
     assert parameter_counts(model)["total"] == n + vocab * dim * (1 if tie else 2)
+
+
+SHAPES = {  # (arch, dim, layers, heads, kv_heads, ffn, vocab, seq, tied)
+    "llama tied": ("llama", 64, 2, 4, 4, 192, 300, 32, True),
+    "llama untied GQA": ("llama", 96, 3, 6, 2, 256, 500, 48, False),
+    "llama large vocabulary": ("llama", 32, 1, 2, 2, 96, 32_000, 16, True),
+    "gpt2": ("gpt2", 64, 2, 4, None, 256, 400, 32, True),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
+def test_flops_per_token_agrees_with_torch_flop_counter(shape: str):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    arch, dim, layers, heads, kv, ffn, vocab, seq, tie = SHAPES[shape]
+    spec = ModelConfig(arch=arch, dim=dim, layers=layers, heads=heads, kv_heads=kv, ffn_dim=ffn, max_seq_len=seq,
+                       tie_embeddings=tie, attn_implementation="eager")  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(spec, vocab_size=vocab).train()
+    batch = torch.randint(0, vocab, (2, seq))
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=batch, labels=batch).loss.backward()
+    measured = counter.get_total_flops() / batch.numel()
+    assert flops_per_token(model, layers, dim, seq) == pytest.approx(measured, rel=0.02)
 
 
 def test_attention_term_grows_with_sequence_length_only():

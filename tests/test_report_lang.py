@@ -638,3 +638,17 @@ def test_html_is_self_contained(full_run: Path, tmp_path: Path):
         assert ".png" not in page.split("<body>")[1].replace(".png)", "")
     assert (out / "report.html").is_file() and (out / "report.ja.html").is_file()
     assert 'id="チェック"' in (out / "report.ja.html").read_text(encoding="utf-8")
+
+
+def test_numeric_table_columns_are_right_aligned(full_run: Path, tmp_path: Path):
+    en, _ = render_both(full_run, tmp_path / "reports")
+    lines = en.split("\n## Training\n", 1)[1].splitlines()
+    header = next(i for i, line in enumerate(lines) if re.match(r"\|\s*step\s*\|", line))
+    names = [c.strip() for c in lines[header].strip("|").split("|")]
+    marks = [c.strip() for c in lines[header + 1].strip("|").split("|")]
+    assert dict(zip(names, marks))["loss"].endswith(":") and dict(zip(names, marks))["step"].endswith(":")
+    harness = en.split("\n## lm-evaluation-harness\n", 1)[1].splitlines()
+    header = next(i for i, line in enumerate(harness) if re.match(r"\|\s*task\s*\|", line))
+    marks = dict(zip([c.strip() for c in harness[header].strip("|").split("|")],
+                     [c.strip() for c in harness[header + 1].strip("|").split("|")]))  # fmt: skip
+    assert not marks["task"].endswith(":") and marks["value"].endswith(":")  # text left, numbers right

@@ -70,7 +70,8 @@ def fmt_table(rows, columns: dict[str, list[str]], tr=None) -> str:
     body = [[fmt_num(translate(_dig(r, key), tr), spec) for key, (_, spec) in columns.items()] for r in records]
     headers = [header for header, _ in columns.values()]
     align = ["left" if spec == "s" else "right" for _, spec in columns.values()]
-    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True, colalign=align)
+    # "pipe" writes the alignment row (|---:|), so numbers are right-aligned on GitHub too ("github" does not).
+    return tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=align)
 
 
 def environment(templates: Path = TEMPLATES, lang: str = "en") -> Environment:

@@ -1,28 +1,33 @@
 """Training FLOPs per token and model FLOPs utilisation (MFU).
 
-    flops_per_token = 6 * N + 12 * L * d * T
+    flops_per_token = 6 * W + 12 * L * d * T
 
-N is the number of non-embedding parameters, L the number of layers, d the model dimension and T the
-sequence length. This is the estimate of PaLM (Chowdhery et al. 2022, appendix B), also torchtitan's:
-every non-embedding weight does one multiply-add (2 FLOPs) per token in the forward pass and two in the
-backward pass (6 N), and attention's score and value products add 2 * 2 * T * d per layer forward
-(12 L d T with the backward pass), counted without the causal mask's savings. Embedding lookups cost no
-FLOPs, and the output projection (6 * vocab * d) is left out as in PaLM; with a byte vocabulary it is well
-under 1 % of the total. Recomputation (activation checkpointing) is not counted: MFU counts the FLOPs the
-model needs, not the FLOPs the hardware ran.
+W is the number of weights that take part in a matrix multiplication: every linear layer — the attention
+projections (q, k, v, o; with grouped-query attention k and v are narrower), the MLP (SwiGLU's gate, up and
+down at their actual width) and the output layer (vocab × d; counted even when it shares its weights with the
+input embedding, because the multiplication happens either way). Each such weight does one multiply-add
+(2 FLOPs) per token forward and two backward (gradient of the input and of the weight): 6 W. Attention's
+score and value products add 2 · 2 · T · d per layer and token forward, 12 L d T with the backward pass, counted
+without the causal mask's savings (as torch's own counter does for eager attention). Embedding lookups, norms,
+biases, activations and the loss are not matrix multiplications and are left out (well under 1 %).
+Recomputation (activation checkpointing) is not counted: MFU counts the FLOPs the model needs, not the FLOPs
+the hardware ran. `tests/test_flops.py` checks the formula against `torch.utils.flop_counter.FlopCounterMode`
+on real models (tied and untied outputs, GQA, a large vocabulary, GPT-2) within 2 %.
 
-Lingua's logs (apps/main) count differently: 6 N' + 7 L d T, where N' keeps an untied output layer and the
-attention term halves flash-attention's 14 L d T for the causal mask. At the debug_3 shape that is about
-10 % fewer FLOPs per token than here, so a FLOPS or MFU figure from a Lingua log is not comparable with this
-one as it stands; tokens/s is.
+Other conventions count less, so their FLOP/s and MFU are not comparable with ours (tokens/s is):
+- PaLM (Chowdhery et al. 2022, appendix B) and earlier labnote versions: 6 N + 12 L d T with N the
+  non-embedding parameters, which leaves the output layer out (35 % of the smoke model's FLOPs; up to about
+  half for a large vocabulary on a small model);
+- Lingua's logs (apps/main): 6 N' + 7 L d T, where N' keeps an untied output layer and the attention term
+  halves flash-attention's 14 L d T for the causal mask.
 
 >>> flops_per_token(1_000_000, layers=2, dim=64, seq_len=128)  # 6 * 1e6 + 12 * 2 * 64 * 128
 6196608
 
-N may also come as `parameter_counts(model)`; MFU is a fraction, and there is none without a peak (a CPU
-or a GPU missing from the datasheet table):
+W may also come as `parameter_counts(model)` (its `matmul` count); MFU is a fraction, and there is none
+without a peak (a CPU or a GPU missing from the datasheet table):
 
->>> flops_per_token({"total": 1_500_000, "non_embedding": 1_000_000}, layers=2, dim=64, seq_len=128)
+>>> flops_per_token({"total": 1_500_000, "matmul": 1_000_000}, layers=2, dim=64, seq_len=128)
 6196608
 >>> mfu(achieved_flops(6_196_608, tokens_per_s=10_000), peak_flops_per_s=1.0e12)
 0.06196608
@@ -35,20 +40,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 
-def non_embedding_parameters(model_or_counts) -> int:
-    """N from a model, from `pipeline.model.parameter_counts(model)`, or given directly as an int."""
+def matmul_weights(model_or_counts) -> int:
+    """W from a model, from `pipeline.model.parameter_counts(model)`, or given directly as an int."""
     if isinstance(model_or_counts, int):
         return model_or_counts
     if isinstance(model_or_counts, Mapping):
-        return int(model_or_counts["non_embedding"])
+        return int(model_or_counts["matmul"])
     from pipeline.model import parameter_counts
 
-    return parameter_counts(model_or_counts)["non_embedding"]
+    return parameter_counts(model_or_counts)["matmul"]
 
 
 def flops_per_token(model_or_counts, layers: int, dim: int, seq_len: int) -> int:
-    """Training FLOPs (forward + backward) per token: 6 N + 12 L d T."""
-    return 6 * non_embedding_parameters(model_or_counts) + 12 * layers * dim * seq_len
+    """Training FLOPs (forward + backward) per token: 6 W + 12 L d T."""
+    return 6 * matmul_weights(model_or_counts) + 12 * layers * dim * seq_len
 
 
 def achieved_flops(flops_per_tok: float, tokens_per_s: float) -> float:

@@ -286,13 +286,14 @@ class Trainer:
         }
 
 
-def device_peak(run: RunDir, rt: Runtime) -> dict:
-    """The device's measured matmul rate (and its datasheet figure), once per train run, into provenance."""
+def device_peak(run: RunDir, rt: Runtime, precision: str) -> dict:
+    """The device's measured matmul rate in the dtype training multiplies in (and the datasheet figure), once
+    per train run, into provenance."""
     from pipeline.provenance import record_device_peak
-    from pipeline.train.peak import datasheet_peak, measure_matmul_peak
+    from pipeline.train.peak import TRAINING_DTYPES, datasheet_peak, measure_matmul_peak
 
     seconds = float(os.environ.get("LABNOTE_PEAK_SECONDS", "0") or 0) or None
-    peak = measure_matmul_peak(rt.device, seconds=seconds)
+    peak = measure_matmul_peak(rt.device, TRAINING_DTYPES[precision], seconds=seconds)
     gpu = rt.device.type == "cuda"
     peak["datasheet_flops_per_s"] = datasheet_peak(peak["name"]) if gpu else None
     peak["datasheet_dtype"] = "bfloat16 dense" if gpu else None
@@ -307,7 +308,7 @@ def run_train(cfg: Experiment, run_dir: Path) -> Path:
     if rt.is_main:
         archive_stale_outputs(run, train_hash)
     rt.barrier()  # other ranks must not look for checkpoints while rank 0 moves stale ones away
-    peak = device_peak(run, rt) if rt.is_main else None  # before the model: the GEMM needs free device memory
+    peak = device_peak(run, rt, cfg.train.precision) if rt.is_main else None  # before the model: the GEMM needs free device memory
     trainer = Trainer.from_run(cfg, run, rt, peak)
     previous = signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
     try:

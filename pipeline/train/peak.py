@@ -8,11 +8,14 @@ says how much of the achievable rate the training loop uses. Reports give both.
 989400000000000.0
 >>> datasheet_peak("cpu") is None
 True
+>>> TRAINING_DTYPES["bf16"], TRAINING_DTYPES["fp32"]
+(torch.bfloat16, torch.float32)
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import re
 import time
@@ -40,6 +43,10 @@ DATASHEET: list[tuple[str, float]] = [
 ]
 
 
+# The probe runs in the dtype training multiplies in (autocast's dtype; fp32 without autocast).
+TRAINING_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def datasheet_peak(gpu_name: str | None) -> float | None:
     """Dense BF16 FLOP/s for a CUDA device name (torch.cuda.get_device_name); None if not in the table or CPU."""
     if not gpu_name:
@@ -63,6 +70,39 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes of the machine have used (/proc/stat), or None where it cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class HostLoad:
+    """The share of the machine's cores that *other* processes kept busy while a block ran: a loaded host
+    slows the probe, and a slow probe inflates every MFU computed against it."""
+
+    def __enter__(self) -> HostLoad:
+        self.busy, self.own, self.wall = _busy_seconds(), _own_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        busy, wall = _busy_seconds(), time.perf_counter() - self.wall
+        if busy is None or self.busy is None or wall <= 0:
+            self.others = None
+            return
+        others = (busy - self.busy) - (_own_seconds() - self.own)
+        self.others = max(0.0, others / (wall * (os.cpu_count() or 1)))
 
 
 def _time_matmuls(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, repeats: int) -> float:
@@ -109,7 +149,8 @@ def measure_matmul_peak(
         repeats *= 2
         elapsed = _time_matmuls(a, b, out, repeats)
     repeats = max(1, round(repeats * seconds / windows / max(elapsed, 1e-9)))
-    times = [_time_matmuls(a, b, out, repeats) for _ in range(windows)]
+    with HostLoad() as load:
+        times = [_time_matmuls(a, b, out, repeats) for _ in range(windows)]
     flops = 2 * n**3 * repeats / min(times)
     result = {
         "flops_per_s": flops,
@@ -120,6 +161,11 @@ def measure_matmul_peak(
         "repeats": repeats,
         "windows": windows,
         "seconds": sum(times),
+        # How far the windows disagree (slowest over fastest rate, minus 1): a busy or throttling device.
+        "window_spread": max(times) / min(times) - 1,
+        # Share of the host's cores other processes used during the probe (None where /proc/stat is missing).
+        "host_load_others": load.others,
+        "cpu_count": os.cpu_count(),
     }
     log.info("matmul peak on %s (%s, n=%d): %.1f TFLOP/s", result["name"], result["dtype"], n, flops / 1e12)
     return result

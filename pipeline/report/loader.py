@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from pipeline import records
 from pipeline.rundir import RunDir
 
 METRIC_COLUMNS = [
@@ -218,6 +219,7 @@ def load_run(run_dir: Path) -> Run:
         }
         for p in run.checkpoint_dirs()
     ]
+    problems += records.repairs(run.root)  # damage found and healed by a stage (pipeline/records.py)
     return Run(
         name=config.get("name", run.root.name),
         root=run.root,

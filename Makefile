@@ -256,7 +256,7 @@ container-test: ## podman build + the smoke experiment inside the image (slow, n
 # translate them there), then compile each catalog as a check (the .mo is not kept; reports compile in memory).
 PYBABEL ?= $(PY) -m babel.messages.frontend
 .PHONY: i18n html
-i18n: $(HOST_STAMP)
+i18n: $(HOST_STAMP) ## Babel: extract messages, merge them into each messages.po, check they compile
 	$(PYBABEL) extract -F babel.cfg -o pipeline/locale/messages.pot --project labnote --no-wrap --sort-by-file \
 	  --omit-header -c TRANSLATORS: .
 	$(PYBABEL) update -i pipeline/locale/messages.pot -d pipeline/locale -D messages --no-wrap \
@@ -265,5 +265,5 @@ i18n: $(HOST_STAMP)
 	  $(PYBABEL) compile --statistics -i "$$po" -o /dev/null -l "$$(basename $$(dirname $$(dirname $$po)))"; done
 
 # A self-contained reports/<EXP>/report.html (and report.ja.html when the Japanese report exists).
-html: $(HOST_STAMP)
+html: $(HOST_STAMP) ## reports/<EXP>/report.html: self-contained, images inlined
 	$(PY) -m pipeline html $(wildcard $(REPORT_DIR)/report.md $(REPORT_DIR)/report.ja.md)

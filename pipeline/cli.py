@@ -74,7 +74,9 @@ def cmd_submit(args) -> None:
     cfg = load_experiment(args.experiment, overrides)
     run = RunDir.for_experiment(args.experiment)
     with _locked(run.root):
-        if not args.dry_run:  # a dry run writes its job script and nothing else (the job resolves itself)
+        # A dry run writes its job script and never rewrites an existing run (its config stays what ran);
+        # only a run that does not exist yet gets its frozen config, which the job then reads.
+        if not args.dry_run or not run.config.is_file():
             freeze(cfg, run, overrides)
         if args.bench_array:
             records = submit_bench_array(cfg, args.sched, overrides, args.make_args, args.dry_run)

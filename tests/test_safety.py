@@ -133,7 +133,9 @@ def test_two_make_reports_started_together(repo_copy: Path):
     loser = next(r for r in results if r[0] == 2)
     errors = [line for line in loser[2].splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "runs/tiny is in use by pid" in errors[0] and "Traceback" not in loser[2]
-    steps = [json.loads(line)["step"] for line in (repo_copy / "runs/tiny/train/metrics.jsonl").read_text().split()]
+    steps = [
+        json.loads(line)["step"] for line in (repo_copy / "runs/tiny/train/metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == [2, 4, 6, 8, 10, 12]
 
 
@@ -156,9 +158,13 @@ def test_make_report_started_while_the_first_trains(repo_copy: Path):
     assert len(errors) == 1 and "is in use by pid" in errors[0] and "make _locked_report" in errors[0], err
     f_out, f_err = first.communicate(timeout=900)
     assert first.returncode == 0, f_err[-3000:]
-    steps = [json.loads(line)["step"] for line in (repo_copy / "runs/tiny/train/metrics.jsonl").read_text().split()]
+    steps = [
+        json.loads(line)["step"] for line in (repo_copy / "runs/tiny/train/metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == [2, 4, 6, 8, 10, 12]
-    val = [json.loads(line)["step"] for line in (repo_copy / "runs/tiny/train/validation.jsonl").read_text().split()]
+    val = [
+        json.loads(line)["step"] for line in (repo_copy / "runs/tiny/train/validation.jsonl").read_text().splitlines()
+    ]
     assert val == sorted(set(val))
     assert not (repo_copy / "runs/tiny/.lock").exists()
 
@@ -238,5 +244,5 @@ def test_corrupt_newest_checkpoint_resumes_from_the_previous(secret_run: Path):
     assert done["resumed_from"] == 10 and done["status"] == "completed"
     assert any("0000000012" in r and "model.safetensors" in r for r in done["repairs"]), done["repairs"]
     assert (run / "checkpoints" / "0000000012.damaged").is_dir() and (run / "checkpoints" / "0000000012").is_dir()
-    steps = [json.loads(line)["step"] for line in (run / "train" / "metrics.jsonl").read_text().split()]
+    steps = [json.loads(line)["step"] for line in (run / "train" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8, 10, 12]

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from pipeline import redact
 from pipeline.config.schema import Experiment, FilesSource
 from pipeline.errors import ConfigError
 from pipeline.names import check_name
@@ -206,6 +207,7 @@ def load_experiment(
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin, source)) from None
     _check_files_exist(exp, origin, source)
+    redact.configure(exp.report.redact)  # this run's extra secret patterns, for everything written from now on
     return exp
 
 

@@ -23,6 +23,28 @@ LANG_VALUE = $(if $(findstring $(comma),$(REPORT_LANG)),[$(REPORT_LANG)],$(REPOR
 SET_ALL := $(strip $(SET) $(if $(REPORT_LANG),report.language=$(LANG_VALUE)) $(if $(BASELINE),report.compare_to=$(BASELINE)))
 SET_ARGS := $(if $(SET_ALL),--set "$(SET_ALL)")
 
+# ---------------------------------------------------------------------------- names (before anything else)
+# EXP, EXPS, BASELINE and NAME become paths (runs/<EXP>/, reports/<EXP>/): one path component each, never
+# empty, '..' or with spaces. `make clean` needs EXP= given explicitly. The CLI checks the same (pipeline/names.py).
+NAME_RE := ^[A-Za-z0-9][A-Za-z0-9._-]*$$
+EXP_GOALS := prepare train eval bench report resolve check data clean submit import bench-part bench-collect html
+bad_name = $(shell n='$(subst ','"'"',$(2))'; [[ "$$n" =~ $(NAME_RE) ]] || { [ -n "$$n" ] && w="'$$n' is not a valid name" \
+  || w=empty; printf 'error: %s: %s: use letters, digits, ., _ and -, starting with a letter or digit\n' '$(1)' "$$w" >&2; \
+  echo bad; })
+name_error = $(if $(call bad_name,$(1),$(2)),$(error stopped: invalid $(1)))
+GOALS := $(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))
+ifneq ($(filter $(EXP_GOALS),$(GOALS)),)
+ifneq ($(filter clean,$(GOALS)),)
+ifeq ($(origin EXP),file)
+$(shell echo 'error: EXP: make clean deletes runs/<EXP>/; name it, e.g. make clean EXP=smoke' >&2)
+$(error stopped: EXP not given)
+endif
+endif
+$(call name_error,EXP,$(EXP))
+endif
+$(if $(BASELINE),$(call name_error,BASELINE,$(BASELINE)))
+$(foreach e,$(EXPS),$(call name_error,EXPS,$(e)))
+
 # Stages run offline (compute nodes have no internet); `make data` is the one target that goes online.
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
@@ -38,7 +60,7 @@ IMAGE ?= labnote:latest
 RUNTIME ?= $(if $(SIF),apptainer,native)
 HF_BIND := $(if $(HF_HOME),--bind $(HF_HOME))
 OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 MPLBACKEND=Agg \
-               $(if $(HF_HOME),HF_HOME=$(HF_HOME))
+               $(if $(HF_HOME),HF_HOME=$(HF_HOME)) LABNOTE_LOCK=$${LABNOTE_LOCK:-}
 # The image's sha256 goes into provenance; it is cached next to the SIF and recomputed when the SIF changes.
 SIF_SHA = $(shell f='$(SIF)'; [ -f "$$f" ] && { [ "$$f.sha256" -nt "$$f" ] || sha256sum "$$f" | cut -c1-64 > "$$f.sha256"; cat "$$f.sha256"; })
 CONTAINER_GPU_FLAGS ?= $(if $(filter docker,$(RUNTIME)),--gpus all,--device nvidia.com/gpu=all)
@@ -62,6 +84,12 @@ VENV_STAMP :=
 else
 $(error RUNTIME must be native, apptainer, podman or docker, got '$(RUNTIME)')
 endif
+
+# The run's lock (pipeline/lock.py, stdlib only: the host's python runs it under any RUNTIME): `make report`
+# holds runs/<EXP>/.lock from resolve to the last stage; a second one exits 2 naming the holder. `make -n`
+# takes nothing (the sub-make only prints).
+LOCK_PY := $(if $(filter native,$(RUNTIME)),$(PY),$(PYTHON))
+LOCK = $(LOCK_PY) -m pipeline.lock $(RUN) $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 
 .PHONY: compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
 
@@ -113,10 +141,12 @@ $(RUN)/stamps/%.sha256: ;
 
 # One rule per stage, generated from the stage table (pipeline/stages.py): `make stages.mk` after editing it.
 include pipeline/stages.mk
-.PHONY: $(STAGES) $(addprefix _,$(STAGES))
+.PHONY: $(STAGES) $(addprefix _,$(STAGES)) $(addprefix _locked_,$(STAGES)) _bench-part _bench-collect
 
-$(STAGES): resolve
-	@$(MAKE) _$@ EXP=$(EXP)
+$(STAGES): $(VENV_STAMP)
+	@$(LOCK) -- $(MAKE) _locked_$@ EXP=$(EXP)
+$(addprefix _locked_,$(STAGES)): _locked_%: resolve
+	@$(MAKE) _$* EXP=$(EXP)
 
 stages.mk: pipeline/stages.py ## regenerate pipeline/stages.mk from the stage table
 	$(PY) -m pipeline.stages > pipeline/stages.mk.tmp && mv pipeline/stages.mk.tmp pipeline/stages.mk
@@ -158,10 +188,15 @@ data: $(HOST_STAMP) ## on a machine with internet: fetch the hub datasets/tokeni
 	HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 LABNOTE_ONLINE=1 $(PY) -m pipeline data $(EXP) $(SET_ARGS)
 
 # Job-array pieces of a bench sweep (make submit … BENCH_ARRAY=1): one variant per task, then collect.
-bench-part: resolve ## INDEX=<n>: one variant of a bench sweep (a job-array task)
+# Array tasks hold the run's lock shared (side by side, never with a `make report`); collect holds it alone.
+bench-part: $(VENV_STAMP) ## INDEX=<n>: one variant of a bench sweep (a job-array task)
+	@$(LOCK) --shared -- $(MAKE) _bench-part EXP=$(EXP)
+_bench-part: resolve
 	$(RUN_PY) -m pipeline bench-part $(RUN) $(INDEX)
 
-bench-collect: resolve ## merge the job-array parts of a bench sweep
+bench-collect: $(VENV_STAMP) ## merge the job-array parts of a bench sweep
+	@$(LOCK) -- $(MAKE) _bench-collect EXP=$(EXP)
+_bench-collect: resolve
 	$(RUN_PY) -m pipeline bench-part $(RUN) collect
 
 # A batch job that runs `make report` for this experiment inside the allocation (same RUNTIME/SIF/PY).
@@ -171,8 +206,8 @@ submit: $(HOST_STAMP) ## SCHED=slurm|pjm: a batch job that runs `make report` (D
 	  --make-args "$(strip RUNTIME=$(RUNTIME) $(if $(SIF),SIF=$(abspath $(SIF))) $(if $(filter command line,$(origin PY)),PY=$(PY)))" \
 	  $(if $(DRY_RUN),--dry-run) $(if $(BENCH_ARRAY),--bench-array)
 
-clean: ## delete runs/<EXP>/
-	rm -rf $(RUN)
+clean: ## delete runs/<EXP>/ (EXP= required; waits for no one: refuses while the run is in use)
+	$(LOCK) -- rm -rf $(RUN)
 
 # ---------------------------------------------------------------------------- benchmarks
 # Eval-stage speed on seed-000-shaped tasks. GPU: make bench-eval; CPU-sized: make bench-eval BENCH_ARGS="--scale 0.01 --shape tiny --device cpu --dtype float32"

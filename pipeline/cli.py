@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 import sys
 import time
 from datetime import UTC
@@ -30,17 +29,31 @@ def _offline_defaults() -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def _locked(run_dir: Path, shared: bool = False):
+    """This run's lock (`pipeline/lock.py`), or nothing on a torchrun rank > 0 (rank 0 holds it for all)."""
+    import contextlib
+
+    from pipeline.lock import run_lock
+
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return contextlib.nullcontext()
+    return run_lock(run_dir, shared=shared, warn=log.warning)
+
+
 def cmd_resolve(args) -> None:
-    from pipeline.config.load import load_experiment
+    from pipeline.config.load import load_experiment, split_overrides
+    from pipeline.config.preflight import preflight
     from pipeline.config.resolve import freeze
     from pipeline.rundir import RunDir
 
     cfg = load_experiment(args.experiment, args.set)
+    run = RunDir.for_experiment(args.experiment) if args.run_dir is None else RunDir(args.run_dir)
+    preflight(cfg, run)
     if args.check:
         print(f"{args.experiment}: ok")
         return
-    run = RunDir.for_experiment(args.experiment) if args.run_dir is None else RunDir(args.run_dir)
-    changed = freeze(cfg, run, [tok for chunk in args.set for tok in shlex.split(chunk)])
+    with _locked(run.root):
+        changed = freeze(cfg, run, split_overrides(args.set))
     log.info("resolved %s; changed stamps: %s", args.experiment, [s for s, c in changed.items() if c] or "none")
 
 
@@ -52,20 +65,23 @@ def cmd_data(args) -> None:
 
 
 def cmd_submit(args) -> None:
-    from pipeline.config.load import load_experiment
+    from pipeline.config.load import load_experiment, split_overrides
     from pipeline.config.resolve import freeze
-    from pipeline.hpc.submit import submit
+    from pipeline.hpc.submit import submit, submit_bench_array
     from pipeline.rundir import RunDir
 
-    overrides = [tok for chunk in args.set for tok in shlex.split(chunk)]
+    overrides = split_overrides(args.set)
     cfg = load_experiment(args.experiment, overrides)
-    freeze(cfg, RunDir.for_experiment(args.experiment), overrides)
-    if args.bench_array:
-        from pipeline.hpc.submit import submit_bench_array
-
-        records = submit_bench_array(cfg, args.sched, overrides, args.make_args, args.dry_run)
-    else:
-        records = [submit(cfg, args.sched, overrides, args.make_args, args.dry_run)]
+    run = RunDir.for_experiment(args.experiment)
+    with _locked(run.root):
+        # A dry run writes its job script and never rewrites an existing run (its config stays what ran);
+        # only a run that does not exist yet gets its frozen config, which the job then reads.
+        if not args.dry_run or not run.config.is_file():
+            freeze(cfg, run, overrides)
+        if args.bench_array:
+            records = submit_bench_array(cfg, args.sched, overrides, args.make_args, args.dry_run)
+        else:
+            records = [submit(cfg, args.sched, overrides, args.make_args, args.dry_run)]
     for record in records:
         print(
             f"{record['script']}"
@@ -80,14 +96,22 @@ def cmd_submit(args) -> None:
 def cmd_import(args) -> None:
     from pipeline.config.load import parse_overrides
     from pipeline.importers import run_import
+    from pipeline.names import check_name
+    from pipeline.rundir import RunDir
 
+    check_name(args.experiment, "EXP")
     mapping = {k: str(v) for k, v in parse_overrides(args.map).items()} if args.map else None
-    run_import(Path(args.src), args.fmt, args.experiment, mapping, args.steps_planned, args.version)
+    with _locked(RunDir.for_experiment(args.experiment).root):
+        run_import(Path(args.src), args.fmt, args.experiment, mapping, args.steps_planned, args.version)
 
 
 def cmd_index(args) -> None:
+    from pipeline.names import check_name
     from pipeline.report.index import build_compare, build_index
 
+    for name in args.experiments:
+        check_name(name, "EXPS")
+    check_name(args.name, "NAME")
     for lang in args.lang or ["en"]:
         out = build_compare(args.experiments, args.name, lang=lang) if args.experiments else build_index(lang=lang)
         log.info("wrote %s", out)
@@ -103,12 +127,20 @@ def cmd_html(args) -> None:
 def cmd_bench_part(args) -> None:
     from pipeline.bench.sweep import collect_bench_parts, run_bench_part
     from pipeline.config.resolve import load_resolved
+    from pipeline.names import check_run_dir
 
-    cfg = load_resolved(Path(args.run_dir))
+    run_dir = check_run_dir(args.run_dir)
+    cfg = load_resolved(run_dir)
     if args.index == "collect":
-        collect_bench_parts(cfg, Path(args.run_dir))
-    else:
-        run_bench_part(cfg, Path(args.run_dir), int(args.index))
+        with _locked(run_dir):
+            collect_bench_parts(cfg, run_dir)
+        return
+    try:
+        index = int(args.index)
+    except ValueError:
+        raise UserError(f"INDEX: expected a variant number or 'collect', got {args.index!r}") from None
+    with _locked(run_dir, shared=True):  # job-array tasks write separate parts side by side
+        run_bench_part(cfg, run_dir, index)
 
 
 def cmd_bench_variant(args) -> None:
@@ -122,23 +154,32 @@ def _stage(name: str):
         from datetime import datetime
 
         from pipeline.config.resolve import config_hash, load_resolved
+        from pipeline.names import check_run_dir
         from pipeline.provenance import record_stage
         from pipeline.rundir import RunDir
         from pipeline.stages import STAGE
 
-        run_dir = Path(args.run_dir)
-        cfg = load_resolved(run_dir)
-        if cfg.imported and name != "report":
-            raise UserError(
-                f"{run_dir}: imported from {cfg.imported.format} ({cfg.imported.source}); "
-                f"it has no {name} stage to run here, only `make report`"
-            )
-        started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
-        func = STAGE[name].function()
-        out = func(cfg, run_dir, Path(args.out)) if getattr(args, "out", None) else func(cfg, run_dir)
-        ended = datetime.now(UTC).isoformat(timespec="seconds")
-        if name != "report" and int(os.environ.get("RANK", "0")) == 0:
-            record_stage(RunDir(run_dir), name, started, ended, time.perf_counter() - t0, config_hash(cfg))
+        run_dir = check_run_dir(args.run_dir)
+        if getattr(args, "out", None):
+            check_run_dir(args.out, "report directory")
+        if not (run_dir / "config.yaml").is_file():
+            load_resolved(run_dir)  # one line: resolve first (and no lock file left in a folder that is not a run)
+        with _locked(run_dir):
+            cfg = load_resolved(run_dir)
+            if cfg.imported and name != "report":
+                raise UserError(
+                    f"{run_dir}: imported from {cfg.imported.format} ({cfg.imported.source}); "
+                    f"it has no {name} stage to run here, only `make report`"
+                )
+            started, t0 = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
+            main_rank = name != "report" and int(os.environ.get("RANK", "0")) == 0
+            if main_rank:  # provenance first: a crash never leaves a stage marked done without its record
+                record_stage(RunDir(run_dir), name, started, None, None, config_hash(cfg))
+            func = STAGE[name].function()
+            out = func(cfg, run_dir, Path(args.out)) if getattr(args, "out", None) else func(cfg, run_dir)
+            ended = datetime.now(UTC).isoformat(timespec="seconds")
+            if main_rank:
+                record_stage(RunDir(run_dir), name, started, ended, time.perf_counter() - t0, config_hash(cfg))
         log.info("%s -> %s (%.1f s)", name, out, time.perf_counter() - t0)
 
     return run
@@ -147,9 +188,7 @@ def _stage(name: str):
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.report.i18n import LANGUAGES
 
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline", description="labnote: experiments that write their reports"
-    )
+    parser = _Parser(prog="python -m pipeline", description="labnote: experiments that write their reports")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("resolve", help="validate an experiment and freeze it into its run directory")
@@ -235,7 +274,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def _disk_full_line(exc: BaseException, args) -> str | None:
+    """A full disk seen through a library that does not say so (torch.save: 'N requested and M written')."""
+    import shutil
+
+    text = str(exc)
+    path = Path(getattr(args, "run_dir", None) or "runs")
+    if not any(w in text for w in ("written", "write", "No space")):
+        return None
+    try:
+        free = shutil.disk_usage(path if path.exists() else Path.cwd()).free
+    except OSError:
+        return None
+    if free > 64 * 2**20:
+        return None
+    from pipeline.config.preflight import planned_bytes
+
+    need = planned_bytes(path)
+    tail = f", need ≈{need / 2**20:,.0f} MB" if need else ""
+    return f"no space left on device: {path}{tail} ({free / 2**20:,.1f} MB free)"
+
+
+def environment_error(exc: OSError) -> str | None:
+    """One line for the file-system errors a user can fix (full disk, read-only or forbidden paths)."""
+    import errno
+
+    where = exc.filename or "?"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        from pipeline.config.preflight import planned_bytes
+
+        need = planned_bytes(Path(str(where)))
+        tail = f", need ≈{need / 2**20:,.0f} MB" if need else ""
+        return f"no space left on device: {where}{tail}"
+    if exc.errno == errno.EROFS:
+        return f"read-only file system: {where}; run from a writable copy of the project"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied: {where}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -243,11 +334,35 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     _offline_defaults()
+    from pipeline.lock import LockBusy
+
     try:
         args.func(args)
-    except UserError as exc:
+    except (UserError, LockBusy) as exc:
         # Stages know the run directory, not how the user named the experiment: fill in the hint here.
         name = getattr(args, "experiment", None) or Path(getattr(args, "run_dir", "") or "<exp>").name
         print(f"error: {str(exc).replace('EXP=<exp>', f'EXP={name}')}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        line = environment_error(exc) or _disk_full_line(exc, args)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2
+    except SystemExit:
+        raise
+    except Exception as exc:
+        line = _disk_full_line(exc, args)
+        if line is not None:
+            print(f"error: {line}", file=sys.stderr)
+            return 2
+        import traceback
+
+        traceback.print_exc()
+        print(
+            f"error: internal error ({type(exc).__name__}): this is a bug in labnote, not in your input; "
+            "please report it with the traceback above",
+            file=sys.stderr,
+        )
+        return 1
     return 0

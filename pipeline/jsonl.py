@@ -30,6 +30,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.redact import scrub
+
 
 class JsonlError(ValueError):
     """A damaged line in a file read strictly; the message names the file and line."""
@@ -56,7 +58,7 @@ def _finite_or_str(value):
 
 def dumps(record: dict) -> str:
     """One line (with its newline) for `record`; non-finite floats become strings."""
-    return json.dumps({k: _finite_or_str(v) for k, v in record.items()}, default=str) + "\n"
+    return scrub(json.dumps({k: _finite_or_str(v) for k, v in record.items()}, default=str)) + "\n"
 
 
 def append(path: Path, record: dict) -> None:

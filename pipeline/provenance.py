@@ -152,9 +152,38 @@ def environment_snapshot() -> dict:
 
 
 def _current(run: RunDir) -> dict:
-    # A damaged provenance.json is rebuilt from this stage's facts rather than stopping the stage.
-    prov = records.PROVENANCE.read(run.root)
-    return prov.model_dump(mode="json", exclude_unset=True) if prov else {"stages": {}}
+    """The provenance so far. A damaged provenance.json is rebuilt from what can still be read (each stage's
+    entry that parses) and this stage's facts, with a note in `repairs` (the report's damaged_files check)."""
+    problems: list[str] = []
+    prov = records.PROVENANCE.read(run.root, problems)
+    if prov:
+        return prov.model_dump(mode="json", exclude_unset=True)
+    if not problems:
+        return {"stages": {}}
+    salvaged = _salvage_stages(run.provenance)
+    note = f"{problems[0].removesuffix('; ignored')}; rebuilt" + (
+        f" (kept the records of {', '.join(salvaged)})" if salvaged else " (earlier stages' records were lost)"
+    )
+    return {"stages": salvaged, "repairs": [note]}
+
+
+def _salvage_stages(path: Path) -> dict:
+    """Stage entries of a damaged provenance.json that still parse on their own (a cut-off file keeps its head)."""
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return {}
+    import json
+
+    out = {}
+    for match in re.finditer(r'"(prepare|train|eval|bench)": (\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})', text):
+        try:
+            entry = json.loads(match.group(2))
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "started_utc" in entry:
+            out[match.group(1)] = entry
+    return out
 
 
 def record_device_peak(run: RunDir, peak: dict) -> None:
@@ -165,16 +194,24 @@ def record_device_peak(run: RunDir, peak: dict) -> None:
 
 
 def record_stage(
-    run: RunDir, stage: str, started: str, ended: str, duration_s: float, config_hash: str, extra: dict | None = None
+    run: RunDir,
+    stage: str,
+    started: str,
+    ended: str | None,
+    duration_s: float | None,
+    config_hash: str,
+    extra: dict | None = None,
 ) -> None:
-    """Merge this stage's entry into provenance.json (stages run one after another, never concurrently)."""
+    """Merge this stage's entry into provenance.json (stages run one after another, under the run's lock).
+    Called at the start (`ended` None: the stage is running) and again at the end, so a stage's DONE marker
+    is never there without its record."""
     prov = _current(run)
     snap = environment_snapshot()
     prov.update({"experiment": run.root.name, "config_hash": config_hash, "config_file": "config.yaml", **snap})
     prov.setdefault("stages", {})[stage] = {
         "started_utc": started,
         "ended_utc": ended,
-        "duration_s": round(duration_s, 3),
+        "duration_s": None if duration_s is None else round(duration_s, 3),
         "argv": sys.argv,
         "host": snap["host"],
         "job_id": snap["scheduler"]["job_id"],

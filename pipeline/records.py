@@ -565,6 +565,20 @@ IMPORT_SOURCE_CONFIG = _f("import/source_config.yaml", "import", "yaml", "the to
 FILES: tuple[RunFile, ...] = tuple(v for v in dict(globals()).values() if isinstance(v, RunFile))
 
 
+REPAIRED = ("provenance.json", "train/DONE")  # records that carry `repairs`: damage a stage found and healed
+
+
+def repairs(run_root: Path) -> list[str]:
+    """What stages healed in this run (a damaged checkpoint skipped, log lines cut, provenance rebuilt): each a
+    line for the report's `damaged_files` check."""
+    out: list[str] = []
+    for spec in (PROVENANCE, TRAIN_DONE):
+        record = spec.read(run_root)
+        notes = record.get("repairs") if record else None
+        out += [str(n) for n in notes] if isinstance(notes, list) else []
+    return out
+
+
 def markdown_table() -> str:
     """The README's run-directory table, one row per file (`python -m pipeline.records` prints it)."""
     rows = ["| Path | Written by | Content |", "|---|---|---|"]

@@ -24,8 +24,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from pipeline import redact
 from pipeline.config.schema import Experiment, FilesSource
 from pipeline.errors import ConfigError
+from pipeline.names import check_name
 
 EXPERIMENTS_DIR = Path("experiments")
 RUNS_DIR = Path("runs")
@@ -46,9 +48,51 @@ def experiment_path(name: str, root: Path = EXPERIMENTS_DIR) -> Path:
     return path
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that rejects a key given twice in one mapping (YAML would keep the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue
+            if first is not None:
+                raise ConfigError(
+                    f"{self.name}: line {key_node.start_mark.line + 1}: duplicate key {key!r} "
+                    f"(first given on line {first}); keep one"
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_text_file(path: Path) -> str:
+    """A user's text file as UTF-8, or one line naming the file and the first byte that is not."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def load_yaml_text(text: str, name: str):
+    """YAML with duplicate keys rejected; `name` is the file named in errors."""
+    loader = _UniqueKeyLoader(text)
+    loader.name = name
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml_text(read_text_file(path), str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -104,21 +148,36 @@ def _load_chain(name: str, root: Path, origin: dict[str, str], seen: tuple[str, 
     if parent is not None:
         if not isinstance(parent, str):
             raise ConfigError(f"{path}: extends: expected an experiment name, got {parent!r}")
+        check_name(parent, f"{path}: extends")
         merged = _load_chain(parent, root, origin, seen + (name,))
     merged = _merge(merged, raw, origin, str(path))
     merged["name"] = name
     return merged
 
 
+def split_overrides(items: Iterable[str]) -> list[str]:
+    """`SET="a=1 b='x y'"` -> ["a=1", "b=x y"] (shell quoting); an unbalanced quote is one error line."""
+    out: list[str] = []
+    for chunk in items:
+        try:
+            out += shlex.split(chunk)
+        except ValueError as exc:
+            raise ConfigError(
+                f"SET: {str(exc).lower()} in {chunk!r}; put a value that holds an apostrophe or spaces "
+                'in double quotes, e.g. report.title="Bob\'s run"'
+            ) from None
+    return out
+
+
 def parse_overrides(items: Iterable[str]) -> dict:
     """`["train.steps=50", "model.arch=gpt2"]` (or one space-separated string) -> nested dict."""
     tree: dict = {}
-    for item in (tok for chunk in items for tok in shlex.split(chunk)):
+    for item in split_overrides(items):
         key, sep, text = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"SET: expected key.path=value, got {item!r}")
         try:
-            value = yaml.safe_load(text) if text else ""
+            value = load_yaml_text(text, f"SET: {key}") if text else ""
         except yaml.YAMLError:
             value = text
         node = tree
@@ -134,6 +193,7 @@ def parse_overrides(items: Iterable[str]) -> dict:
 def load_experiment(
     name: str, overrides: Iterable[str] = (), root: Path = EXPERIMENTS_DIR, runs: Path = RUNS_DIR
 ) -> Experiment:
+    check_name(name, "EXP")
     origin: dict[str, str] = {}
     imported = imported_config_path(name, runs)
     if not (root / f"{name}.yaml").is_file() and imported.is_file():
@@ -147,6 +207,7 @@ def load_experiment(
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin, source)) from None
     _check_files_exist(exp, origin, source)
+    redact.configure(exp.report.redact)  # this run's extra secret patterns, for everything written from now on
     return exp
 
 

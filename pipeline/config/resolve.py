@@ -14,7 +14,9 @@ from importlib import metadata
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
+from pipeline import redact
 from pipeline.atomic import write_if_changed
 from pipeline.config.schema import BuiltinSource, Experiment, FilesSource, HFSource
 from pipeline.errors import ConfigError
@@ -76,7 +78,15 @@ def load_resolved(run_dir: Path) -> Experiment:
     run = RunDir(run_dir)
     if not run.config.is_file():
         raise ConfigError(f"{run.config}: no resolved config; run 'make resolve EXP={run_dir.name}' first")
-    return Experiment.model_validate(yaml.safe_load(run.config.read_text(encoding="utf-8")))
+    try:
+        cfg = Experiment.model_validate(yaml.safe_load(run.config.read_text(encoding="utf-8")))
+        redact.configure(cfg.report.redact)
+        return cfg
+    except (yaml.YAMLError, UnicodeDecodeError, ValidationError, TypeError) as exc:
+        why = type(exc).__name__ if not isinstance(exc, ValidationError) else "does not match the schema"
+        raise ConfigError(
+            f"{run.config}: damaged resolved config ({why}); rewrite it with 'make resolve EXP={run_dir.name}'"
+        ) from None
 
 
 def stage_hash(run_dir: Path, stage: str) -> str | None:

@@ -311,6 +311,32 @@ class ReportConfig(Section):
     )
     compare_to: str | None = Field(None, description="another experiment to compare with")
     max_table_rows: Annotated[int, Field(ge=5)] = Field(25, description="training table is thinned to this many rows")
+    redact: list[str] = Field(
+        default_factory=list,
+        description="extra regular expressions whose matches are replaced by [redacted] in everything written "
+        "to runs/ and reports/ (built-in: URL credentials, token=/key= values, known token shapes)",
+    )
+
+    @field_validator("compare_to")
+    @classmethod
+    def _compare_name(cls, value):
+        from pipeline.names import valid
+
+        if value is not None and not valid(value):
+            raise ValueError(f"must be an experiment name ([A-Za-z0-9][A-Za-z0-9._-]*), got {value!r}")
+        return value
+
+    @field_validator("redact")
+    @classmethod
+    def _patterns_compile(cls, value):
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression ({exc}): {pattern!r}") from None
+        return value
 
     @field_validator("language")
     @classmethod

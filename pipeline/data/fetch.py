@@ -9,8 +9,38 @@ from pipeline.config.schema import Experiment, HFSource, PretrainedTokenizer
 log = logging.getLogger(__name__)
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, ConnectionError, TimeoutError]
+    try:
+        import requests
+
+        errors.append(requests.exceptions.RequestException)
+    except ImportError:
+        pass
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+
+        errors.append(HfHubHTTPError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def fetch(cfg: Experiment) -> list[str]:
-    """Download what the experiment reads from the hub; return what was fetched."""
+    """Download what the experiment reads from the hub; return what was fetched. A download that fails (no
+    network, a wrong name) is one line naming what could not be fetched."""
+    try:
+        return _fetch(cfg)
+    except _network_errors() as exc:
+        from pipeline.errors import DataError
+
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise DataError(
+            f"make data: cannot download ({type(exc).__name__}: {first}); check the network, HF_ENDPOINT and the names"
+        ) from None
+
+
+def _fetch(cfg: Experiment) -> list[str]:
     fetched = []
     source, tok = cfg.data.source, cfg.data.tokenizer
     if isinstance(source, HFSource):

@@ -58,4 +58,15 @@ def run_prepare(cfg: Experiment, run_dir: Path) -> Path:
 
 
 def load_tokens(run_dir: Path, split: str) -> np.ndarray:
-    return np.load(RunDir(run_dir).prepared / f"{split}.npy", mmap_mode="r")
+    path = RunDir(run_dir).prepared / f"{split}.npy"
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
+        from pipeline.errors import DataError
+
+        if isinstance(exc, PermissionError):
+            raise
+        why = "missing" if isinstance(exc, FileNotFoundError) else f"damaged ({str(exc).splitlines()[0][:120]})"
+        raise DataError(
+            f"{path}: {why}; prepare it again: rm {RunDir(run_dir).prepared / 'DONE'} && make report EXP=<exp>"
+        ) from None

@@ -12,7 +12,6 @@ The job id comes from the scheduler's output:
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import shutil
@@ -22,7 +21,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from pipeline.atomic import write_text
+from pipeline import jsonl
+from pipeline.atomic import current_umask, write_text
 from pipeline.config.schema import Experiment
 from pipeline.errors import ConfigError, UserError
 from pipeline.rundir import RunDir
@@ -97,7 +97,7 @@ def submit(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = run.root / "jobs" / f"{name or sched}-{stamp}.sh"
     write_text(path, script)
-    path.chmod(0o755)
+    path.chmod(0o777 & ~current_umask())  # executable, readable as the umask allows
     record = {"sched": sched, "script": str(path.relative_to(project)), "submitted_utc": stamp, "job_id": None}
     if dry_run:
         return record
@@ -111,8 +111,7 @@ def submit(
     if proc.returncode != 0:
         raise UserError(f"{command[0]} failed (exit {proc.returncode}): {proc.stderr.strip()[:300]}")
     record["job_id"] = parse_job_id(sched, proc.stdout)
-    with open(run.root / "jobs" / "submitted.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    jsonl.append(run.root / "jobs" / "submitted.jsonl", record)
     return record
 
 

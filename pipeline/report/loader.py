@@ -187,6 +187,7 @@ def load_run(run_dir: Path) -> Run:
         for p in run.checkpoint_dirs()
     ]
     root = run.root
+    problems += records.repairs(root)  # damage found and healed by a stage (pipeline/records.py)
     return Run(
         name=config.get("name", root.name),
         root=root,

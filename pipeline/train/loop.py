@@ -108,16 +108,27 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def resume(self, train_hash: str) -> int:
-        latest = self.run.latest_checkpoint()
-        self.segment = 0
-        if latest is None:  # killed before the first checkpoint: start over, without the lost steps' lines
-            self.metrics.truncate_after(0)
-            self.validation.truncate_after(-1)
-            return 0
-        state = ckpt.load_train_state(latest)
         from safetensors.torch import load_file
 
-        weights = load_file(latest / "model.safetensors", device=str(self.rt.device))
+        self.segment = 0
+        while True:  # the newest checkpoint whose files verify and load (damaged ones are moved aside)
+            latest = ckpt.newest_intact(self.run, log)
+            if latest is None:
+                break
+            try:
+                state = ckpt.load_train_state(latest)
+                weights = load_file(latest / "model.safetensors", device=str(self.rt.device))
+                break
+            except Exception as exc:  # noqa: BLE001 - unreadable despite its checksums: treat as damaged
+                aside = latest.with_name(latest.name + ".damaged")
+                os.replace(latest, aside)
+                (aside / "WHY.txt").write_text(f"cannot be loaded ({type(exc).__name__})\n", encoding="utf-8")
+        self.repairs = ckpt.damage_notes(self.run) if self.rt.is_main else []
+        if self.repairs and latest is not None:
+            self.repairs.append(f"training resumed from checkpoints/{latest.name}, the newest intact checkpoint")
+        if latest is None:  # killed before the first checkpoint: start over, without the lost steps' lines
+            self.repairs += self.metrics.truncate_after(0) + self.validation.truncate_after(-1)
+            return 0
         self.model.load_state_dict(weights, strict=False)  # tied weights are stored once
         if self.cfg.model.tie_embeddings:
             self.model.tie_weights()
@@ -126,8 +137,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         step = state["step"]
-        self.metrics.truncate_after(step)
-        self.validation.truncate_after(step)
+        self.repairs += self.metrics.truncate_after(step) + self.validation.truncate_after(step)
         # Each resume starts a segment: the report keeps its first (warm-up) interval out of throughput.
         self.segment = int((self.metrics.last_record() or {}).get("segment", 0)) + 1 if self.rt.is_main else 0
         log.info("resumed from %s (step %d of %d)", latest, step, self.total_steps)
@@ -283,6 +293,7 @@ class Trainer:
             "tokens_per_step": self.tokens_per_step,
             "train_hash": train_hash,
             "resumed_from": start or None,
+            **({"repairs": self.repairs} if self.repairs else {}),
         }
 
 
@@ -308,7 +319,8 @@ def run_train(cfg: Experiment, run_dir: Path) -> Path:
     if rt.is_main:
         archive_stale_outputs(run, train_hash)
     rt.barrier()  # other ranks must not look for checkpoints while rank 0 moves stale ones away
-    peak = device_peak(run, rt, cfg.train.precision) if rt.is_main else None  # before the model: the GEMM needs free device memory
+    # Before the model: the GEMM needs free device memory.
+    peak = device_peak(run, rt, cfg.train.precision) if rt.is_main else None
     trainer = Trainer.from_run(cfg, run, rt, peak)
     previous = signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
     try:

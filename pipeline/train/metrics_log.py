@@ -35,13 +35,16 @@ class JsonlLog:
         rows = jsonl.read_lenient(self.path, [], self.path.name)
         return rows[-1][1] if rows else None
 
-    def truncate_after(self, step: int) -> None:
-        """Keep only complete lines with `step` <= the given step (used when resuming)."""
+    def truncate_after(self, step: int) -> list[str]:
+        """Keep only complete lines with `step` <= the given step (used when resuming). Returns the damage
+        dropped on the way (torn, undecodable or broken lines), one line each, for the report."""
         if not self.enabled or not self.path.is_file():
-            return
+            return []
         problems: list[str] = []
-        kept = [obj for _, obj in jsonl.read_lenient(self.path, problems, self.path.name, key="step")
+        label = f"{self.path.parent.name}/{self.path.name}"
+        kept = [obj for _, obj in jsonl.read_lenient(self.path, problems, label, key="step")
                 if isinstance(obj["step"], (int, float)) and obj["step"] <= step]  # fmt: skip
         for problem in problems:
             log.warning("resume: %s", problem)
         write_text(self.path, jsonl.text(kept))
+        return [f"{p}; the log was cut back to the checkpoint's step {max(step, 0)}" for p in problems]

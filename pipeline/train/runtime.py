@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import resource
@@ -113,11 +114,11 @@ class Runtime:
 
 def archive_stale_outputs(run: RunDir, train_hash: str) -> None:
     """Move outputs made from other train inputs to archive/<UTC time>/ rather than resuming or deleting them."""
-    latest = run.latest_checkpoint()
+    from pipeline.train.checkpoint import load_train_state, newest_intact
+
+    latest = newest_intact(run, logging.getLogger("pipeline.train"))
     stale = False
     if latest is not None:
-        from pipeline.train.checkpoint import load_train_state
-
         stale = load_train_state(latest).get("train_hash") != train_hash
     elif run.train.exists() and not run.checkpoints.exists():
         stale = True  # logs without any checkpoint cannot be resumed

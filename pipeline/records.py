@@ -101,6 +101,8 @@ class DevicePeak(Record):
     name: str | None = None
     datasheet_flops_per_s: float | None = None
     datasheet_dtype: str | None = None
+    window_spread: float | None = None  # slowest over fastest window's rate, minus 1
+    host_load_others: float | None = None  # share of the host's cores other processes used during the probe
 
 
 class Provenance(Record):
@@ -440,7 +442,7 @@ PROVENANCE = _f(
     "provenance.json",
     "every stage",
     "json",
-    "git commit, dirty flag, sha256 of the uncommitted diff, config hash, host, user, Python/torch/transformers/datasets versions, device (CPU model; GPU name, memory, CUDA, driver), scheduler job id (`SLURM_JOB_ID`, `PJM_JOBID`), container, allow-listed env vars with secret-looking names removed; `stages.<name>`: start/end (UTC), duration, argv, host; `device_peak` (train): the device's measured matmul rate — bf16 8192² GEMMs for 3 s on a GPU, fp32 1024² for 1 s on a CPU (`LABNOTE_PEAK_SECONDS` overrides), best of 5 windows — with the datasheet peak where the GPU is known",
+    "git commit, dirty flag, sha256 of the uncommitted diff, config hash, host, user, Python/torch/transformers/datasets versions, device (CPU model; GPU name, memory, CUDA, driver), scheduler job id (`SLURM_JOB_ID`, `PJM_JOBID`), container, allow-listed env vars with secret-looking names removed; `stages.<name>`: start/end (UTC), duration, argv, host; `device_peak` (train): the device's measured matmul rate in the training dtype — 8192² GEMMs for 3 s on a GPU, 1024² for 1 s on a CPU (`LABNOTE_PEAK_SECONDS` overrides), best of 5 windows, their spread and the share of the host other processes used meanwhile — with the datasheet peak where the GPU is known",
     Provenance,
 )
 TOKENIZER = _f(

@@ -211,6 +211,15 @@ def slow_interval(tps: float = 50.0, event: str | None = "evaluation") -> Run:
     return make_run(metrics=rows, done=completed())
 
 
+def probed(mfu: float = 0.4, spread: float = 0.03, load: float | None = 0.02, dtype: str = "float32",
+           precision: str = "fp32") -> Run:  # fmt: skip
+    """A run whose metrics carry `mfu` against a peak probed with these window spread, host load and dtype."""
+    rows = [{**row, "mfu": mfu} for row in metric_rows(range(10, 101, 10))]
+    peak = {"flops_per_s": 1.0e11, "dtype": dtype, "window_spread": spread, "host_load_others": load}
+    return make_run(metrics=rows, done=completed(), provenance={"device_peak": peak},
+                    config={"name": "t", "model": {}, "train": {"steps": 100, "precision": precision}})  # fmt: skip
+
+
 def with_import(**record) -> Run:
     run = imported(plan={"steps_planned": 100})
     run.imported = {"format": "lightning", "provides": ["train"], "warnings": [], **record}
@@ -228,6 +237,12 @@ FIRES = {
     ],
     "metrics_not_imported": [
         (lambda: with_import(not_carried={"train/weird": 3}), "warning", ["train/weird (3 rows)"])
+    ],
+    "suspect_peak": [
+        (lambda: probed(mfu=0.9), "warning", ["median MFU 90.0% is above 75%", "1.000e+11 FLOP/s, float32"]),
+        (lambda: probed(spread=0.4), "warning", ["timing windows differ by 40%"]),
+        (lambda: probed(load=0.6), "warning", ["other processes kept 60% of the host's cores busy"]),
+        (lambda: probed(precision="bf16"), "warning", ["measured in float32 but training multiplied in bfloat16"]),
     ],
     "throughput_outlier": [
         (slow_interval, "info", ["step 60: 50 tokens/s (evaluation)", "10× below the median 1,000"]),
@@ -460,6 +475,13 @@ QUIET = {
     "several_runs_in_source": [healthy, lambda: with_import(runs=[{"name": "version_0", "read": True}])],
     "metrics_not_imported": [healthy, lambda: with_import(not_carried={})],
     "throughput_outlier": [healthy, lambda: slow_interval(tps=101.0)],
+    "suspect_peak": [
+        healthy,
+        probed,
+        lambda: probed(mfu=0.74, spread=0.14, load=0.24),
+        lambda: probed(load=None),
+        lambda: probed(dtype="bfloat16", precision="bf16"),
+    ],  # fmt: skip
     "run_incomplete": [
         healthy,
         lambda: make_run(

@@ -289,6 +289,46 @@ def metrics_not_imported(run: Run) -> Finding | None:
     )
 
 
+PEAK_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # train.precision -> the probe's dtype
+
+
+def suspect_peak(run: Run, max_mfu: float = 0.75, max_spread: float = 0.15, max_load: float = 0.25) -> Finding | None:
+    """MFU is only as good as its denominator: a peak probed on a busy host, with unsteady windows or in another
+    dtype than training used makes every MFU against it wrong (seed runs showed 56 % and 112 % on a CPU)."""
+    from pipeline.report.tables import median_of
+
+    peak, mfu = run.provenance.device_peak, median_of(run, "mfu")
+    if not peak or not peak.flops_per_s or mfu is None:
+        return None
+    reasons = []
+    if mfu > max_mfu:
+        reasons.append(N_("median MFU {mfu:.1%} is above {limit:.0%} of the measured peak", mfu=mfu, limit=max_mfu))
+    spread = peak.get("window_spread")
+    if spread is not None and spread > max_spread:
+        reasons.append(N_("the probe's timing windows differ by {spread:.0%}", spread=spread))
+    load = peak.get("host_load_others")
+    if load is not None and load > max_load:
+        reasons.append(N_("other processes kept {load:.0%} of the host's cores busy during the probe", load=load))
+    trained = PEAK_DTYPES.get(((run.config.get("train") or {}).get("precision")) or "")
+    if trained and peak.dtype and peak.dtype != trained:
+        reasons.append(N_("the peak was measured in {peak} but training multiplied in {trained}", peak=peak.dtype,
+                          trained=trained))  # fmt: skip
+    if not reasons:
+        return None
+    return Finding(
+        "suspect_peak",
+        "warning",
+        N_(
+            "the MFU's denominator ({flops:.3e} FLOP/s, {dtype}) is suspect: {reasons}; treat MFU {mfu:.1%} as "
+            "unreliable and rerun the train stage on an idle device",
+            flops=peak.flops_per_s,
+            dtype=peak.dtype,
+            reasons=Msg.join(reasons),
+            mfu=mfu,
+        ),
+    )
+
+
 def throughput_outlier(run: Run, factor: float = 10.0) -> Finding | None:
     """An interval at least `factor`x below the median throughput, with what the log says happened in it."""
     frame = run.metrics
@@ -564,6 +604,7 @@ RULES: list[Rule] = [
     Rule(several_runs_in_source, N_("several runs in the source")),
     Rule(metrics_not_imported, N_("series not imported")),
     Rule(throughput_outlier, N_("throughput outliers")),
+    Rule(suspect_peak, N_("MFU peak")),
     Rule(all_zero_generative, N_("generative tasks scoring 0 everywhere")),
     Rule(at_chance, N_("scores at chance")),
     Rule(subset_only, N_("evaluation subsets")),

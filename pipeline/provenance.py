@@ -193,6 +193,48 @@ def record_device_peak(run: RunDir, peak: dict) -> None:
     records.PROVENANCE.write(run.root, prov)
 
 
+def _launches(prov: dict, run: RunDir, stage: str, started: str, ended, duration_s, snap: dict) -> list[dict]:
+    """Every launch of a stage (a resumed run has several): when and where, with the stage's input hash, so a
+    report can add up the time spent on the same inputs and see what each restart cost."""
+    launches = list(((prov.get("stages") or {}).get(stage) or {}).get("launches") or [])
+    stamp = run.stamp(stage)
+    launch = {
+        "started_utc": started,
+        "ended_utc": ended,
+        "duration_s": None if duration_s is None else round(duration_s, 3),
+        "host": snap["host"],
+        "job_id": snap["scheduler"]["job_id"],
+        "stage_hash": stamp.read_text().strip() if stamp.is_file() else None,
+    }
+    if ended is not None and launches and launches[-1].get("started_utc") == started:
+        launches[-1].update(launch)  # the end of the launch that began at `started`
+    else:
+        launches.append(launch)
+    return launches[-1000:]
+
+
+def note_launch(run: RunDir, stage: str, previous_last_seen: str | None = None, **facts) -> None:
+    """Add facts the stage learnt (e.g. the step it resumed from) to its current launch. A previous launch that
+    never recorded its end was killed: its last log line (`previous_last_seen`, UTC) closes it."""
+    from datetime import datetime
+
+    prov = _current(run)
+    entry = (prov.get("stages") or {}).get(stage)
+    if not entry or not entry.get("launches"):
+        return
+    launches = entry["launches"]
+    launches[-1].update(facts)
+    if len(launches) > 1 and launches[-2].get("ended_utc") is None and previous_last_seen:
+        try:
+            seconds = (datetime.fromisoformat(previous_last_seen)
+                       - datetime.fromisoformat(launches[-2]["started_utc"])).total_seconds()  # fmt: skip
+        except (TypeError, ValueError):
+            seconds = None
+        launches[-2].update(ended_utc=previous_last_seen, killed=True,
+                            duration_s=round(seconds, 3) if seconds is not None and seconds >= 0 else None)  # fmt: skip
+    records.PROVENANCE.write(run.root, prov)
+
+
 def record_stage(
     run: RunDir,
     stage: str,
@@ -208,7 +250,9 @@ def record_stage(
     prov = _current(run)
     snap = environment_snapshot()
     prov.update({"experiment": run.root.name, "config_hash": config_hash, "config_file": "config.yaml", **snap})
+    launches = _launches(prov, run, stage, started, ended, duration_s, snap)
     prov.setdefault("stages", {})[stage] = {
+        "launches": launches,
         "started_utc": started,
         "ended_utc": ended,
         "duration_s": None if duration_s is None else round(duration_s, 3),

@@ -84,7 +84,20 @@ class Container(Record):
     sha256: str | None = None
 
 
+class Launch(Record):
+    started_utc: str | None = None
+    ended_utc: str | None = None  # None: still running, or killed
+    duration_s: float | None = None
+    host: str | None = None
+    job_id: str | None = None
+    stage_hash: str | None = None  # the stage's input hash (stamps/<stage>.sha256) at launch
+    resumed_from: int | None = None  # train: the checkpoint step this launch resumed from
+    steps_lost: int | None = None  # train: steps the previous launch trained past its last checkpoint
+    killed: bool | None = None  # it never recorded its end; ended_utc is its last log line
+
+
 class StageRun(Record):
+    launches: list[Launch] = Field(default_factory=list)  # every launch, oldest first
     started_utc: str | None = None
     ended_utc: str | None = None
     duration_s: float | None = None

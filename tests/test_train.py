@@ -128,6 +128,16 @@ def test_resume_after_hard_kill_matches_uninterrupted_run(prepared: Path, uninte
     from pipeline.report.loader import load_run
 
     assert [(s["first_step"], s["last_step"]) for s in load_run(run_dir).segments] == [(2, 4), (6, 12)]
+    # Provenance keeps both launches: the killed one is closed at its last log line (step 6, one step past the
+    # step-5 checkpoint it resumed from), and the report adds them up.
+    from pipeline.report.tables import train_time
+
+    launches = json.loads((run_dir / "provenance.json").read_text())["stages"]["train"]["launches"]
+    assert len(launches) == 2 and launches[0]["killed"] is True and launches[0]["duration_s"] >= 0
+    assert launches[1]["resumed_from"] == 5 and launches[1]["steps_lost"] == 1 and launches[1]["duration_s"] > 0
+    total = train_time(load_run(run_dir))
+    assert total["launches"] == 2 and total["lost_steps"] == 1
+    assert total["total_s"] == pytest.approx(launches[0]["duration_s"] + launches[1]["duration_s"])
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_143(prepared: Path):
@@ -163,3 +173,21 @@ def test_perplexity_stage(prepared: Path, uninterrupted: Path):
     import math
 
     assert ppl["perplexity"] == pytest.approx(math.exp(ppl["loss"]))
+
+
+def test_resume_refuses_a_checkpoint_that_lacks_a_tensor_of_the_model(tmp_path: Path):
+    from pipeline.config.schema import ModelConfig
+    from pipeline.errors import UserError
+    from pipeline.model import build_model
+    from pipeline.train.loop import check_state_keys
+
+    model = build_model(ModelConfig(dim=32, layers=1, heads=2, max_seq_len=32), vocab_size=300)
+    weights = dict(model.state_dict())
+    weights.pop("lm_head.weight")  # tied to the input embedding: stored once, not missing
+    check_state_keys(model, weights, tmp_path)
+    weights.pop("model.layers.0.mlp.down_proj.weight")
+    with pytest.raises(UserError, match=r"missing 1 tensor\(s\) the model has \(model.layers.0.mlp.down_proj.weight\)"):
+        check_state_keys(model, weights, tmp_path)
+    extra = {**dict(model.state_dict()), "model.layers.9.extra": weights["model.norm.weight"]}
+    with pytest.raises(UserError, match=r"1 tensor\(s\) the model does not have \(model.layers.9.extra\)"):
+        check_state_keys(model, extra, tmp_path)

@@ -47,7 +47,7 @@ def summary_row(run: Run, reports: Path, link_from: Path, lang: str = SOURCE_LAN
         "best_val_ppl": best.get("val_perplexity"),
         "best_val_acc": best.get("val_accuracy"),
         "test_ppl": ppl if isinstance(ppl, (int, float)) else None,
-        "train_s": prov.stages["train"].duration_s if "train" in prov.stages else None,
+        "train_s": tables.train_time(run).get("total_s"),
         "link": str(Path("..") / report.relative_to(reports.parent))
         if report.is_file() and link_from != reports
         else (f"{run.name}/{report.name}" if report.is_file() else None),

@@ -118,7 +118,8 @@ def summary(r: Report) -> dict:
             "mfu": tables.median_of(run, "mfu"),
             "mfu_datasheet": tables.median_of(run, "mfu_datasheet"),
         },
-        "train_time_s": run.provenance.stages["train"].duration_s if "train" in run.provenance.stages else None,
+        "train_time_s": tables.train_time(run).get("total_s"),
+        "train_time": tables.train_time(run),
         "params": run.done.parameters,
     }
 

@@ -223,3 +223,25 @@ def curve_phases(run: Run) -> dict:
         "phases": [asdict(p) for p in phases.segment(steps, values)],
         "verdict": phases.verdict(steps, values, stopped_early=stopped, planned_steps=run.steps_planned),
     }
+
+
+def train_time(run: Run) -> dict:
+    """Training time over every launch on the current train inputs (a resumed run has several), how many launches,
+    and the time lost to restarts: steps trained past the last checkpoint before a kill, at the median step time."""
+    entry = run.provenance.stages.get("train")
+    if not entry:
+        return {}
+    stamp = run.root / "stamps" / "train.sha256"
+    current = stamp.read_text().strip() if stamp.is_file() else None
+    launches = [launch for launch in entry.launches if launch.stage_hash in (None, current)]
+    if not launches:
+        return {"total_s": entry.duration_s, "launches": 1, "lost_s": None, "lost_steps": 0, "unknown": 0}
+    lost_steps = sum(launch.steps_lost or 0 for launch in launches)
+    step_time = median_of(run, "step_time_s")
+    return {
+        "total_s": sum(launch.duration_s or 0.0 for launch in launches),
+        "launches": len(launches),
+        "unknown": sum(launch.duration_s is None and launch is not launches[-1] for launch in launches),
+        "lost_steps": lost_steps,
+        "lost_s": lost_steps * step_time if step_time is not None else None,
+    }

@@ -110,7 +110,7 @@ class Trainer:
     def resume(self, train_hash: str) -> int:
         from safetensors.torch import load_file
 
-        self.segment = 0
+        self.segment, self.steps_lost, self.previous_last_seen = 0, 0, None
         while True:  # the newest checkpoint whose files verify and load (damaged ones are moved aside)
             latest = ckpt.newest_intact(self.run, log)
             if latest is None:
@@ -129,7 +129,8 @@ class Trainer:
         if latest is None:  # killed before the first checkpoint: start over, without the lost steps' lines
             self.repairs += self.metrics.truncate_after(0) + self.validation.truncate_after(-1)
             return 0
-        self.model.load_state_dict(weights, strict=False)  # tied weights are stored once
+        check_state_keys(self.model, weights, latest)
+        self.model.load_state_dict(weights, strict=False)  # tied weights are stored once (checked above)
         if self.cfg.model.tie_embeddings:
             self.model.tie_weights()
         self.optimizer.load_state_dict(state["optimizer"])
@@ -137,6 +138,10 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         step = state["step"]
+        last_record = (self.metrics.last_record() or {}) if self.rt.is_main else {}
+        last, self.previous_last_seen = last_record.get("step"), last_record.get("time_utc")
+        # Steps the interrupted launch trained past its last checkpoint are trained again: time lost to the restart.
+        self.steps_lost = max(0, int(last) - step) if isinstance(last, (int, float)) else 0
         self.repairs += self.metrics.truncate_after(step) + self.validation.truncate_after(step)
         # Each resume starts a segment: the report keeps its first (warm-up) interval out of throughput.
         self.segment = int((self.metrics.last_record() or {}).get("segment", 0)) + 1 if self.rt.is_main else 0
@@ -225,6 +230,10 @@ class Trainer:
     def fit(self, train_hash: str) -> dict:
         tc = self.cfg.train
         start = self.resume(train_hash)
+        if self.rt.is_main and start:
+            from pipeline.provenance import note_launch
+
+            note_launch(self.run, "train", self.previous_last_seen, resumed_from=start, steps_lost=self.steps_lost)
         if self.rt.is_main:  # written first, so a run killed early still says how long it was meant to be
             records.PLAN.write(
                 self.run.root,
@@ -295,6 +304,33 @@ class Trainer:
             "resumed_from": start or None,
             **({"repairs": self.repairs} if self.repairs else {}),
         }
+
+
+def check_state_keys(model, weights: dict, checkpoint: Path) -> None:
+    """A checkpoint must hold every tensor the model has, and no others: `load_state_dict(strict=False)` would
+    otherwise resume silently with a layer at its initial weights. Tied weights are stored once."""
+    from pipeline.errors import UserError
+
+    expected = set(model.state_dict())
+    tied = {k for k in expected if k not in weights and _is_tied(model, k)}
+    missing, unexpected = sorted(expected - set(weights) - tied), sorted(set(weights) - expected)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            more = ", …" if len(missing) > 3 else ""
+            parts.append(f"missing {len(missing)} tensor(s) the model has ({', '.join(missing[:3])}{more})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} tensor(s) the model does not have ({', '.join(unexpected[:3])})")
+        what = "; ".join(parts)
+        raise UserError(
+            f"{checkpoint}/model.safetensors: does not match the model ({what}); the model config changed without "
+            f"the train inputs changing? Move the checkpoint aside (or `make clean EXP=<exp>`) to train afresh"
+        )
+
+
+def _is_tied(model, key: str) -> bool:
+    out = model.get_output_embeddings()
+    return out is not None and key.endswith("lm_head.weight") and out.weight is model.get_input_embeddings().weight
 
 
 def device_peak(run: RunDir, rt: Runtime, precision: str) -> dict:

@@ -116,7 +116,8 @@ def run_lock(run_dir: Path, command: str | None = None, shared: bool = False, wa
     if _held_by_ancestor(lock_path):
         yield
         return
-    created = not run_dir.exists()
+    # Folders this lock creates (the run's, and runs/ itself on a fresh clone) are removed again if left empty.
+    created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = _read_info(run_dir)
     try:
@@ -156,9 +157,11 @@ def run_lock(run_dir: Path, command: str | None = None, shared: bool = False, wa
             for name in (INFO_NAME, LOCK_NAME):
                 with suppress(FileNotFoundError):
                     (run_dir / name).unlink()
-            if created:
-                with suppress(OSError):
-                    run_dir.rmdir()  # nothing was written into a directory we made: leave no trace
+            for folder in created:  # innermost first; stops at the first folder something was written into
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
         os.close(fd)
 
 

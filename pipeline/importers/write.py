@@ -23,6 +23,7 @@ from pipeline.config.resolve import freeze
 from pipeline.config.schema import Experiment
 from pipeline.errors import UserError
 from pipeline.importers.common import Imported, SourceError, rel
+from pipeline.lock import INFO_NAME, LOCK_NAME
 from pipeline.rundir import RunDir
 
 
@@ -34,7 +35,8 @@ def check_target(name: str, runs: Path = RUNS_DIR, experiments: Path = EXPERIMEN
             f"import under another name"
         )
     target = runs / name
-    if target.exists() and not imported_config_path(name, runs).is_file():
+    made = target.is_dir() and any(p.name not in (LOCK_NAME, INFO_NAME) for p in target.iterdir())  # not just our lock
+    if made and not imported_config_path(name, runs).is_file():
         raise UserError(
             f"EXP={name}: {target}/ holds a run this project made; import under another name "
             f"(or `make clean EXP={name}` first)"

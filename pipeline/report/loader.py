@@ -131,10 +131,11 @@ def _number_segments(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_rows(spec: records.RunFile, run_root: Path, columns: list[str], problems: list[str],
-              raw: list | None = None) -> pd.DataFrame:  # fmt: skip
+              raw: list | None = None, rows: list[dict] | None = None) -> pd.DataFrame:  # fmt: skip
     """Rows sorted by step, one per step (a step logged twice keeps its last value); `raw`, when given,
-    receives the frame in file order before that. Damaged lines: the one rule in pipeline/jsonl.py."""
-    frame = pd.DataFrame(spec.rows(run_root, problems))
+    receives the frame in file order before that. Damaged lines: the one rule in pipeline/jsonl.py. `rows`:
+    the file's rows when the caller has read them already."""
+    frame = pd.DataFrame(spec.rows(run_root, problems) if rows is None else rows)
     for col in columns:
         if col not in frame:
             frame[col] = pd.Series(dtype="float64")
@@ -162,7 +163,7 @@ def read_validation(root: Path, problems: list[str]) -> dict:
     rows = records.VALIDATION.rows(root, problems)
     sets = sorted({r.get("dataset") for r in rows if r.get("dataset")})
     if not sets:
-        return {"validation": read_rows(records.VALIDATION, root, VALIDATION_COLUMNS, problems)}
+        return {"validation": read_rows(records.VALIDATION, root, VALIDATION_COLUMNS, problems, rows=rows)}
     main = None if any(not r.get("dataset") for r in rows) else sets[0]
 
     def frame(name):

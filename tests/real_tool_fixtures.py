@@ -216,12 +216,14 @@ def lightning_runs(root: Path) -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- W&B offline
+WANDB_STEPS = 30
 WANDB_SCRIPT = textwrap.dedent(
     """
     import math, sys, wandb
+    steps = int(sys.argv[1])
     run = wandb.init(project="labnote-test", mode="offline",
-                     config={"trainer": {"max_steps": 30}, "optimizer": {"lr": 0.001}, "seed": 3})
-    for step in range(1, 31):
+                     config={"trainer": {"max_steps": steps}, "optimizer": {"lr": 0.001}, "seed": 3})
+    for step in range(1, steps + 1):
         lr = 0.001 * min(1.0, step / 5)
         wandb.log({"train/loss": 4.0 * math.exp(-step / 20), "train/learning_rate": lr,
                    "custom/tokens_per_batch": 512 + step, "train/global_step": step}, step=step)
@@ -258,7 +260,12 @@ def wandb_run(root: Path) -> Path:
     }
     env.pop("WANDB_API_KEY")
     proc = subprocess.run(
-        [sys.executable, "-c", WANDB_SCRIPT], cwd=root, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", WANDB_SCRIPT, str(WANDB_STEPS)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"wandb offline run failed:\n{proc.stderr[-3000:]}")

@@ -236,6 +236,9 @@ class HarnessTiming(Record):
     limit: float | int | None = None
     time_utc: str | float | None = None
     evaluations_recorded: int | None = None
+    # imports of `--log_samples`: task -> "metric,filter" -> {"items": n, "above_zero": k (None: not a number per
+    # item, e.g. a perplexity's pair)}, counted in samples_<task>_<time>.jsonl
+    samples: dict[str, dict[str, dict[str, int | None]]] = Field(default_factory=dict)
 
 
 class EvalDone(Record):

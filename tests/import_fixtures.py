@@ -1,7 +1,9 @@
-"""Runs as other tools write them, for the importer tests: field names follow each tool's published format
-(Lingua's MetricLogger and eval.py, transformers' TrainerState, Lightning's CSVLogger, lm-eval's
-results_<time>.json); the numbers are seed 000's (Lingua debug_3 on one H100: 100 of 1000 steps logged,
-a 2.16e4 wps warm-up step, memory at 20%, evaluation at chance).
+"""Hand-written runs for the importer tests, kept only where the real tool cannot make them here: Meta Lingua
+(not pip-installable: its MetricLogger's metrics.jsonl, eval.py's results, its stdout step lines, as its
+source writes them) and seed 000's numbers (Lingua debug_3 on one H100: 100 of 1000 steps logged, a 2.16e4 wps
+warm-up step, memory at 20%, evaluation at chance), plus small HF/Lightning/lm-eval files that tests damage
+line by line. Everything the HF Trainer, Lightning, TensorBoard, W&B and lm-eval can write themselves comes from
+the tools in tests/real_tool_fixtures.py instead.
 """
 
 from __future__ import annotations

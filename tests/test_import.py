@@ -1,7 +1,9 @@
 """`make import`: runs written by Lingua, the HF Trainer, Lightning and lm-eval become run directories whose
 reports show the source's numbers, get the same checks, and bad sources fail with file and line.
 
-Fixtures are written by tests/import_fixtures.py in each tool's published format (no tool is installed)."""
+These fixtures are written by tests/import_fixtures.py (Lingua, which is not pip-installable, and seed 000's
+numbers; small hand-made HF/Lightning/lm-eval files for damaged-source and edge cases). Runs made by the tools
+themselves are tested in tests/test_import_real_tools.py (tests/real_tool_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -212,7 +214,7 @@ def test_lightning_custom_column_names_and_unknown_plan(workdir):
         run_import(v0, "lightning", "pl_nomap")
     run_dir, report = import_and_render(v0, "lightning", "pl_map", mapping={"loss": "nll_train"})
     assert len(load_run(run_dir).metrics) == 60
-    assert "❔ completeness unknown" in report and "planned_steps_unknown" in rules(run_dir)
+    assert "**Status: ❔ unknown length** — 60 steps done" in report and "planned_steps_unknown" in rules(run_dir)
 
 
 # --------------------------------------------------------------------------- lm-eval

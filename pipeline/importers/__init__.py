@@ -100,6 +100,11 @@ def run_import(
     target = write_run(imp, name, steps_from)
     for warning in imp.warnings:
         log.warning("%s", warning)
+    if imp.not_carried:
+        log.warning(
+            "not carried (no place for them in the run directory): %s",
+            ", ".join(f"{name}: {rows} rows" for name, rows in imp.not_carried.items()),
+        )
     log.info(
         "imported %s (%s: %d metric rows, %d validation rows, %d task rows) -> %s; next: make report EXP=%s",
         src,

@@ -53,9 +53,25 @@ class Imported:
     status: str | None = None  # set only where the source says more than steps done vs planned (early_stopped, …)
     status_why: str | None = None  # the source's own words for that status
     extra: list[dict] = field(default_factory=list)  # train/extra.jsonl: logged series with no key of ours
-    not_carried: dict[str, int] = field(default_factory=dict)  # series name -> rows the import could not carry
+    not_carried: dict[str, int] = field(default_factory=dict)  # "name (what it is)" -> rows the import could not carry
     runs: list[dict] = field(default_factory=list)  # several runs in SRC: what tells them apart, which was read
     events: list[dict] = field(default_factory=list)  # what the log says happened (evaluation, reload, checkpoint)
+
+    def drop(self, name: str, what: str, rows: int = 1) -> None:
+        """A logged value that has no place in the run directory (a histogram, an image, a text, a value that is
+        not a number): counted under its name and kind, for the check `metrics_not_imported` and the report."""
+        label = f"{name} ({what})"
+        self.not_carried[label] = self.not_carried.get(label, 0) + rows
+
+    def numbers(self, values: dict, skip: tuple[str, ...] = ()) -> dict:
+        """The numeric values of a logged record; every other non-empty value (outside `skip`) is `drop`ped."""
+        kept = {}
+        for key, value in values.items():
+            if is_number(value):
+                kept[key] = value
+            elif value is not None and value != "" and key not in skip:
+                self.drop(key, kind_of(value))
+        return kept
 
     @property
     def provides(self) -> list[str]:
@@ -72,6 +88,19 @@ class Imported:
 
 def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def kind_of(value) -> str:
+    """What a logged value that is not a number is, in a word (for the not-carried list)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict):
+        return str(value.get("_type") or "object")
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__
 
 
 def extra_row(step: int | None, source: str, values: dict, **labels) -> dict | None:

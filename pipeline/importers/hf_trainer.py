@@ -21,6 +21,8 @@ multiple of logging_steps is finished although its last training log is earlier.
     predict_*/test_* entries (no step)      -> train/extra.jsonl (step null)
     the end-of-training summary (train_runtime, train_loss, …) -> train/DONE `summary`
     any other entry with numbers            -> train/extra.jsonl (source "log")
+    values that are not numbers (a text, a list: e.g. a logged confusion matrix) -> counted, by name, in
+                    import.json `not_carried` (check `metrics_not_imported`)
 
 An output_dir whose checkpoint-* folders disagree on max_steps / batch size holds several runs: they are
 listed (check `several_runs_in_source`) and the final state (else the newest checkpoint) is read, or the
@@ -58,7 +60,7 @@ RUN_KEYS = ("max_steps", "train_batch_size", "num_train_epochs")  # what tells t
 CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
-def _train_row(entry: dict, where: str) -> tuple[dict, dict]:
+def _train_row(entry: dict, where: str, imp: Imported) -> tuple[dict, dict]:
     row, rest = {"step": required_step(entry, "step", where)}, {}
     for key, value in entry.items():
         if key == "step":
@@ -69,12 +71,12 @@ def _train_row(entry: dict, where: str) -> tuple[dict, dict]:
             ours = FALLBACK[key] if usual not in entry else None
         if ours:
             row[ours] = number(value, f"{where}: {key}")
-        elif is_number(value):
+        else:
             rest[key] = value
-    return row, rest
+    return row, imp.numbers(rest)
 
 
-def _eval_rows(entry: dict, prefix: str, where: str) -> tuple[list[dict], list[dict]]:
+def _eval_rows(entry: dict, prefix: str, where: str, imp: Imported) -> tuple[list[dict], list[dict]]:
     """Validation rows (one per eval dataset) and extra rows of one eval entry."""
     step = required_step(entry, "step", where) if "step" in entry else None
     keys = [k[len(prefix) :] for k in entry if k.startswith(prefix)]
@@ -97,6 +99,8 @@ def _eval_rows(entry: dict, prefix: str, where: str) -> tuple[list[dict], list[d
             rest = {m: v for m, v in metrics.items() if m not in EVAL_KEYS}
         else:
             rest = metrics
+        named = {(f"{dataset}_{m}" if dataset else m): v for m, v in rest.items()}
+        imp.numbers({prefix + k: v for k, v in named.items()})  # what is not a number: counted as not carried
         if row := extra_row(step, prefix.rstrip("_"), rest, dataset=dataset):
             extra.append(row)
     return validation, extra
@@ -198,21 +202,21 @@ class HFTrainer(Adapter):
         if not isinstance(record, dict):
             raise SourceError(f"{where}: expected an object, got {type(record).__name__}")
         if "train_runtime" in record:  # the end-of-training summary: shown verbatim, not a row
-            imp.summary = {k: v for k, v in record.items() if is_number(v) and k not in ("step", "epoch")}
+            imp.summary = imp.numbers({k: v for k, v in record.items() if k not in ("step", "epoch")})
             return Rows()
         if "loss" in record:
-            row, rest = _train_row(record, where)
+            row, rest = _train_row(record, where, imp)
             if extra := extra_row(row["step"], "train", rest):
                 imp.extra.append(extra)
             return Rows(metrics=row)
         for prefix in ("eval_", "predict_", "test_"):
             if any(k.startswith(prefix) for k in record):
-                validation, extra = _eval_rows(record, prefix, where)
+                validation, extra = _eval_rows(record, prefix, where, imp)
                 imp.extra += extra
                 imp.validation += validation[1:]
                 return Rows(validation=validation[0] if validation else None)
         step = required_step(record, "step", where) if "step" in record else None
-        rest = {k: v for k, v in record.items() if k not in ("step", "epoch")}
+        rest = imp.numbers({k: v for k, v in record.items() if k not in ("step", "epoch")})
         if extra := extra_row(step, "log", rest):
             imp.extra.append(extra)
         return Rows()
@@ -253,7 +257,7 @@ class HFTrainer(Adapter):
         entry = {"step": step, **{k: v for k, v in result.items() if k != "epoch"}}
         if "perplexity" in entry and "eval_perplexity" not in entry:
             entry["eval_perplexity"] = entry.pop("perplexity")
-        validation, extra = _eval_rows({**entry, "epoch": result.get("epoch")}, "eval_", str(path))
+        validation, extra = _eval_rows({**entry, "epoch": result.get("epoch")}, "eval_", str(path), imp)
         imp.validation += validation
         imp.extra += extra
         if rest := extra_row(

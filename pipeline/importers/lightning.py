@@ -12,7 +12,9 @@ length unknown. Rows of the same step are merged first, so values written on row
 
 Columns: the common names below become our keys (`MAP="loss=my_loss val_loss=valid/nll"` names others);
 `val_loss/dataloader_idx_<n>` (several val dataloaders) becomes one validation curve per dataloader; every
-other numeric column is kept under its own name in train/extra.jsonl.
+other numeric column is kept under its own name in train/extra.jsonl. A value of such a column that is not a
+number is counted by column in import.json `not_carried` (check `metrics_not_imported`); one in a column of ours
+is an error naming its line.
 
 Given `lightning_logs/`, its versions are told apart by hparams and steps: a version with the same hparams
 (apart from its length: max_steps, max_epochs, num_epochs) whose steps continue the previous one is a
@@ -107,6 +109,19 @@ def first_and_last_step(path: Path) -> tuple[int | None, int | None]:
     return first, last
 
 
+def continues(hp: dict, prev_hp: dict, first, prev_first, prev_last) -> bool:
+    """Whether a version (hparams `hp`, first step `first`) resumes the previous one: same hparams apart from the
+    length, and its steps start after the previous version's first and no earlier than half-way through it."""
+    return bool(
+        hp
+        and same_run_config(hp, prev_hp)
+        and first is not None
+        and prev_last is not None
+        and first > prev_first
+        and first >= prev_last - (prev_last - prev_first) // 2
+    )
+
+
 def group_versions(versions: list[Path]) -> list[list[Path]]:
     """version_<n> dirs with a metrics.csv, in order of n, grouped into runs (a resume joins its run)."""
     runs: list[list[Path]] = []
@@ -115,14 +130,7 @@ def group_versions(versions: list[Path]) -> list[list[Path]]:
         hp, first, _last = info[v]
         for run in reversed(runs):
             prev_hp, prev_first, prev_last = info[run[-1]]
-            if (
-                hp
-                and same_run_config(hp, prev_hp)
-                and first is not None
-                and prev_last is not None
-                and first > prev_first
-                and first >= prev_last - (prev_last - prev_first) // 2
-            ):
+            if continues(hp, prev_hp, first, prev_first, prev_last):
                 run.append(v)
                 break
         else:
@@ -218,7 +226,11 @@ class Lightning(Adapter):
         for col, text in record.items():
             if col in used or text == "":
                 continue
-            value = number(text, f"{where}: {col}")
+            try:
+                value = number(text, f"{where}: {col}")
+            except SourceError:  # a column of ours must parse (an error naming the line); any other is counted
+                imp.drop(col, "not a number")
+                continue
             match = DATALOADER.fullmatch(col)
             base = match and next(
                 (o for o, names in CANDIDATES.items() if o in VALIDATION and match.group(1) in names), None

@@ -175,7 +175,7 @@ def read_evals(dump: Path, imp: Imported) -> None:
             for key, v in metrics.items()
             if "," in key and "_stderr" not in key
         }
-        if row := extra_row(required_step(obj, "global_step", f"{path}:{n}"), "eval", values):
+        if row := extra_row(required_step(obj, "global_step", f"{path}:{n}"), "eval", imp.numbers(values)):
             imp.extra.append(row)
     imp.lm_eval = result
     imp.tasks = normalise(result, chance_from_configs(result))
@@ -251,7 +251,7 @@ class Lingua(Adapter):
     def rows(self, record: dict, where: str, imp: Imported) -> Rows:
         row = _stdout_row(record, where) if "stdout" in record else _metrics_row(record, where)
         rest = row.pop("_extra", None) if row is not None else None
-        if rest and (extra := extra_row(row["step"], "train", rest)):
+        if rest and (extra := extra_row(row["step"], "train", imp.numbers(rest))):
             imp.extra.append(extra)
         return Rows(metrics=row)
 

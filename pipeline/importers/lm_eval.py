@@ -12,6 +12,8 @@ Given a directory, every JSON file under it that holds a `results` object of tas
 its name, else its `date`). `samples_<task>_<time>.jsonl` next to it (`--log_samples`) are read for item
 counts and how many items scored above 0.
 
+A score that is not a number (not a stderr's "N/A") is counted in import.json `not_carried`.
+
 Groups (`groups`, or `group_subtasks` entries with subtasks) are task rows with `is_group: true`; each
 subtask row names its `group`. A numeric `date` (Unix time) becomes UTC ISO time.
 Chance levels come from the task config's literal choice list, else from the task's known number of
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from pipeline.evaluate.results import chance_from_configs, normalise
 from pipeline.importers.adapter import Adapter, Find, Rows
-from pipeline.importers.common import Imported, SourceError, number, read_json, read_jsonl
+from pipeline.importers.common import Imported, SourceError, is_number, kind_of, number, read_json, read_jsonl
 
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(\.\d+)?")
 
@@ -93,22 +95,28 @@ def mark_groups(result: dict, tasks: list[dict]) -> None:
 
 
 def read_samples(path: Path, imp: Imported) -> dict:
-    """`samples_<task>_<time>.jsonl` (`--log_samples`): items and items scored above 0, per task and metric."""
+    """`samples_<task>_<time>.jsonl` (`--log_samples`): per task and "metric,filter" (lm-eval's own key), the items
+    (lines) and, where the per-item score is a number, how many scored above 0 (a perplexity's per-item value is a
+    pair, so it has no such count)."""
     out = {}
     stamp = TIMESTAMP.search(path.name)
     for sample_file in sorted(path.parent.glob("samples_*.jsonl")):
         if stamp and stamp.group(0) not in sample_file.name:
             continue
         task = re.sub(r"_\d{4}-\d{2}-\d{2}T[\d.-]+$", "", sample_file.stem[len("samples_") :])
-        counts: dict[str, list[int]] = {}
+        counts: dict[str, dict] = {}
         for _, obj in read_jsonl(sample_file, imp.warnings):
             for metric in obj.get("metrics") or []:
-                value = obj.get(metric)
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    c = counts.setdefault(metric, [0, 0])
-                    c[0] += 1
-                    c[1] += value > 0
-        out[task] = {m: {"items": n, "above_zero": k} for m, (n, k) in counts.items()}
+                if metric not in obj:
+                    continue
+                value = obj[metric]
+                c = counts.setdefault(f"{metric},{obj.get('filter') or 'none'}", {"items": 0, "above_zero": 0})
+                c["items"] += 1
+                if is_number(value) and c["above_zero"] is not None:
+                    c["above_zero"] += value > 0
+                else:
+                    c["above_zero"] = None
+        out[task] = counts
         imp.files.append(sample_file)
     return out
 
@@ -173,6 +181,10 @@ class LmEval(Adapter):
                 row["output_type"] = output_type
         imp.recovered = {k: result[k] for k in ENV_KEYS if k in result}
         imp.source_config = {"config": config, "versions": result.get("versions"), "n-shot": result.get("n-shot")}
+        for task, metrics in result["results"].items():  # a score that is not a number has no task row
+            for key, value in metrics.items():
+                if "," in key and "_stderr" not in key and value not in (None, "N/A", " ") and not is_number(value):
+                    imp.drop(f"{task} {key}", kind_of(value))
         groups = {r["task"] for r in imp.tasks if r.get("is_group")}
         if n_missing := [t for t in result["results"] if t not in (result.get("n-samples") or {}) and t not in groups]:
             imp.warnings.append(f"no n-samples for {', '.join(n_missing)}: item counts unknown")

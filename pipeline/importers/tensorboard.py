@@ -9,8 +9,14 @@ their file order (the creation time in the name) and become segments. Names map 
 pipeline/importers/scalars.py; every other scalar is kept under its own name (train/extra.jsonl).
 
 Steps: a folder with Lightning's `hparams.yaml` counts steps from 0 (rows are carried with step + 1, as for its
-CSVLogger); the HF Trainer logs its `global_step`. Several folders with event files are several runs: they
-are listed and the newest is read, or the one `VERSION=<folder name>` names.
+CSVLogger); the HF Trainer logs its `global_step`. Several folders with event files are several runs, except
+Lightning versions that resume one another (same hparams apart from the length, steps that continue: the rule of
+its CSVLogger), which are one run in segments. Runs are listed and the newest is read, or the one
+`VERSION=<folder name>` names.
+
+Not carried, and counted by tag in import.json `not_carried` (check `metrics_not_imported`): histograms, images,
+audio, tensors of more than one number, and texts other than the HF Trainer's `args` / `model_config`. The
+hparams plugin's entries are the run's config, not a series.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 
 from pipeline.importers.adapter import Adapter, Find, Rows
 from pipeline.importers.common import Imported, SourceError, planned_steps, read_yaml
+from pipeline.importers.lightning import continues
 from pipeline.importers.scalars import split
 
 
@@ -33,31 +40,87 @@ def event_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("events.out.tfevents.*"), key=created)
 
 
-def read_events(path: Path) -> tuple[list[tuple[int, str, float]], dict[str, str]]:
-    """(step, tag, value) of every scalar in file order, and the text summaries (tag -> text)."""
+CONFIG_TEXTS = ("args", "model_config")  # the HF Trainer's TrainingArguments and model config, as text summaries
+METADATA_PLUGINS = ("hparams",)  # TensorBoard's hparams plugin: the run's config, not a logged series
+
+
+def text_tag(tag: str) -> str:
+    """`args/text_summary` (what `SummaryWriter.add_text("args", …)` writes) -> `args`."""
+    return tag[: -len("/text_summary")] if tag.endswith("/text_summary") else tag
+
+
+def read_events(path: Path) -> tuple[list[tuple[int, str, float]], dict[str, str], list[tuple[str, str]]]:
+    """(step, tag, value) of every scalar in file order, the text summaries (tag -> text), and (tag, kind) of
+    every other value (a histogram, an image, audio, a text, a tensor of more than one number): not carried."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.util import tensor_util
 
-    scalars, texts = [], {}
+    scalars, texts, other = [], {}, []
     try:
         for event in EventFileLoader(str(path)).Load():
             if not event.HasField("summary"):
                 continue
             for value in event.summary.value:
                 plugin = value.metadata.plugin_data.plugin_name
-                if value.HasField("simple_value"):
+                kind = value.WhichOneof("value")
+                if kind == "simple_value":
                     scalars.append((event.step, value.tag, float(value.simple_value)))
-                elif value.HasField("tensor") and plugin in ("scalars", ""):
+                elif plugin in METADATA_PLUGINS:
+                    continue
+                elif kind == "tensor" and plugin == "text":
+                    array = tensor_util.make_ndarray(value.tensor)
+                    item = array.reshape(-1)[0] if array.size else b""
+                    texts[text_tag(value.tag)] = (
+                        item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+                    )
+                elif kind == "tensor" and plugin in ("scalars", ""):
                     array = tensor_util.make_ndarray(value.tensor)
                     if array.size == 1 and array.dtype.kind in "fiu":
                         scalars.append((event.step, value.tag, float(array.item())))
-                elif value.HasField("tensor") and plugin == "text":
-                    array = tensor_util.make_ndarray(value.tensor)
-                    item = array.reshape(-1)[0] if array.size else b""
-                    texts[value.tag] = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+                    else:
+                        other.append((value.tag, f"tensor of shape {list(array.shape)}"))
+                else:  # histo, image, audio, or a tensor of the histograms/images/audio/pr_curves/… plugins
+                    other.append(
+                        (
+                            value.tag,
+                            {"histo": "histogram", "image": "image", "audio": "audio"}.get(
+                                kind, plugin.rstrip("s") if plugin else str(kind)
+                            ),
+                        )
+                    )
     except Exception as exc:  # a torn or foreign file: TensorBoard's reader says why
         raise SourceError(f"{path}: not a readable TensorBoard event file ({exc})") from None
-    return scalars, texts
+    return scalars, texts, other
+
+
+def placeholder(step: int, tag: str, value: float) -> bool:
+    """Lightning's TensorBoardLogger writes `hp_metric` -1 at step 0 with the hparams (`default_hp_metric`): a
+    placeholder for a metric nobody logged, not a value."""
+    return tag == "hp_metric" and step == 0 and value == -1
+
+
+def step_range(folder: Path) -> tuple[int | None, int | None]:
+    """First and last scalar step of a folder's event files (Lightning's, from 0)."""
+    steps = [s for f in event_files(folder) for s, tag, v in read_events(f)[0] if not placeholder(s, tag, v)]
+    return (min(steps), max(steps)) if steps else (None, None)
+
+
+def group_lightning(folders: list[Path]) -> list[list[Path]]:
+    """Lightning's TensorBoardLogger folders (version_<n>/ with hparams.yaml) grouped into runs as its CSVLogger
+    versions are (pipeline/importers/lightning.py): same hparams apart from the length and steps that continue
+    the previous version's is a resume; anything else is a run of its own."""
+    runs: list[list[Path]] = []
+    info = {f: (read_yaml(f / "hparams.yaml"), *step_range(f)) for f in folders}
+    for f in folders:
+        hp, first, _ = info[f]
+        last_run = runs[-1] if runs else None
+        if last_run and (f / "hparams.yaml").is_file() and (last_run[-1] / "hparams.yaml").is_file():
+            prev_hp, prev_first, prev_last = info[last_run[-1]]
+            if continues(hp, prev_hp, first, prev_first, prev_last):
+                last_run.append(f)
+                continue
+        runs.append([f])
+    return runs
 
 
 class TensorBoard(Adapter):
@@ -75,9 +138,12 @@ class TensorBoard(Adapter):
         )
         if not folders:
             return super().locate(src)
-        chosen = folders[-1]
+        runs = group_lightning(folders) if len(folders) > 1 else [folders]
+        chosen = runs[-1]  # the run holding the newest folder
         if self.version:
-            named = [f for f in folders if f.name == self.version or str(f.relative_to(src)) == self.version]
+            named = [
+                r for r in runs if any(f.name == self.version or str(f.relative_to(src)) == self.version for f in r)
+            ]
             if not named:
                 raise SourceError(
                     f"VERSION={self.version}: no event-file folder of that name in {src}; there are: "
@@ -85,16 +151,29 @@ class TensorBoard(Adapter):
                 )
             chosen = named[0]
         self._runs = [
-            {"name": str(f.relative_to(src)) or ".", "files": len(event_files(f)), "read": f == chosen} for f in folders
+            {
+                "name": " + ".join(str(f.relative_to(src)) or "." for f in run),
+                "folders": [str(f.relative_to(src)) or "." for f in run],
+                "files": sum(len(event_files(f)) for f in run),
+                "read": run is chosen,
+            }
+            for run in runs
         ]
-        return event_files(chosen)
+        return [p for f in chosen for p in event_files(f)]
 
     def records(self, path: Path, imp: Imported):
-        scalars, texts = read_events(path)
+        scalars, texts, other = read_events(path)
         self._texts = {**getattr(self, "_texts", {}), **texts}
+        for tag, kind in other:
+            imp.drop(tag, kind)
+        for tag in texts:
+            if tag not in CONFIG_TEXTS:
+                imp.drop(tag, "text")
         lightning = (path.parent / "hparams.yaml").is_file()
         by_step: dict[int, dict[str, float]] = {}
         for step, tag, value in scalars:
+            if lightning and placeholder(step, tag, value):
+                continue
             by_step.setdefault(step + 1 if lightning else step, {})[tag] = value
         if not by_step:
             return []
@@ -109,7 +188,7 @@ class TensorBoard(Adapter):
         return Rows()
 
     def finish(self, src: Path, files: list[Path], imp: Imported) -> None:
-        folder = files[0].parent
+        folder = files[-1].parent  # the newest segment's (a resume may extend the length)
         hparams = folder / "hparams.yaml"
         if hparams.is_file():
             imp.source_config = read_yaml(hparams)
@@ -126,7 +205,8 @@ class TensorBoard(Adapter):
             imp.runs = runs
             read = next(r["name"] for r in runs if r["read"])
             imp.warnings.append(
-                f"{src} holds {len(runs)} TensorBoard runs (folders of event files): "
+                f"{src} holds {len(runs)} TensorBoard runs (folders of event files; Lightning versions that resume "
+                f"one another are one run): "
                 + ", ".join(r["name"] for r in runs)
                 + f"; read {read}"
                 + (" (the newest)" if not self.version else f" (VERSION={self.version})")

@@ -9,9 +9,13 @@ parsed with the package's own protobuf class. Read from it:
     history    one row per `wandb.log` call (`_step`; the HF Trainer's `train/global_step`, Lightning's
                `trainer/global_step` where logged): names map as in pipeline/importers/scalars.py, every
                other number is kept under its own name (train/extra.jsonl)
-    config     the run's config (planned steps: a positive `max_steps` at any depth)
+    config     the run's config: `wandb.init(config=…)` in the run record, later `wandb.config` updates in config
+               records (planned steps: a positive `max_steps` at any depth, e.g. `trainer.max_steps`)
     summary    the final summary (train/DONE `summary`)
     exit       the exit code: non-zero is status `failed`; no exit record: the process never finished
+
+Media in the history (histograms, images, tables: `<name>/_type` items) and values that are not numbers (a text)
+are not series: each is counted by name in import.json `not_carried` (check `metrics_not_imported`).
 
 `files/config.yaml` / `files/wandb-summary.json`, when present, are read as well (config, summary).
 """
@@ -76,6 +80,20 @@ def _key(item) -> str:
     return "/".join(item.nested_key) if item.nested_key else item.key
 
 
+def history_row(items) -> tuple[dict, dict[str, str]]:
+    """One `wandb.log` call: name -> value, and name -> kind of every media object in it (a histogram, an image,
+    a table: W&B writes them as `<name>/_type`, `<name>/values`, … items), which are not values of a series."""
+    row, media = {}, {}
+    for item in items:
+        parts = list(item.nested_key) or [item.key]
+        if len(parts) > 1 and parts[-1] == "_type":
+            media["/".join(parts[:-1])] = str(_value(item))
+        row["/".join(parts)] = _value(item)
+    for name in media:
+        row = {k: v for k, v in row.items() if k != name and not k.startswith(name + "/")}
+    return row, media
+
+
 class WandbOffline(Adapter):
     name = "wandb"
     description = "W&B offline run: wandb/offline-run-*/ (its run-<id>.wandb), or the .wandb file"
@@ -117,9 +135,12 @@ class WandbOffline(Adapter):
                 continue
             kind = record.WhichOneof("record_type")
             if kind == "history":
-                history.append({_key(i): _value(i) for i in record.history.item})
-            elif kind == "config":
-                for item in record.config.update:
+                row, media = history_row(record.history.item)
+                for name, what in media.items():
+                    imp.drop(name, what)
+                history.append(row)
+            elif kind in ("config", "run"):  # wandb.init(config=…) is in the run record, later updates in config
+                for item in (record.config if kind == "config" else record.run.config).update:
                     self._config[_key(item)] = _value(item)
             elif kind == "summary":
                 for item in record.summary.update:
@@ -132,7 +153,7 @@ class WandbOffline(Adapter):
             step = row.get("_step") if step is None else step
             if not is_number(step):
                 continue
-            values = {k: v for k, v in row.items() if is_number(v)}
+            values = imp.numbers(row, skip=("_wandb",))
             by_step.setdefault(int(step), {}).update(values)
         return [(str(path), {"by_step": by_step})] if by_step else []
 

@@ -133,6 +133,13 @@ HEADLINE = {
     "failed_before_first_step": N_("❌ failed before the first step"),
     "early_stopped": N_("⏹ early-stopped"),
 }
+# An imported run's status line (the words of issue #13): how long the run was meant to be is the source's
+# word, so "unknown" is its length, not whether it finished; "partial" says where it stopped (templates/macros.md.j2).
+IMPORT_HEADLINE = {
+    "completed": N_("✅ completed"),
+    "unknown": N_("❔ unknown length"),
+    "failed_before_first_step": N_("❌ failed before the first step"),
+}
 SEVERITY = {"error": N_("❌ error"), "warning": N_("⚠️ warning"), "info": N_("ℹ️ info")}
 # TRANSLATORS: yes/no are booleans of resolved settings (compile, gradient checkpointing): on/off.
 YES, NO = N_("yes"), N_("no")

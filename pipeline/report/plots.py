@@ -69,13 +69,22 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
+def validation_curves(run: Run) -> list[tuple[str | None, object]]:
+    """(eval set name or None, rows with a validation loss): one curve per eval set an import holds (`dataset`)."""
+    main = run.validation
+    name = main["dataset"].dropna().iloc[0] if "dataset" in main and main["dataset"].notna().any() else None
+    curves = [(name, main), *run.validation_sets.items()]
+    return [(n, f.dropna(subset=["val_loss"])) for n, f in curves if len(f) and f["val_loss"].notna().any()]
+
+
 def loss_plot(run: Run, out: Path, _=ENGLISH, sfx: str = "") -> str | None:
     if not len(run.metrics):
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(run.metrics["step"], run.metrics["loss"], label=_("training loss"), lw=1.2)
-    if len(run.validation):
-        ax.plot(run.validation["step"], run.validation["val_loss"], "o-", label=_("validation loss"), lw=1.5, ms=4)
+    for name, frame in validation_curves(run):
+        label = _("validation loss") if name is None else _("validation loss ({name})").format(name=name)
+        ax.plot(frame["step"], frame["val_loss"], "o-", label=label, lw=1.5, ms=4)
     for i, seg in enumerate(run.segments[1:]):
         ax.axvline(seg["first_step"], color="grey", ls="--", lw=0.8, label=_("restart") if i == 0 else None)
     ax.set_xlabel(_("optimizer step"))

@@ -16,7 +16,7 @@ from tabulate import tabulate
 from pipeline.atomic import write_text
 from pipeline.config.schema import Experiment
 from pipeline.report import sections
-from pipeline.report.i18n import HEADLINE, NO, SEVERITY, STATUS, YES, suffix, translate, translations
+from pipeline.report.i18n import HEADLINE, IMPORT_HEADLINE, NO, SEVERITY, STATUS, YES, suffix, translate, translations
 from pipeline.report.loader import load_run
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -97,7 +97,7 @@ def environment(templates: Path = TEMPLATES, lang: str = "en") -> Environment:
         table=lambda rows, columns: fmt_table(rows, columns, tr),
         default=_default,
     )
-    env.globals.update(lang=lang, STATUS=STATUS, HEADLINE=HEADLINE, SEVERITY=SEVERITY)
+    env.globals.update(lang=lang, STATUS=STATUS, HEADLINE=HEADLINE, IMPORT_HEADLINE=IMPORT_HEADLINE, SEVERITY=SEVERITY)
     return env
 
 

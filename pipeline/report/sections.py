@@ -157,7 +157,10 @@ def training(r: Report) -> dict:
 
 
 def harness(r: Report) -> dict:
-    return {"harness_timing_rows": tables.harness_timing_rows(r.run.harness_timing)}
+    return {
+        "harness_timing_rows": tables.harness_timing_rows(r.run.harness_timing),
+        "samples": tables.samples_table(r.run.harness_timing),
+    }
 
 
 def bench(r: Report) -> dict:
@@ -232,7 +235,7 @@ IMPORTED: list[Section] = [
     Section("checks"),
     Section("imported_training", imported_training),
     Section("validation"),
-    Section("harness"),
+    Section("harness", harness),
     Section("source", source),
     Section("imported_reproduce"),
 ]

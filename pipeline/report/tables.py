@@ -152,6 +152,22 @@ def harness_groups(run: Run) -> list[dict]:
     ]
 
 
+def samples_table(timing) -> list[dict]:
+    """An import's per-sample files (lm-eval `--log_samples`): items per task and metric, and how many scored
+    above 0 (the results file's mean is over the same items)."""
+    return [
+        {
+            "task": task,
+            "metric": key.partition(",")[0],
+            "filter": key.partition(",")[2] or None,
+            "items": c.get("items"),
+            "above_zero": c.get("above_zero"),
+        }
+        for task, metrics in sorted((timing.samples or {}).items() if timing else [])
+        for key, c in sorted(metrics.items())
+    ]
+
+
 def validation_sets(run: Run, max_rows: int) -> list[dict]:
     """One table per further eval set (imports with several eval datasets)."""
     return [{"name": name, "rows": validation_table_of(frame, max_rows)} for name, frame in run.validation_sets.items()]

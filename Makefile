@@ -91,7 +91,7 @@ endif
 LOCK_PY := $(if $(filter native,$(RUNTIME)),$(PY),$(PYTHON))
 LOCK = $(LOCK_PY) -m pipeline.lock $(RUN) $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 
-.PHONY: compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
+.PHONY: test-fast compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
 
 help: ## this list: every public target, one line each
 	@echo 'labnote: experiment YAML -> runs/<EXP>/ -> reports/<EXP>/report.md (EXP=… names the experiment)'
@@ -222,8 +222,11 @@ bench-train: $(VENV_STAMP) ## tokens/s, MFU, overhead over a bare loop (BENCH_TR
 	$(PY) benchmarks/train_throughput.py $(BENCH_TRAIN_ARGS)
 
 # ---------------------------------------------------------------------------- tests
-test: $(VENV_STAMP) ## the test suite (PYTEST_ARGS=…)
+test: $(VENV_STAMP) ## the whole test suite, as CI runs it (PYTEST_ARGS=…)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV_STAMP) ## the suite without the tests marked slow: the development loop
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # ruff: lint rules and formatting, configured in pyproject.toml. `make format` rewrites the files.
 lint: $(HOST_STAMP) ## ruff check + format check

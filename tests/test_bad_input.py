@@ -299,6 +299,7 @@ def cli(root: Path, *args: str, user: str | None = None) -> subprocess.Completed
     return subprocess.run(cmd, cwd=root, env=pipeline_env(), capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_disk_full_preflight(fs_project):
     root, mount = fs_project
     mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", at=root / "runs")
@@ -307,6 +308,7 @@ def test_disk_full_preflight(fs_project):
     assert "need ≈" in proc.stderr and not any((root / "runs").iterdir())
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_disk_full_while_writing(fs_project):
     root, mount = fs_project
     mount("-t", "tmpfs", "-o", "size=64k", "tmpfs", at=root / "runs")
@@ -315,6 +317,7 @@ def test_disk_full_while_writing(fs_project):
     assert_one_clean_error(proc.returncode, proc.stderr, "no space left on device")
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_read_only_runs(fs_project):
     root, mount = fs_project
     assert cli(root, "resolve", "tiny").returncode == 0
@@ -336,6 +339,7 @@ def _probe_writable(folder: Path) -> bool:
     return True
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_permission_denied(tmp_path: Path):
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run a case as an unprivileged user")

@@ -544,6 +544,7 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_cli_resolve_error_is_one_line_exit_2_and_writes_nothing(tmp_path):
     exp_dir = tmp_path / "experiments"
     write(exp_dir, "cli", BASE)
@@ -564,6 +565,7 @@ def test_cli_resolve_error_is_one_line_exit_2_and_writes_nothing(tmp_path):
     assert {p: p.read_bytes() for p in run_root.rglob("*") if p.is_file()} == snapshot
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_cli_resolve_bad_set_names_set_and_writes_nothing(tmp_path):
     write(tmp_path / "experiments", "cli", BASE)
     ok = _cli(tmp_path, "resolve", "cli", "--run-dir", "runs/x")

@@ -85,6 +85,7 @@ def test_tokenizers_round_trip(spec, vocab):
     assert tok.decode(ids[: ids.index(tok.eos_token_id)]) == docs[0]
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_missing_hub_dataset_is_one_clear_line(tmp_path: Path):
     body = {
         **TINY,

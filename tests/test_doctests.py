@@ -9,6 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from conftest import REPO, pipeline_env
 
 IMPORT_ALL = """
@@ -28,6 +29,7 @@ def test_pytest_runs_the_package_doctests():
     assert "--doctest-modules" in opts["addopts"].split()
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_every_module_imports_without_gpu_or_side_effects(tmp_path: Path):
     import json
 
@@ -44,6 +46,7 @@ def test_every_module_imports_without_gpu_or_side_effects(tmp_path: Path):
     assert list(tmp_path.iterdir()) == []  # nothing written into the working directory (runs/, reports/, …)
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_doctest_collection_skips_main_and_imports_cleanly():
     # If pytest imported pipeline/__main__.py, main() would print its usage and exit: a collection error.
     proc = subprocess.run(

@@ -75,6 +75,7 @@ def test_lightning_lr_monitor_rows_join_their_step(workdir):
     assert done(run_dir)["status"] == "unknown"  # max_epochs only: the length in steps is not recorded
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_lightning_logs_with_unrelated_runs_are_not_stitched(workdir):
     run_dir, report, found = imported("lightning-slm-training")
     record = json.loads((run_dir / "import" / "import.json").read_text())
@@ -85,6 +86,7 @@ def test_lightning_logs_with_unrelated_runs_are_not_stitched(workdir):
     assert done(run_dir)["segments"] == 2 and done(run_dir)["steps_done"] == 197036
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_lingua_long_run_killed_at_20_percent(workdir):
     run_dir, report, found = imported("lingua-attamba-long-nores")
     assert (done(run_dir)["status"], done(run_dir)["steps_done"], done(run_dir)["steps_planned"]) == (

@@ -568,6 +568,7 @@ def test_unfinished_runs_get_the_right_status_word(tmp_path: Path, state: str):
     assert "## Summary" not in ja and "## 実行概要" in ja
 
 
+@pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it
 def test_comparison_section(tmp_path: Path):
     build_run(
         tmp_path,

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +124,11 @@ def run_lock(run_dir: Path, command: str | None = None, shared: bool = False, wa
     try:
         fd = _open_locked(lock_path, shared)
     except LockBusy:
+        # The holder writes who it is right after taking the lock: give that moment before naming it.
+        deadline = time.monotonic() + 2.0
+        while not previous and time.monotonic() < deadline:
+            time.sleep(0.05)
+            previous = _read_info(run_dir)
         where = f"{run_dir} is in use by {describe(previous)}"
         raise LockBusy(f"{where} (lock {lock_path}); wait for it to finish or stop it") from None
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))

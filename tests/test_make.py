@@ -100,6 +100,7 @@ def test_untrained_run_is_flagged(project: Path):
 
 
 def test_japanese_report_is_rendered_beside_the_english_one(project: Path):
+    assert make(project, "report", "EXP=tiny").returncode == 0  # back to the experiment as written (no SET)
     english = project / "reports" / "tiny" / "report.md"
     before = english.read_bytes()
     ja = make(project, "report", "EXP=tiny", "REPORT_LANG=ja")

@@ -91,7 +91,7 @@ endif
 LOCK_PY := $(if $(filter native,$(RUNTIME)),$(PY),$(PYTHON))
 LOCK = $(LOCK_PY) -m pipeline.lock $(RUN) $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 
-.PHONY: test-fast compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
+.PHONY: test-fast compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train gpu-wheels gpu-check submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
 
 help: ## this list: every public target, one line each
 	@echo 'labnote: experiment YAML -> runs/<EXP>/ -> reports/<EXP>/report.md (EXP=… names the experiment)'
@@ -220,6 +220,23 @@ bench-eval: $(VENV_STAMP) ## time the harness path on seed-000-shaped tasks (BEN
 BENCH_TRAIN_ARGS ?= --device cuda
 bench-train: $(VENV_STAMP) ## tokens/s, MFU, overhead over a bare loop (BENCH_TRAIN_ARGS=…)
 	$(PY) benchmarks/train_throughput.py $(BENCH_TRAIN_ARGS)
+
+# The one GPU check (benchmarks/gpu_check.sh, ≤ 8 min on one H100/H200). A GPU machine may have no network: on a
+# machine with one, `make gpu-wheels` downloads every pin of requirements.lock (the whole closure, torch excluded;
+# sdists where a package has no wheel) for GPU_PY/GPU_PLATFORM into the git-ignored .whl/;
+# carry .whl/ with the checkout and gpu_check.sh installs from it offline.
+GPU_PY ?= 3.12
+GPU_PLATFORM ?= manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
+gpu-wheels: $(HOST_STAMP) ## download the wheels a bare CUDA PyTorch machine lacks into .whl/ (GPU_PY=3.12)
+	@mkdir -p .whl; while read -r pin; do \
+	  $(PY) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PY) --implementation cp \
+	    $(foreach p,$(GPU_PLATFORM),--platform $(p)) -d .whl "$$pin" 2>/dev/null \
+	  || $(PY) -m pip download -q --no-deps --no-binary=:all: -d .whl "$$pin" \
+	  || { echo "error: gpu-wheels: cannot download $$pin" >&2; exit 1; }; \
+	done < <(grep -v -E '^(torch|pytest|ruff)([=<>~! ]|$$)|^#|^$$' requirements.lock); du -sh .whl
+
+gpu-check: ## benchmarks/gpu_check.sh on this machine's GPU (GPU_CHECK_ARGS=--cpu-dry-run on CPU)
+	PY=$(PY) benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 # ---------------------------------------------------------------------------- tests
 test: $(VENV_STAMP) ## the whole test suite, as CI runs it (PYTEST_ARGS=…)

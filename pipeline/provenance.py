@@ -15,7 +15,6 @@ import hashlib
 import os
 import platform
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -95,26 +94,17 @@ def cpu_model() -> str:
 
 
 def device_info() -> dict:
+    """CPU, and the GPU side as pipeline/gpu.py sees it: NVIDIA devices visible, CUDA usable (or torch's reason),
+    torch's CUDA build vs the driver's highest CUDA, cuDNN, NCCL, each GPU's sm_XY vs the build's arch list."""
     info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "gpus": []}
     try:
         import torch
     except ImportError:
         return info
+    from pipeline import gpu
+
     info["torch_threads"] = torch.get_num_threads()
-    if torch.cuda.is_available():
-        info["cuda"] = torch.version.cuda
-        for i in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(i)
-            info["gpus"].append(
-                {
-                    "name": props.name,
-                    "memory_gib": round(props.total_memory / 2**30, 2),
-                    "capability": f"{props.major}.{props.minor}",
-                }
-            )
-        if shutil.which("nvidia-smi"):
-            driver = _run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
-            info["driver"] = driver.splitlines()[0].strip() if driver else None
+    info.update(gpu.describe())
     return info
 
 
@@ -188,8 +178,13 @@ def _salvage_stages(path: Path) -> dict:
 
 def record_device_peak(run: RunDir, peak: dict) -> None:
     """The train stage's measured matmul peak (the MFU denominator), kept next to the stage records."""
+    record_fact(run, "device_peak", peak)
+
+
+def record_fact(run: RunDir, key: str, value) -> None:
+    """One top-level fact a stage measured (`device_peak`, `train_device`, `nccl`), next to the stage records."""
     prov = _current(run)
-    prov["device_peak"] = peak
+    prov[key] = value
     records.PROVENANCE.write(run.root, prov)
 
 

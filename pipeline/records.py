@@ -61,6 +61,8 @@ class Gpu(Record):
     name: str | None = None
     memory_gib: float | None = None
     capability: str | None = None
+    arch: str | None = None  # sm_XY from the capability
+    uuid: str | None = None  # torch's; NVML is matched by it, never by index
 
 
 class Device(Record):
@@ -68,8 +70,44 @@ class Device(Record):
     cpu_count: int | None = None
     torch_threads: int | None = None
     gpus: list[Gpu] = Field(default_factory=list)
-    cuda: str | None = None
+    cuda: str | None = None  # torch.version.cuda: the CUDA the torch build was made for (None: CPU-only build)
     driver: str | None = None
+    driver_cuda: str | None = None  # the highest CUDA the driver supports (NVML, else nvidia-smi's header)
+    nvidia_visible: bool | None = None  # /dev/nvidia*, nvidia-smi, or CUDA_VISIBLE_DEVICES naming GPUs
+    nvidia: dict | None = None  # what made them visible
+    cuda_usable: bool | None = None
+    cuda_unusable_reason: str | None = None  # torch's own reason
+    cudnn: int | None = None  # torch.backends.cudnn.version()
+    nccl: str | None = None  # torch.cuda.nccl.version()
+    arch_list: list[str] = Field(default_factory=list)  # the build's GPU targets
+    compat_errors: list[str] = Field(default_factory=list)  # build vs driver / GPU architecture
+    compat_notes: list[str] = Field(default_factory=list)
+
+
+class TrainDevice(Record):
+    """What the train stage asked for and got, and what the machine showed (the device_fallback check)."""
+
+    requested: str | None = None  # train.device
+    used: str | None = None
+    world_size: int | None = None
+    nvidia_visible: bool | None = None
+    nvidia: dict | None = None
+    cuda_build: str | None = None
+    cuda_usable: bool | None = None
+    cuda_unusable_reason: str | None = None
+    hpc_nodes: int | None = None
+    hpc_gpus_per_node: int | None = None
+
+
+class NcclTransport(Record):
+    """The transport NCCL chose, parsed from rank 0's NCCL_DEBUG=INFO log (pipeline/train/nccl.py)."""
+
+    network: str | None = None  # IB, Socket, or a plugin's name
+    channels: dict[str, int] = Field(default_factory=dict)  # transport -> channels (NET/IB, P2P/IPC, SHM, ...)
+    version: str | None = None
+    net_lines: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    log: str | None = None
 
 
 class Scheduler(Record):
@@ -133,6 +171,8 @@ class Provenance(Record):
     env: dict[str, str] = Field(default_factory=dict)
     stages: dict[str, StageRun] = Field(default_factory=dict)
     device_peak: DevicePeak | None = None
+    train_device: TrainDevice | None = None
+    nccl: NcclTransport | None = None
     imported: dict | None = None  # an import: tool, source, time, files read
     recovered: dict = Field(default_factory=dict)  # environment facts an imported source states
 
@@ -190,6 +230,9 @@ class TrainDone(Record):
     world_size: int | None = None
     flops_per_token: float | None = None
     device_peak: DevicePeak | None = None
+    energy_j: float | None = None  # GPU board energy over training (NVML), None without NVML
+    nvml_process_mem_gib: float | None = None  # NVML's figure for this process at the end
+    nccl_network: str | None = None  # multi-process CUDA runs: the network NCCL chose (provenance `nccl`)
     imported: bool | None = None
     segments: int | None = None
     summary: dict = Field(default_factory=dict)  # imports: the tool's end-of-run summary, verbatim
@@ -458,7 +501,7 @@ PROVENANCE = _f(
     "provenance.json",
     "every stage",
     "json",
-    "git commit, dirty flag, sha256 of the uncommitted diff, config hash, host, user, Python/torch/transformers/datasets versions, device (CPU model; GPU name, memory, CUDA, driver), scheduler job id (`SLURM_JOB_ID`, `PJM_JOBID`), container, allow-listed env vars with secret-looking names removed; `stages.<name>`: start/end (UTC), duration, argv, host; `device_peak` (train): the device's measured matmul rate in the training dtype — 8192² GEMMs for 3 s on a GPU, 1024² for 1 s on a CPU (`LABNOTE_PEAK_SECONDS` overrides), best of 5 windows, their spread and the share of the host other processes used meanwhile — with the datasheet peak where the GPU is known",
+    "git commit, dirty flag, sha256 of the uncommitted diff, config hash, host, user, Python/torch/transformers/datasets versions, device (CPU model; GPU name, memory, CUDA, driver), scheduler job id (`SLURM_JOB_ID`, `PJM_JOBID`), container, allow-listed env vars with secret-looking names removed; `stages.<name>`: start/end (UTC), duration, argv, host; `device_peak` (train): the device's measured matmul rate in the training dtype — 8192² GEMMs for 3 s on a GPU, 1024² for 1 s on a CPU (`LABNOTE_PEAK_SECONDS` overrides), best of 5 windows, their spread and the share of the host other processes used meanwhile — with the datasheet peak where the GPU is known; `train_device` (train): the device asked for and used, whether NVIDIA devices were visible and CUDA usable (torch's reason when not); `device` also holds torch's CUDA build vs the driver's highest CUDA, cuDNN, NCCL, each GPU's `sm_XY` and UUID vs the build's arch list; `nccl` (multi-process CUDA): the network and per-channel transports NCCL chose",
     Provenance,
 )
 TOKENIZER = _f(
@@ -507,7 +550,7 @@ TRAIN_DONE = _f(
     "train/DONE",
     "train",
     "json",
-    "written at the end: status (`completed` / `stopped_nonfinite`), steps done/planned, parameter counts, device, world size, `resumed_from`",
+    "written at the end: status (`completed` / `stopped_nonfinite`), steps done/planned, parameter counts, device, world size, `resumed_from`, GPU energy (NVML)",
     TrainDone,
 )
 CHECKPOINTS = _f(
@@ -553,6 +596,12 @@ BENCH_PARTS = _f(
     Record,
 )
 BENCH_DONE = _f("bench/DONE", "bench", "json", "marker for Make: variants and rows", BenchDone)
+NCCL_LOG = _f(
+    "logs/nccl-rank0.log",
+    "train",
+    "text",
+    "multi-process CUDA runs: NCCL's own log of rank 0 (`NCCL_DEBUG=INFO`, `NCCL_DEBUG_FILE`; the latest launch), parsed into provenance `nccl`",
+)
 JOBS = _f(
     "jobs/",
     "submit",

@@ -220,6 +220,38 @@ def probed(mfu: float = 0.4, spread: float = 0.03, load: float | None = 0.02, dt
                     config={"name": "t", "model": {}, "train": {"steps": 100, "precision": precision}})  # fmt: skip
 
 
+TORCH_TOO_OLD = (
+    "The NVIDIA driver on your system is too old (found version 11040). Please update your GPU driver by "
+    "downloading and installing a new version from the URL: http://www.nvidia.com/Download/index.aspx"
+)
+
+
+def trained_on(used: str = "cpu", requested: str = "auto", visible: bool = False, gpus_per_node: int = 0,
+               reason: str | None = TORCH_TOO_OLD) -> Run:  # fmt: skip
+    """A finished run whose provenance says which device training asked for and got, and what the machine
+    showed (/dev/nvidia0 when `visible`). No GPU is involved: these are the records the train stage writes."""
+    nvidia = {"visible": visible, "dev_nodes": ["nvidia0"] if visible else [], "nvidia_smi": visible,
+              "cuda_visible_devices": None}  # fmt: skip
+    train_device = {"requested": requested, "used": used, "world_size": 1, "nvidia_visible": visible, "nvidia": nvidia,
+                    "cuda_usable": used.startswith("cuda"), "cuda_unusable_reason": reason}  # fmt: skip
+    config = {"name": "t", "model": {}, "train": {"steps": 100, "device": requested},
+              "hpc": {"nodes": 1, "gpus_per_node": gpus_per_node}}  # fmt: skip
+    return make_run(done={**completed(), "device": used}, provenance={"train_device": train_device}, config=config)
+
+
+NCCL_IB = {"network": "IB", "channels": {"NET/IB": 4, "P2P/CUMEM": 8}, "log": "runs/t/logs/nccl-rank0.log"}
+NCCL_SOCKET = {"network": "Socket", "channels": {"NET/Socket": 4, "P2P/CUMEM": 8}, "log": "runs/t/logs/nccl-rank0.log"}
+
+
+def nccl_run(nccl: dict | None = NCCL_SOCKET, nodes: int = 2) -> Run:
+    """A finished multi-process run with what rank 0's NCCL log said (the parser is tested on NCCL's own lines
+    in tests/test_gpu.py)."""
+    config = {"name": "t", "model": {}, "train": {"steps": 100, "device": "cuda"},
+              "hpc": {"nodes": nodes, "gpus_per_node": 4}}  # fmt: skip
+    return make_run(done={**completed(), "device": "cuda:0", "world_size": 4 * nodes}, config=config,
+                    provenance={"nccl": nccl} if nccl else {})  # fmt: skip
+
+
 def with_import(**record) -> Run:
     run = imported(plan={"steps_planned": 100})
     run.imported = {"format": "lightning", "provides": ["train"], "warnings": [], **record}
@@ -227,6 +259,13 @@ def with_import(**record) -> Run:
 
 
 FIRES = {
+    "device_fallback": [
+        (lambda: trained_on(requested="cuda"), "error", ["ran on cpu although train.device is cuda", "too old"]),
+        (lambda: trained_on(gpus_per_node=1), "error", ["asked for 1 GPU(s) per node"]),
+        (lambda: trained_on(visible=True), "error", ["NVIDIA devices were visible (/dev/nvidia0, nvidia-smi on PATH)"]),
+        (lambda: trained_on(requested="cpu", gpus_per_node=2, reason=None), "error", ["2 GPU(s)", "no reason was"]),
+    ],
+    "nccl_socket_fallback": [(nccl_run, "warning", ["NCCL used Socket between the 2 nodes", "4 channel(s)"])],
     "all_zero_generative": [(zero_generative, "error", ["math_algebra_hard (1,324 items)", "answer extraction"])],
     "several_runs_in_source": [
         (
@@ -471,6 +510,18 @@ FIRES = {
 
 # rule name -> runs on which it must stay quiet (the healthy run plus the edge just inside its threshold)
 QUIET = {
+    "device_fallback": [
+        healthy,
+        trained_on,  # auto, nothing visible: the CPU was the right choice
+        lambda: trained_on(requested="cpu"),
+        lambda: trained_on(used="cuda:0", requested="cuda", visible=True, gpus_per_node=1, reason=None),
+    ],
+    "nccl_socket_fallback": [
+        healthy,
+        lambda: nccl_run(NCCL_IB),
+        lambda: nccl_run(nodes=1),  # one node: sockets carry nothing between GPUs that matters
+        lambda: nccl_run(None),
+    ],
     "all_zero_generative": [healthy, lambda: zero_generative(n=1), lambda: zero_generative(value=0.01)],
     "several_runs_in_source": [healthy, lambda: with_import(runs=[{"name": "version_0", "read": True}])],
     "metrics_not_imported": [healthy, lambda: with_import(not_carried={})],

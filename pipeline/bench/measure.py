@@ -2,13 +2,13 @@
 
 Warm-up steps run first and are not timed; then peak-memory counters are reset and each measured step
 is timed between device synchronisations. GPU memory comes from torch (allocated / reserved) and, when
-`pynvml` is importable, the process's memory and the board's energy counter from NVML. On CPU, memory is
+`pynvml` (nvidia-ml-py) is importable, the process's memory and the board's energy counter from NVML, the
+device matched by UUID. On CPU, memory is
 the process's peak resident set size (warm-up included: CPU has no resettable counter).
 """
 
 from __future__ import annotations
 
-import os
 import resource
 import statistics
 import time
@@ -41,31 +41,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _nvml():
-    try:
-        import pynvml
+def _nvml(device: torch.device):
+    """NVML and the handle of `device`, matched by UUID (NVML's indices are not CUDA's under
+    CUDA_VISIBLE_DEVICES); (None, None) without nvidia-ml-py, a driver, or a match."""
+    from pipeline import gpu
 
-        pynvml.nvmlInit()
-        return pynvml, pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
-    except Exception:  # noqa: BLE001 - NVML is optional: no package, no driver, no permission
-        return None, None
+    nv = gpu.nvml()
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    handle = gpu.nvml_handle(nv, gpu.torch_uuid(index))
+    return (nv, handle) if handle is not None else (None, None)
 
 
 def _nvml_energy_mj(nv, handle) -> int | None:
-    try:
-        return nv.nvmlDeviceGetTotalEnergyConsumption(handle)
-    except Exception:  # noqa: BLE001
-        return None
+    from pipeline import gpu
+
+    return gpu.energy_mj(nv, handle)
 
 
 def _nvml_process_mem(nv, handle) -> float | None:
-    try:
-        for proc in nv.nvmlDeviceGetComputeRunningProcesses(handle):
-            if proc.pid == os.getpid():
-                return proc.usedGpuMemory / 2**30
-    except Exception:  # noqa: BLE001
-        pass
-    return None
+    from pipeline import gpu
+
+    return gpu.process_memory_gib(nv, handle)
 
 
 def _step_fn(cfg: Experiment, settings: dict, model, runner, device, vocab: int):
@@ -149,7 +145,7 @@ def measure(cfg: Experiment, settings: dict, vocab: int) -> dict:
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    nv, handle = _nvml() if device.type == "cuda" else (None, None)
+    nv, handle = _nvml(device) if device.type == "cuda" else (None, None)
     energy0 = _nvml_energy_mj(nv, handle) if nv else None
     times = []
     for _ in range(bc.steps):

@@ -329,6 +329,67 @@ def suspect_peak(run: Run, max_mfu: float = 0.75, max_spread: float = 0.15, max_
     )
 
 
+def device_fallback(run: Run) -> Finding | None:
+    """A run that asked for GPUs (train.device: cuda, hpc.gpus_per_node > 0, or auto with NVIDIA devices
+    visible) but trained on the CPU: its speed and memory describe the wrong machine."""
+    td = run.provenance.train_device
+    if run.provenance.imported or "train" not in run.stages:
+        return None
+    used = (td.used if td else None) or run.done.device
+    if not used or not str(used).startswith("cpu"):
+        return None
+    train, hpc = run.config.get("train") or {}, run.config.get("hpc") or {}
+    requested = (td.requested if td else None) or train.get("device") or "auto"
+    asked = []
+    if requested == "cuda":
+        asked.append(N_("train.device is cuda"))
+    gpus = int(hpc.get("gpus_per_node") or 0)
+    if gpus > 0:
+        asked.append(N_("the job asked for {n} GPU(s) per node (hpc.gpus_per_node)", n=gpus))
+    if requested == "auto" and td and td.nvidia_visible:
+        from pipeline.gpu import seen_summary
+
+        seen = seen_summary(td.nvidia) if td.nvidia else ""
+        asked.append(N_("train.device is auto and NVIDIA devices were visible ({seen})", seen=seen or "?"))
+    if not asked:
+        return None
+    reason = td.cuda_unusable_reason if td else None
+    return Finding(
+        "device_fallback",
+        "error",
+        N_(
+            "training ran on {used} although {asked}; torch could not use CUDA: {reason}",
+            used=used,
+            asked=Msg.join(asked),
+            reason=reason or N_("no reason was recorded"),
+        ),
+    )
+
+
+def nccl_socket_fallback(run: Run) -> Finding | None:
+    """A multi-node run whose NCCL log says it moved data over TCP sockets, not InfiniBand."""
+    from pipeline.train.nccl import uses_sockets
+
+    nodes = int(((run.config.get("hpc") or {}).get("nodes")) or 1)
+    nccl = run.provenance.nccl
+    if nodes <= 1 or not nccl or not uses_sockets(nccl.model_dump()):
+        return None
+    socket = (nccl.channels or {}).get("NET/Socket", 0)
+    return Finding(
+        "nccl_socket_fallback",
+        "warning",
+        N_(
+            "NCCL used {network} between the {nodes} nodes ({channels} channel(s) via NET/Socket): inter-node "
+            "traffic went over TCP, not InfiniBand; check that the image has rdma-core/libibverbs and the job sees "
+            "/dev/infiniband ({log})",
+            network=nccl.network or "Socket",
+            nodes=nodes,
+            channels=socket,
+            log=nccl.log or "logs/nccl-rank0.log",
+        ),
+    )
+
+
 def throughput_outlier(run: Run, factor: float = 10.0) -> Finding | None:
     """An interval at least `factor`x below the median throughput, with what the log says happened in it."""
     frame = run.metrics
@@ -605,6 +666,8 @@ RULES: list[Rule] = [
     Rule(metrics_not_imported, N_("series not imported")),
     Rule(throughput_outlier, N_("throughput outliers")),
     Rule(suspect_peak, N_("MFU peak")),
+    Rule(device_fallback, N_("training device")),
+    Rule(nccl_socket_fallback, N_("NCCL transport")),
     Rule(all_zero_generative, N_("generative tasks scoring 0 everywhere")),
     Rule(at_chance, N_("scores at chance")),
     Rule(subset_only, N_("evaluation subsets")),

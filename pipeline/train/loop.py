@@ -348,21 +348,67 @@ def device_peak(run: RunDir, rt: Runtime, precision: str) -> dict:
     return peak
 
 
+class EnergyMeter:
+    """The GPU's energy counter (NVML, the device matched by UUID) across training, and NVML's view of this
+    process's memory at the end; nothing on a CPU or where NVML is missing."""
+
+    def __init__(self, rt: Runtime):
+        self.nv = self.handle = self.start = None
+        if rt.device.type != "cuda":
+            return
+        from pipeline import gpu
+
+        self.nv = gpu.nvml()
+        self.handle = gpu.nvml_handle(
+            self.nv, gpu.torch_uuid(rt.device.index if rt.device.index is not None else torch.cuda.current_device())
+        )
+        self.start = gpu.energy_mj(self.nv, self.handle) if self.handle is not None else None
+
+    def read(self) -> dict:
+        if self.handle is None:
+            return {}
+        from pipeline import gpu
+
+        end = gpu.energy_mj(self.nv, self.handle)
+        return {
+            "energy_j": (end - self.start) / 1000 if end is not None and self.start is not None else None,
+            "nvml_process_mem_gib": gpu.process_memory_gib(self.nv, self.handle),
+        }
+
+
 def run_train(cfg: Experiment, run_dir: Path) -> Path:
     run = RunDir(run_dir)
     train_hash = stage_hash(run_dir, "train") or config_hash(cfg)
-    rt = Runtime.create(cfg.train.device)
+    rt = Runtime.create(cfg.train.device, run.root)  # a `cuda` that cannot work stops here, before any work
     if rt.is_main:
+        from pipeline.provenance import record_fact
+        from pipeline.train.runtime import device_choice
+
+        choice = device_choice(cfg.train.device, rt.device, rt.world_size)
+        record_fact(
+            run, "train_device", {**choice, "hpc_nodes": cfg.hpc.nodes, "hpc_gpus_per_node": cfg.hpc.gpus_per_node}
+        )
         archive_stale_outputs(run, train_hash)
     rt.barrier()  # other ranks must not look for checkpoints while rank 0 moves stale ones away
     # Before the model: the GEMM needs free device memory.
     peak = device_peak(run, rt, cfg.train.precision) if rt.is_main else None
     trainer = Trainer.from_run(cfg, run, rt, peak)
     previous = signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
+    energy = EnergyMeter(rt) if rt.is_main else None
     try:
         summary = trainer.fit(train_hash)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if energy is not None:
+        summary.update(energy.read())
+    if rt.is_main and rt.nccl_log is not None:
+        from pipeline.provenance import record_fact
+        from pipeline.train.nccl import read_nccl_log
+
+        nccl = read_nccl_log(rt.nccl_log)
+        if nccl is not None:
+            record_fact(run, "nccl", nccl)
+            summary["nccl_network"] = nccl.get("network")
     from pipeline.model import parameter_counts
 
     summary.update(

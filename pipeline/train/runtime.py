@@ -11,6 +11,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,13 +26,46 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(requested: str) -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        from pipeline.errors import ConfigError
+    """`cpu` never asks torch about CUDA. `cuda` stops with one line when it cannot work here (torch's reason,
+    what the machine shows, a driver or GPU architecture the build does not fit). `auto` takes CUDA when torch
+    can use it, else the CPU, with a warning when NVIDIA devices are visible (the `device_fallback` check)."""
+    if requested == "cpu":
+        return torch.device("cpu")
+    from pipeline import gpu
 
-        raise ConfigError("train.device: 'cuda' requested but no CUDA device is visible")
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(requested)
+    if requested == "cuda":
+        gpu.require_cuda()
+        return torch.device("cuda")
+    status = gpu.cuda_status()
+    if status["usable"]:
+        return torch.device("cuda")
+    visible = gpu.nvidia_visible()
+    if visible["visible"]:
+        logging.getLogger("pipeline.train").warning(
+            "train.device: auto: NVIDIA devices are visible (%s) but torch cannot use them (%s); running on CPU",
+            gpu.seen_summary(visible),
+            status["reason"],
+        )
+    return torch.device("cpu")
+
+
+def device_choice(requested: str, device: torch.device, world_size: int) -> dict:
+    """What was asked for and what training got, with what the machine showed: the `device_fallback` check's
+    evidence (provenance `train_device`)."""
+    from pipeline import gpu
+
+    visible = gpu.nvidia_visible()
+    status = gpu.cuda_status() if requested != "cpu" or visible["visible"] else None
+    return {
+        "requested": requested,
+        "used": str(device),
+        "world_size": world_size,
+        "nvidia_visible": visible["visible"],
+        "nvidia": visible,
+        "cuda_build": torch.version.cuda,
+        "cuda_usable": status["usable"] if status else None,
+        "cuda_unusable_reason": status["reason"] if status else None,
+    }
 
 
 def peak_memory_gib(device: torch.device) -> float:
@@ -49,8 +83,12 @@ class Runtime:
     world_size: int = 1
     local_rank: int = 0
 
+    nccl_log: Path | None = None
+
     @classmethod
-    def create(cls, requested: str) -> Runtime:
+    def create(cls, requested: str, run_root: Path | None = None) -> Runtime:
+        """The device (checked before any work) and, under torchrun, the process group. With NCCL, rank 0 logs
+        NCCL's choices into `run_root`/logs/nccl-rank0.log (pipeline/train/nccl.py) for provenance."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
             return cls(pick_device(requested))
@@ -58,11 +96,16 @@ class Runtime:
 
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = pick_device(requested)
+        nccl_log = None
         if device.type == "cuda":
             device = torch.device("cuda", local)
             torch.cuda.set_device(device)
+            if run_root is not None:
+                from pipeline.train.nccl import setup_nccl_log
+
+                nccl_log = setup_nccl_log(run_root, int(os.environ.get("RANK", "0")))
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return cls(device, dist.get_rank(), world, local)
+        return cls(device, dist.get_rank(), world, local, nccl_log)
 
     @property
     def is_main(self) -> bool:

@@ -73,7 +73,7 @@ def test_bootstrap_over_documents_is_paired_for_the_same_documents():
     loss_a = tokens * rng.normal(4.0, 0.5, 300)
     loss_b = loss_a - tokens * 0.05  # 0.05 nats/token better on every document
     t = stats.bootstrap_ratio_diff(loss_a, tokens, loss_b, tokens)
-    assert t.test == "paired bootstrap over documents"
+    assert t.test == "paired bootstrap over sequences"
     assert t.delta == pytest.approx(-0.05) and t.low == pytest.approx(-0.05) and t.high == pytest.approx(-0.05)
     t2 = stats.bootstrap_ratio_diff(loss_a, tokens, loss_a[:200] * 1.0, tokens[:200])
-    assert t2.test == "bootstrap over documents" and t2.low < t2.delta < t2.high
+    assert t2.test == "bootstrap over sequences" and t2.low < t2.delta < t2.high

@@ -78,6 +78,7 @@ def base_context(r: Report) -> dict:
         "findings": findings,
         "rules": [rule.description for rule in rules],
         "n_errors": sum(f.severity == "error" for f in findings),
+        "n_warnings": sum(f.severity == "warning" for f in findings),
         "imported": run.imported,
         "done": run.done,
         "config": cfg.model_dump(mode="json"),

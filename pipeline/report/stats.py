@@ -113,18 +113,24 @@ def welch(a, b) -> Test | None:
     return Test("Welch t", delta, delta - half, delta + half, p, int(min(x.size, y.size)))
 
 
-def bootstrap_ratio_diff(loss_a, tok_a, loss_b, tok_b, iters: int = BOOTSTRAP, seed: int = SEED) -> Test:
-    """Σloss/Σtokens of b minus that of a, each resampled over its own documents (independent bootstrap; the
-    same documents in both runs are resampled together when the counts match)."""
+def bootstrap_ratio_diff(
+    loss_a, tok_a, loss_b, tok_b, transform=None, paired: bool | None = None, iters: int = BOOTSTRAP, seed: int = SEED
+) -> Test:
+    """f(Σloss/Σtokens) of b minus that of a (f = `transform`, e.g. exp for perplexity; identity by default),
+    resampled over documents: together when `paired` (default: when both runs scored the same token counts per
+    document, i.e. the same sequences), else each run over its own documents."""
     la, ta, lb, tb = (np.asarray(v, dtype=float) for v in (loss_a, tok_a, loss_b, tok_b))
-    delta = float(lb.sum() / tb.sum() - la.sum() / ta.sum())
+    f = transform or (lambda v: v)
+    vf = np.vectorize(f) if transform else f
+    delta = float(f(lb.sum() / tb.sum()) - f(la.sum() / ta.sum()))
     rng = np.random.default_rng(seed)
-    same = la.size == lb.size and np.array_equal(ta, tb)
+    same = (la.size == lb.size and np.array_equal(ta, tb)) if paired is None else paired and la.size == lb.size
     ia = rng.integers(0, la.size, size=(iters, la.size))
     ib = ia if same else rng.integers(0, lb.size, size=(iters, lb.size))
-    diffs = lb[ib].sum(1) / tb[ib].sum(1) - la[ia].sum(1) / ta[ia].sum(1)
+    diffs = vf(lb[ib].sum(1) / tb[ib].sum(1)) - vf(la[ia].sum(1) / ta[ia].sum(1))
     low, high = np.quantile(diffs, [ALPHA / 2, 1 - ALPHA / 2])
     null = diffs - delta
-    p = float((np.sum(np.abs(null) >= abs(delta)) + 1) / (iters + 1)) if np.any(diffs != delta) else float(delta == 0)
-    name = "paired bootstrap over documents" if same else "bootstrap over documents"
+    spread = not np.allclose(diffs, delta, rtol=1e-9, atol=1e-12)
+    p = float((np.sum(np.abs(null) >= abs(delta)) + 1) / (iters + 1)) if spread else float(delta == 0)
+    name = "paired bootstrap over sequences" if same else "bootstrap over sequences"
     return Test(name, delta, float(low), float(high), min(1.0, p), int(min(la.size, lb.size)))

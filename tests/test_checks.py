@@ -226,7 +226,18 @@ def with_import(**record) -> Run:
     return run
 
 
+def expecting(*lines: str, ppl: float = 30.0) -> Run:
+    run = healthy()
+    run.config = {**run.config, "expect": list(lines)}
+    run.perplexity = {**run.perplexity.model_dump(), "perplexity": ppl}
+    return run
+
+
 FIRES = {
+    "expectation_failed": [
+        (lambda: expecting("eval.perplexity < 20"), "warning", ["eval.perplexity < 20 (measured 30, target 20)"]),
+        (lambda: expecting("bench.step_ms[fast] < 5"), "warning", ["bench.step_ms[fast] < 5 (not measured)"]),
+    ],
     "all_zero_generative": [(zero_generative, "error", ["math_algebra_hard (1,324 items)", "answer extraction"])],
     "several_runs_in_source": [
         (
@@ -471,6 +482,7 @@ FIRES = {
 
 # rule name -> runs on which it must stay quiet (the healthy run plus the edge just inside its threshold)
 QUIET = {
+    "expectation_failed": [healthy, lambda: expecting("eval.perplexity < 40", "train.loss < 10 * 2")],
     "all_zero_generative": [healthy, lambda: zero_generative(n=1), lambda: zero_generative(value=0.01)],
     "several_runs_in_source": [healthy, lambda: with_import(runs=[{"name": "version_0", "read": True}])],
     "metrics_not_imported": [healthy, lambda: with_import(not_carried={})],

@@ -572,6 +572,36 @@ def not_comparable(base: Run, run: Run) -> Finding | None:
     return None
 
 
+def expectation_failed(run: Run, baseline: Run | None = None) -> Finding | None:
+    """A goal declared under `expect:` that the data does not meet, or that nothing measured."""
+    from pipeline.report.expect import check
+
+    lines = run.config.get("expect") or []
+    if not lines:
+        return None
+    outcomes = check(run, baseline, lines)
+    failed = [o for o in outcomes if o.passed is False]
+    unmeasured = [o for o in outcomes if o.passed is None]
+    parts = [N_("{text} (measured {measured:.4g}, target {target:.4g})", text=o.text, measured=o.measured,
+                target=o.target) for o in failed]  # fmt: skip
+    parts += [N_("{text} (not measured)", text=o.text) for o in unmeasured]
+    if not parts:
+        return None
+    return Finding(
+        "expectation_failed",
+        "warning",
+        N_(
+            "{n} of {total} declared expectation(s) not met: {parts}",
+            n=len(parts),
+            total=len(outcomes),
+            parts=Msg.join(parts),
+        ),  # fmt: skip
+    )
+
+
+expectation_failed.reads_baseline = True  # `baseline.<metric>` in an expectation
+
+
 @dataclass(frozen=True)
 class Rule:
     """One entry of the check table: the function, what it checks (for "No check fired (rules: …)"), and
@@ -588,6 +618,8 @@ class Rule:
     def __call__(self, run: Run, baseline: Run | None = None) -> Finding | None:
         if self.baseline:
             return None if baseline is None else self.func(baseline, run)
+        if getattr(self.func, "reads_baseline", False):  # runs without one, reads it when there is one
+            return self.func(run, baseline)
         return self.func(run)
 
 
@@ -613,6 +645,7 @@ RULES: list[Rule] = [
     Rule(qlora_not_smaller, N_("QLoRA memory")),
     Rule(bench_failures, N_("bench failures")),
     Rule(within_noise, N_("bench noise")),
+    Rule(expectation_failed, N_("declared expectations")),
     Rule(damaged_files, N_("damaged files")),
     Rule(uncommitted_code, N_("uncommitted code")),
     Rule(no_op_change, N_("no-op change against the baseline"), baseline=True),

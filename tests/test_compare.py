@@ -141,14 +141,48 @@ def test_no_op_change_is_flagged(project: Path):
     assert "| better" not in table and "| worse" not in table
 
 
-def test_eval_keeps_per_item_samples_and_deltas_name_their_test(project: Path):
-    samples = project / "runs" / "faster" / "eval" / "samples"
-    assert sorted(p.name for p in samples.glob("*.jsonl"))
+def test_held_out_rows_name_their_test(project: Path):
+    assert (project / "runs" / "faster" / "eval" / "perplexity_items.jsonl").is_file()
     text = (project / "reports" / "faster" / "report.md").read_text()
     table = text.split("## Comparison with")[1].split("## Checks")[0]
-    harness_rows = [line for line in table.splitlines() if line.startswith("| labnote_")]
-    assert harness_rows and all("paired" in line or "McNemar" in line for line in harness_rows)
-    assert "| held-out bits per byte" in table
+    ppl = next(line for line in table.splitlines() if line.startswith("| held-out perplexity"))
+    assert "paired bootstrap over sequences" in ppl  # same tokenizer, same sequences
+    assert "| held-out bits per byte" in table and "| 95% CI low" in table
+    final = next(line for line in table.splitlines() if line.startswith("| final training loss"))
+    assert "noise unknown: no verdict" in final
+
+
+def _with_samples(name: str, correct: list[int]):
+    import pandas as pd
+
+    from pipeline.report.loader import TASK_COLUMNS, Run
+
+    run = Run(name=name, root=Path(name), config={}, metrics=pd.DataFrame(), validation=pd.DataFrame())
+    acc = sum(correct) / len(correct)
+    run.harness = pd.DataFrame(
+        [{"task": "cloze", "metric": "acc", "filter": "none", "value": acc, "stderr": 0.03, "higher_is_better": True}],
+        columns=TASK_COLUMNS,
+    )
+    run.samples = {"cloze": [{"doc_id": i, "doc_hash": f"h{i}", "filter": "none", "acc": float(c)}
+                             for i, c in enumerate(correct)]}  # fmt: skip
+    return run
+
+
+def test_lm_eval_deltas_on_the_same_items_use_mcnemar():
+    from scipy import stats as sps
+
+    from pipeline.report.compare import _harness_pairs
+
+    base = _with_samples("a", [1] * 30 + [0] * 50 + [0] * 15 + [1] * 5)
+    run = _with_samples("b", [1] * 30 + [0] * 50 + [1] * 15 + [0] * 5)
+    (label, old, new, hib, test) = _harness_pairs(base, run)[0]
+    assert test.test == "McNemar (exact)" and test.p == pytest.approx(sps.binomtest(15, 20).pvalue)
+    row = delta_row(label, old, new, hib, test)
+    assert row["test"] == "McNemar (exact), paired" and row["low"] > 0 and row["verdict"] == "better"
+    other = _with_samples("c", [1] * 50 + [0] * 50)
+    other.samples["cloze"] = [{**r, "doc_hash": "x" + r["doc_hash"]} for r in other.samples["cloze"]]
+    (_, _, _, _, unpaired) = _harness_pairs(base, other)[0]
+    assert unpaired.test == "unpaired (normal, stderr)"  # other items: the stderr rule, named as such
 
 
 def test_bits_per_byte_across_tokenizers_has_the_right_sign(project: Path):

@@ -252,6 +252,10 @@ class Perplexity(Record):
     loss: float | str | None = None  # "nan"/"inf" when non-finite
     perplexity: float | str | None = None
     accuracy: float | str | None = None
+    bytes: int | None = None  # UTF-8 bytes of the predicted tokens (EOS = 1)
+    characters: int | None = None
+    bits_per_byte: float | None = None
+    bits_per_char: float | None = None
     nan_count: int | None = None
     inf_count: int | None = None
     eval_time_s: float | None = None
@@ -349,6 +353,7 @@ class MetricRow(Record):
     flops_per_s: float | None = None
     mfu: float | None = None
     mfu_datasheet: float | None = None
+    host_load: float | None = None  # share of the host's cores other processes used over the interval
     segment: int | None = None
     time_utc: str | None = None
     # imported runs only (keys the source did not record are absent)
@@ -465,6 +470,13 @@ class RunFile(Generic[R]):
         write_text(path, jsonl.text(rows))
         return path
 
+    def write_rows_to(self, path: Path, rows: list[dict]) -> Path:
+        """`write_rows` to one instance of a placeholder path (`eval/samples/<task>.jsonl`)."""
+        for row in rows:
+            self._check_row(row)
+        write_text(path, jsonl.text(rows))
+        return path
+
     def _check_row(self, row: dict) -> None:
         if self.record is None:
             return
@@ -566,6 +578,13 @@ PERPLEXITY = _f(
     "checkpoint step, split, batch size, seq len, batches (valid/total), tokens, dtype, device, mean loss, perplexity, accuracy, NaN/Inf batch counts, time",
     Perplexity,
 )
+PERPLEXITY_ITEMS = _f(
+    "eval/perplexity_items.jsonl",
+    "eval",
+    "jsonl",
+    "one line per scored sequence: `index`, `loss_sum` (nats), `tokens`, `bytes`; the report's bootstrap CI over documents",
+    Record,
+)
 LM_EVAL = _f("eval/lm_eval.json", "eval", "json", "lm-evaluation-harness's result object, unchanged", Record)
 TASKS = _f(
     "eval/tasks.jsonl", "eval", "jsonl", "one line per (task, metric, filter), see [Evaluation](#evaluation)", TaskRow
@@ -576,6 +595,13 @@ HARNESS_TIMING = _f(
     "json",
     "seconds and request counts per request type, items per task",
     HarnessTiming,
+)
+SAMPLES = _f(
+    "eval/samples/<task>.jsonl",
+    "eval",
+    "jsonl",
+    "lm-eval's per-item results (`log_samples`): `doc_id`, `doc_hash`, `prompt_hash`, `target_hash`, `filter`, responses and each metric's value per item (documents and prompts left out); two runs on the same items are compared with a paired test",
+    Record,
 )
 EVAL_DONE = _f("eval/DONE", "eval", "json", "marker for Make: which evaluations ran", EvalDone)
 BENCH_RESULTS = _f(
@@ -643,6 +669,21 @@ def repairs(run_root: Path) -> list[str]:
         record = spec.read(run_root)
         notes = record.get("repairs") if record else None
         out += [str(n) for n in notes] if isinstance(notes, list) else []
+    return out
+
+
+def samples_files(run_root: Path) -> list[Path]:
+    """Every `eval/samples/<task>.jsonl` of a run, sorted by task."""
+    folder = Path(run_root) / "eval" / "samples"
+    return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+
+
+def read_samples(run_root: Path, problems: list[str]) -> dict[str, list[dict]]:
+    """task -> its per-item rows (the torn-line rule of pipeline/jsonl.py)."""
+    out = {}
+    for path in samples_files(run_root):
+        rel = f"eval/samples/{path.name}"
+        out[path.stem] = [obj for _, obj in jsonl.read_lenient(path, problems, rel, "doc_id")]
     return out
 
 

@@ -30,6 +30,6 @@ _bench: $(RUN)/bench/DONE
 REPORT_CODE := $(shell find pipeline/report templates pipeline/locale -type f -not -name '*.pyc' 2>/dev/null)
 DEPS_report ?= $(RUN)/prepared/DONE $(RUN)/train/DONE $(RUN)/eval/DONE
 REPORT_OUTPUTS ?= $(REPORT_DIR)/report.md
-$(REPORT_OUTPUTS) &: $(RUN)/stamps/report.sha256 $(DEPS_report) $(COMPARE_INPUTS) $(REPORT_CODE)
+$(REPORT_OUTPUTS) &: $(RUN)/stamps/report.sha256 $(DEPS_report) $(COMPARE_INPUTS) $(REPORT_CODE) $(wildcard $(REPORT_DIR)/notes.md)
 	$(RUN_PY) -m pipeline report $(RUN) --out $(REPORT_DIR)
 _report: $(REPORT_OUTPUTS)

@@ -72,7 +72,7 @@ def _bench_inputs(cfg, d: dict, h: dict) -> dict:
 
 def _report_inputs(cfg, d: dict, h: dict) -> dict:
     return {"eval": h["eval"], "bench": h["bench"], "report": d["report"], "name": d["name"],
-            "description": d["description"], "stages": cfg.active_stages}  # fmt: skip
+            "description": d["description"], "stages": cfg.active_stages, "expect": d.get("expect")}  # fmt: skip
 
 
 STAGES: tuple[Stage, ...] = (
@@ -169,7 +169,8 @@ def make_fragment() -> str:
     lines += [f"REPORT_CODE := $(shell find {' '.join(report.code)} -type f -not -name '*.pyc' 2>/dev/null)",
               f"DEPS_report ?= {' '.join(_deps(report, [s.name for s in STAGES if s.default]))}",
               "REPORT_OUTPUTS ?= $(REPORT_DIR)/report.md",
-              "$(REPORT_OUTPUTS) &: $(RUN)/stamps/report.sha256 $(DEPS_report) $(COMPARE_INPUTS) $(REPORT_CODE)",
+              "$(REPORT_OUTPUTS) &: $(RUN)/stamps/report.sha256 $(DEPS_report) $(COMPARE_INPUTS) $(REPORT_CODE) "
+              "$(wildcard $(REPORT_DIR)/notes.md)",
               f"\t{report.make_command.format(name='report')} $(RUN) --out $(REPORT_DIR)",
               "_report: $(REPORT_OUTPUTS)", ""]  # fmt: skip
     return "\n".join(lines)

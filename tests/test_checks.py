@@ -175,6 +175,7 @@ def variant(
         "mismatches": list(mismatches),
         "errors": [],
         "mem_kind": mem_kind,
+        "ok": 3,  # repeats that ran: Welch's test in within_noise needs them
     }
 
 
@@ -258,6 +259,13 @@ def with_import(**record) -> Run:
     return run
 
 
+def expecting(*lines: str, ppl: float = 30.0) -> Run:
+    run = healthy()
+    run.config = {**run.config, "expect": list(lines)}
+    run.perplexity = {**run.perplexity.model_dump(), "perplexity": ppl}
+    return run
+
+
 FIRES = {
     "device_fallback": [
         (lambda: trained_on(requested="cuda"), "error", ["ran on cpu although train.device is cuda", "too old"]),
@@ -266,6 +274,10 @@ FIRES = {
         (lambda: trained_on(requested="cpu", gpus_per_node=2, reason=None), "error", ["2 GPU(s)", "no reason was"]),
     ],
     "nccl_socket_fallback": [(nccl_run, "warning", ["NCCL used Socket between the 2 nodes", "4 channel(s)"])],
+    "expectation_failed": [
+        (lambda: expecting("eval.perplexity < 20"), "warning", ["eval.perplexity < 20 (measured 30, target 20)"]),
+        (lambda: expecting("bench.step_ms[fast] < 5"), "warning", ["bench.step_ms[fast] < 5 (not measured)"]),
+    ],
     "all_zero_generative": [(zero_generative, "error", ["math_algebra_hard (1,324 items)", "answer extraction"])],
     "several_runs_in_source": [
         (
@@ -522,6 +534,7 @@ QUIET = {
         lambda: nccl_run(nodes=1),  # one node: sockets carry nothing between GPUs that matters
         lambda: nccl_run(None),
     ],
+    "expectation_failed": [healthy, lambda: expecting("eval.perplexity < 40", "train.loss < 10 * 2")],
     "all_zero_generative": [healthy, lambda: zero_generative(n=1), lambda: zero_generative(value=0.01)],
     "several_runs_in_source": [healthy, lambda: with_import(runs=[{"name": "version_0", "read": True}])],
     "metrics_not_imported": [healthy, lambda: with_import(not_carried={})],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,57 @@ def test_config_diff_lists_only_changed_keys_with_ratios():
     [
         (0.25, 0.26, True, 0.03, "within noise (±0.03)"),
         (0.25, 0.40, True, 0.03, "better"),
-        (5.0, 4.0, False, None, "better (noise unknown)"),
-        (5.0, 6.0, False, None, "worse (noise unknown)"),
+        # issue 16: without a noise estimate a difference is a number, never "better"/"worse"
+        (5.0, 4.0, False, None, "noise unknown: no verdict"),
+        (5.0, 6.0, False, None, "noise unknown: no verdict"),
         (3.0, 3.0, False, None, "same"),
     ],
 )
 def test_delta_verdicts_are_noise_aware(old, new, hib, noise, verdict):
     assert delta_row("m", old, new, hib, noise)["verdict"] == verdict
+
+
+def test_delta_verdict_from_a_test_names_it_with_ci_and_p():
+    from pipeline.report import stats
+
+    same = stats.paired([1, 0, 1, 1] * 25, [1, 0, 1, 1] * 25)
+    row = delta_row("acc", 0.75, 0.75, True, same)
+    assert row["verdict"] == "same" and row["test"] == "McNemar (exact), paired" and row["p"] == 1.0
+    gained = stats.paired([0] * 80 + [1] * 20, [1] * 30 + [0] * 50 + [1] * 20)
+    row = delta_row("acc", 0.20, 0.50, True, gained)
+    assert row["verdict"] == "better" and row["low"] > 0 and row["p"] < 0.001
+    noisy = stats.paired([0] * 90 + [1] * 10, [1] * 1 + [0] * 89 + [1] * 10)
+    assert delta_row("acc", 0.10, 0.11, True, noisy)["verdict"].startswith("within noise (p = ")
+
+
+def test_expectation_language_is_not_python():
+    from pipeline.report import expect
+
+    assert [r.key for r in expect.refs("bench.peak_mem_gib[grad-ckpt] < bench.peak_mem_gib[no-ckpt]")] == [
+        "grad-ckpt",
+        "no-ckpt",
+    ]
+    for bad, why in (
+        ("__import__('os').system('true') < 1", "not allowed"),
+        ("eval.perplexty < 3", "did you mean 'eval.perplexity'"),
+        ("eval.perplexity", "must compare"),
+        ("bench.step_ms < 3", "needs a [variant]"),
+    ):
+        with pytest.raises(expect.ExpectError, match=re.escape(why)):
+            expect.refs(bad)
+    out = expect.evaluate("1 < eval.perplexity <= 2 * 20", lambda ref: 30.0)
+    assert [(o.text, o.measured, o.target, o.passed) for o in out] == [
+        ("1 < eval.perplexity", 1.0, 30.0, True),
+        ("eval.perplexity <= 2 * 20", 30.0, 40.0, True),
+    ]
+
+
+def test_unknown_expectation_metric_is_one_line_at_resolve_time():
+    from pipeline.config.load import load_experiment
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"expect\[0\]: unknown metric 'val_los'; did you mean 'val_loss'\?"):
+        load_experiment("smoke", ["expect=[val_los<3]"])
 
 
 def run_pipeline(project: Path, name: str, monkeypatch) -> None:
@@ -64,7 +109,14 @@ def project(tmp_path_factory) -> Path:
         root, "noop", {"extends": "base", "eval": {"perplexity": {"batch_size": 2}}, "report": {"compare_to": "base"}}
     )
     write_experiment(
-        root, "bytes", {"extends": "base", "data": {"tokenizer": {"type": "bytes"}}, "report": {"compare_to": "base"}}
+        root,
+        "bytes",
+        {
+            "extends": "base",
+            "data": {"tokenizer": {"type": "bytes"}},
+            "report": {"compare_to": "base"},
+            "expect": ["eval.bits_per_byte < 100", "eval.perplexity < 1"],
+        },
     )
     with pytest.MonkeyPatch.context() as mp:
         for name in ("base", "faster", "noop", "bytes"):
@@ -84,6 +136,81 @@ def test_comparison_section_shows_diff_and_deltas(project: Path):
 def test_no_op_change_is_flagged(project: Path):
     text = (project / "reports" / "noop" / "report.md").read_text()
     assert "`no_op_change`" in text and "same train hash" in text and "| eval.perplexity.batch_size" in text
+    # a bit-identical rerun: nothing is "better" or "worse" (equal, within noise, or no verdict)
+    table = text.split("## Comparison with")[1].split("## Checks")[0]
+    assert "| better" not in table and "| worse" not in table
+
+
+def test_held_out_rows_name_their_test(project: Path):
+    assert (project / "runs" / "faster" / "eval" / "perplexity_items.jsonl").is_file()
+    text = (project / "reports" / "faster" / "report.md").read_text()
+    table = text.split("## Comparison with")[1].split("## Checks")[0]
+    ppl = next(line for line in table.splitlines() if line.startswith("| held-out perplexity"))
+    assert "paired bootstrap over sequences" in ppl  # same tokenizer, same sequences
+    assert "| held-out bits per byte" in table and "95% CI low |" in table
+    final = next(line for line in table.splitlines() if line.startswith("| final training loss"))
+    assert "noise unknown: no verdict" in final
+
+
+def _with_samples(name: str, correct: list[int]):
+    import pandas as pd
+
+    from pipeline.report.loader import TASK_COLUMNS, Run
+
+    run = Run(name=name, root=Path(name), config={}, metrics=pd.DataFrame(), validation=pd.DataFrame())
+    acc = sum(correct) / len(correct)
+    run.harness = pd.DataFrame(
+        [{"task": "cloze", "metric": "acc", "filter": "none", "value": acc, "stderr": 0.03, "higher_is_better": True}],
+        columns=TASK_COLUMNS,
+    )
+    run.samples = {"cloze": [{"doc_id": i, "doc_hash": f"h{i}", "filter": "none", "acc": float(c)}
+                             for i, c in enumerate(correct)]}  # fmt: skip
+    return run
+
+
+def test_lm_eval_deltas_on_the_same_items_use_mcnemar():
+    from scipy import stats as sps
+
+    from pipeline.report.compare import _harness_pairs
+
+    base = _with_samples("a", [1] * 30 + [0] * 50 + [0] * 15 + [1] * 5)
+    run = _with_samples("b", [1] * 30 + [0] * 50 + [1] * 15 + [0] * 5)
+    (label, old, new, hib, test) = _harness_pairs(base, run)[0]
+    assert test.test == "McNemar (exact)" and test.p == pytest.approx(sps.binomtest(15, 20).pvalue)
+    row = delta_row(label, old, new, hib, test)
+    assert row["test"] == "McNemar (exact), paired" and row["low"] > 0 and row["verdict"] == "better"
+    other = _with_samples("c", [1] * 50 + [0] * 50)
+    other.samples["cloze"] = [{**r, "doc_hash": "x" + r["doc_hash"]} for r in other.samples["cloze"]]
+    (_, _, _, _, unpaired) = _harness_pairs(base, other)[0]
+    assert unpaired.test == "unpaired (normal, stderr)"  # other items: the stderr rule, named as such
+
+
+def test_bits_per_byte_across_tokenizers_has_the_right_sign(project: Path):
+    from pipeline.report.compare import metric_rows
+    from pipeline.report.loader import load_run
+
+    base, run = load_run(project / "runs" / "base"), load_run(project / "runs" / "bytes")
+    rows = {str(r["metric"]): r for r in metric_rows(base, run)}
+    bpb = rows["held-out bits per byte"]
+    assert bpb["delta"] == pytest.approx(run.perplexity.bits_per_byte - base.perplexity.bits_per_byte)
+    assert (bpb["delta"] > 0) == (run.perplexity.bits_per_byte > base.perplexity.bits_per_byte)
+    assert rows["held-out perplexity"]["delta"] is None  # never a perplexity ratio across tokenizers
+    assert "tokenizers differ" in rows["held-out perplexity"]["verdict"]
+    text = (project / "reports" / "bytes" / "report.md").read_text()
+    assert "## Expectations" in text and "| eval.bits_per_byte < 100" in text and "✅ pass" in text
+    assert "❌ fail" in text and "`expectation_failed`" in text
+
+
+def test_hand_written_notes_survive_a_re_render(project: Path):
+    from pipeline.config.resolve import load_resolved
+    from pipeline.report.render import render
+
+    notes = project / "reports" / "faster" / "notes.md"
+    notes.write_text("Purpose: does a 3x learning rate help?\n\nNext: try 2x.\n")
+    run_dir = project / "runs" / "faster"
+    render(run_dir, load_resolved(run_dir), project / "reports" / "faster")
+    text = (project / "reports" / "faster" / "report.md").read_text()
+    assert "## Notes (written by hand)" in text and "Next: try 2x." in text and notes.is_file()
 
 
 def test_different_tokenizer_is_not_comparable(project: Path):
@@ -100,6 +227,7 @@ def test_index_and_compare_tables(project: Path):
     for name in ("base", "faster", "noop", "bytes"):
         assert f"| {name} " in index and f"{name}/report.md" in index
     assert index.count("| completed ") == 4
+    assert "| worst check" in index
     out = build_compare(["base", "faster", "bytes"], "lr-and-tokenizer", project / "runs", project / "reports")
     text = out.read_text()
     assert out == project / "reports" / "compare" / "lr-and-tokenizer.md"

@@ -159,7 +159,7 @@ def test_hf_trainer_log_history(workdir):
     assert [v["val_loss"] for v in jsonl(run_dir / "train" / "validation.jsonl")] == [h["eval_loss"] for h in evals]
     assert [r["loss"] for r in table(report, "Validation")] == [format(h["eval_loss"], ".4f") for h in evals]
     assert summary_row(report, "Source summary: `train_runtime`") == "812.3456"
-    assert "✅ completed" in report and "run_incomplete" not in rules(run_dir)
+    assert re.search(r"(✅|⚠️|❌) completed", report) and "run_incomplete" not in rules(run_dir)
 
 
 def test_hf_trainer_unfinished_run_reads_newest_checkpoint(workdir):
@@ -228,7 +228,7 @@ def test_lm_eval_results_file(workdir):
     rows = {(r["task"], r["metric"]): r for r in table(report, "lm-evaluation-harness")}
     assert rows[("piqa", "acc")]["value"] == format(result["results"]["piqa"]["acc,none"], ".4f")  # the newest file
     assert rows[("nq_open", "exact_match")]["chance"] == "—" and rows[("nq_open", "exact_match")]["few-shot"] == "5"
-    assert "at_chance" in rules(run_dir) and "✅ completed" in report
+    assert "at_chance" in rules(run_dir) and "⚠️ completed — " in report  # the worst finding, not ✅
     assert not (run_dir / "train").exists()
     assert json.loads((run_dir / "eval" / "lm_eval.json").read_text()) == result
 

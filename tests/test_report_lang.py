@@ -531,7 +531,10 @@ def test_japanese_wording_and_translated_findings(full_run: Path, tmp_path: Path
         "| no ",
     ):
         assert english not in ja, english
-    assert "**状態: ✅ 完了** — 設定した全 120 ステップ中 120 ステップを実行。エラーのチェックが 1 件あり" in ja
+    assert (
+        "**状態: ❌ 完了 — エラーのチェック 1 件** — 設定した全 120 ステップ中 120 ステップを実行。"
+        "エラーのチェックが 1 件あり" in ja
+    )
     assert "| 状態 | 完了、120 / 120 ステップ |" in ja
     assert "(#チェック)" in ja
     # The findings' messages are built in Python in English and translated when the report is rendered.

@@ -383,6 +383,10 @@ class Experiment(Section):
         None, description="stages the report needs; default prepare, train, eval (+ bench when bench: is set)"
     )
     imported: ImportInfo | None = Field(None, description="written by `make import`; never set by hand")
+    expect: list[str] = Field(
+        default_factory=list,
+        description="goals checked against the run's numbers, e.g. 'eval.perplexity < 40' (pipeline/report/expect.py)",
+    )
 
     @property
     def active_stages(self) -> list[str]:
@@ -417,6 +421,9 @@ class Experiment(Section):
                 raise ValueError(f"bench.seq_len: must be <= model.max_seq_len={positions}, got {self.bench.seq_len}")
         if (self.imported is None) != (self.data.source.type != "imported"):
             raise ValueError("data.source.type: 'imported' is written by `make import` only, together with imported:")
+        from pipeline.report.expect import validate
+
+        validate(self.expect, bool(self.report.compare_to))
         if "bench" in (self.stages or []) and not self.bench:
             raise ValueError("stages: 'bench' needs a bench: section")
         tok = self.data.tokenizer

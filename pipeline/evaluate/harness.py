@@ -5,7 +5,10 @@ Writes to `runs/<EXP>/eval/`:
 - `tasks.jsonl`: one line per (task, metric): value, stderr, n, n_original, num_fewshot,
   higher_is_better, chance level;
 - `harness_timing.json`: seconds and request counts per request type (loglikelihood,
-  loglikelihood_rolling, generate_until) and in total.
+  loglikelihood_rolling, generate_until) and in total;
+- `samples/<task>.jsonl`: lm-eval's per-item results (`log_samples`): doc_id, doc/prompt/target hashes,
+  filter, the responses and each metric's per-item value, so two runs on the same items can be compared with a
+  paired test (pipeline/report/stats.py). The documents and prompts themselves are left out (their hashes stay).
 
 The chance level of a multiple-choice task is measured, not assumed: the wrapper counts the
 loglikelihood requests per document (one per choice) and averages 1/choices.
@@ -123,7 +126,7 @@ def evaluate_tasks(
         tasks=list(tasks.values()),
         samples=samples or None,
         task_manager=manager,
-        log_samples=False,
+        log_samples=True,
         random_seed=seed,
         numpy_random_seed=seed,
         torch_random_seed=seed,
@@ -132,6 +135,20 @@ def evaluate_tasks(
         bootstrap_iters=1000,
     )
     return json.loads(json.dumps(result, default=str))  # config.model_dtype is a torch.dtype
+
+
+SAMPLE_DROPPED = ("doc", "arguments")  # large and identified by doc_hash / prompt_hash
+
+
+def write_samples(run_root: Path, samples: dict) -> None:
+    """`eval/samples/<task>.jsonl`, one line per item (and filter); earlier tasks' files are removed."""
+    folder = Path(run_root) / "eval" / "samples"
+    if folder.is_dir():
+        for old in folder.glob("*.jsonl"):
+            old.unlink()
+    for task, items in samples.items():
+        rows = [{k: v for k, v in item.items() if k not in SAMPLE_DROPPED} | {"task": task} for item in items]
+        records.SAMPLES.write_rows_to(folder / f"{task}.jsonl", rows)
 
 
 def _task_error(exc: Exception, tasks: list[str]) -> str:
@@ -161,8 +178,10 @@ def run_harness(cfg: Experiment, run_dir: Path) -> Path | None:
     t0 = time.perf_counter()
     result = evaluate_tasks(lm, hc.specs(), hc.include_path, hc.seed, hc.max_gen_toks)
     total = time.perf_counter() - t0
+    samples = result.pop("samples", None) or {}
     rows = normalise(result, lm.chance_level)
     records.LM_EVAL.write(run.root, result)
+    write_samples(run.root, samples)
     records.TASKS.write_rows(run.root, rows)
     timing = {
         "checkpoint": path.name,

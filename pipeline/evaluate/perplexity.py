@@ -2,6 +2,11 @@
 
 Reports the conditions (split, batch size, sequence length, batches, tokens, dtype, device) next to the
 result, as users write them by hand today (seed 001), plus NaN/Inf batch counts.
+
+Tokenizer-free units: the scored text's UTF-8 bytes and characters (every predicted token's bytes, from the
+run's own tokenizer) give bits per byte and bits per character, which compare across tokenizers (a perplexity
+ratio does not: a byte model predicts ~4x as many, much easier, tokens). `eval/perplexity_items.jsonl` keeps
+each sequence's loss sum, tokens and bytes, for the report's bootstrap CI over documents.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipeline import records
@@ -39,10 +45,48 @@ def pick_checkpoint(run: RunDir, step: int | None) -> Path:
     return wanted
 
 
+def token_bytes(run_root: Path) -> np.ndarray | None:
+    """UTF-8 bytes of each token id of the run's tokenizer (EOS counts as one byte, the document separator);
+    None when the tokenizer cannot be read."""
+    try:
+        from tokenizers import pre_tokenizers
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(RunDir(run_root).prepared / "tokenizer"))
+    except (OSError, ValueError):
+        return None
+    pieces = tok.convert_ids_to_tokens(list(range(len(tok))))
+    alphabet = set(pre_tokenizers.ByteLevel.alphabet())
+    special = set(tok.all_special_tokens)
+    byte_level = all(p in special or set(p) <= alphabet for p in pieces if p)
+    out = np.zeros(len(pieces), dtype=np.int64)
+    for i, piece in enumerate(pieces):
+        if piece in special:
+            out[i] = 1
+        elif byte_level:  # ByteLevel maps each byte to one printable character
+            out[i] = len(piece)
+        else:
+            out[i] = len(tok.decode([i]).encode("utf-8"))
+    return out
+
+
 def load_checkpoint_model(path: Path, device: torch.device):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(path).to(device)
+
+
+def _characters(run_root: Path, rows: np.ndarray) -> int | None:
+    """Characters of the predicted text (each sequence decoded without its first token)."""
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(RunDir(run_root).prepared / "tokenizer"))
+    except (OSError, ValueError):
+        return None
+    texts = tok.batch_decode(np.asarray(rows[:, 1:], dtype=np.int64).tolist(), skip_special_tokens=False)
+    eos = tok.eos_token or ""
+    return sum(len(t.replace(eos, "\n")) if eos else len(t) for t in texts)
 
 
 def run_perplexity(cfg: Experiment, run_dir: Path) -> Path:
@@ -61,8 +105,20 @@ def run_perplexity(cfg: Experiment, run_dir: Path) -> Path:
         torch.from_numpy(rows[i : i + pc.batch_size].astype("int64")) for i in range(0, len(rows), pc.batch_size)
     )
     t0 = time.perf_counter()
-    result = score(model, batches, device, precision)
+    per_row: list = []
+    result = score(model, batches, device, precision, per_row)
     elapsed = time.perf_counter() - t0
+    sizes = token_bytes(run.root)
+    items, n_bytes, n_chars = [], None, None
+    if sizes is not None and len(per_row) == len(rows):  # every batch finite: rows and losses line up
+        row_bytes = sizes[np.minimum(np.asarray(rows[:, 1:], dtype=np.int64), len(sizes) - 1)].sum(axis=1)
+        n_bytes = int(row_bytes.sum())
+        n_chars = _characters(run.root, rows)
+        items = [
+            {"index": i, "loss_sum": round(loss, 6), "tokens": int(t), "bytes": int(b)}
+            for i, ((loss, t), b) in enumerate(zip(per_row, row_bytes))
+        ]
+    bits = result["loss"] * result["tokens"] / math.log(2) if result["tokens"] else None
     out = {
         "checkpoint": path.name,
         "step": int(path.name),
@@ -77,6 +133,10 @@ def run_perplexity(cfg: Experiment, run_dir: Path) -> Path:
         "loss": result["loss"],
         "perplexity": result["perplexity"],
         "accuracy": result["accuracy"],
+        "bytes": n_bytes,
+        "characters": n_chars,
+        "bits_per_byte": bits / n_bytes if bits is not None and n_bytes else None,
+        "bits_per_char": bits / n_chars if bits is not None and n_chars else None,
         "nan_count": result["nan_count"],
         "inf_count": result["inf_count"],
         "eval_time_s": round(elapsed, 3),
@@ -84,5 +144,6 @@ def run_perplexity(cfg: Experiment, run_dir: Path) -> Path:
     }
     out = {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
     records.PERPLEXITY.write(run.root, out)
+    records.PERPLEXITY_ITEMS.write_rows(run.root, items)
     log.info("perplexity %s on %s (%d tokens)", out["perplexity"], pc.split, out["tokens"])
     return run.eval

@@ -22,8 +22,11 @@ def autocast_for(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def score(model, batches: Iterable[torch.Tensor], device: torch.device, precision: str) -> dict:
-    """Mean loss over all predicted tokens of the batches whose loss is finite."""
+def score(
+    model, batches: Iterable[torch.Tensor], device: torch.device, precision: str, per_row: list | None = None
+) -> dict:
+    """Mean loss over all predicted tokens of the batches whose loss is finite. `per_row`, when given, receives
+    each scored sequence's (loss sum in nats, predicted tokens) of the finite batches, in order."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -34,7 +37,8 @@ def score(model, batches: Iterable[torch.Tensor], device: torch.device, precisio
         with autocast_for(device, precision):
             logits = model(input_ids=batch).logits
         logits, targets = logits[:, :-1].float(), batch[:, 1:]
-        losses = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
+        token_losses = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
+        losses = token_losses.sum()
         n_batches += 1
         value = losses.item()  # one sync per eval batch is fine: eval is not the hot path
         if math.isnan(value):
@@ -44,6 +48,9 @@ def score(model, batches: Iterable[torch.Tensor], device: torch.device, precisio
             inf += 1
             continue
         valid += 1
+        if per_row is not None:
+            rows = token_losses.double().view(targets.shape).sum(dim=1).tolist()
+            per_row.extend((r, targets.size(1)) for r in rows)
         loss_sum += losses.double()
         correct += (logits.argmax(-1) == targets).sum()
         tokens += targets.numel()

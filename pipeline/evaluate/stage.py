@@ -23,5 +23,7 @@ def run_eval(cfg: Experiment, run_dir: Path) -> Path:
     if harness is None:  # no tasks configured: drop results of an earlier config so the report cannot show them
         for file in (records.LM_EVAL, records.TASKS, records.HARNESS_TIMING):
             file.at(run.root).unlink(missing_ok=True)
+        for old in records.samples_files(run.root):
+            old.unlink()
     records.EVAL_DONE.write(run.root, {"perplexity": True, "harness": harness is not None})
     return run.eval

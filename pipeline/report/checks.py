@@ -556,31 +556,54 @@ def qlora_not_smaller(run: Run) -> Finding | None:
     return None
 
 
-def within_noise(run: Run) -> Finding | None:
-    """A variant whose time is within the baseline's repeat spread has not been shown to differ."""
+def _welch_from_summary(a: dict, b: dict, n_a: int | None, n_b: int | None):
+    """Welch's t-test of two variants' mean step times from their means, standard deviations and repeat counts."""
+    from scipy import stats as sps
+
+    if not n_a or not n_b or n_a < 2 or n_b < 2:
+        return None
+    sa, sb = a["step_time_median_s_std"], b["step_time_median_s_std"]
+    if not sa and not sb:
+        return 1.0 if a["step_time_median_s"] == b["step_time_median_s"] else 0.0
+    return float(sps.ttest_ind_from_stats(a["step_time_median_s"], sa, n_a, b["step_time_median_s"], sb, n_b,
+                                          equal_var=False).pvalue)  # fmt: skip
+
+
+def within_noise(run: Run, alpha: float = 0.05) -> Finding | None:
+    """A variant whose mean step time Welch's t-test over the repeats cannot tell from the baseline's (p ≥ alpha)."""
     ok, base = _bench_ok(run), run.bench.baseline
     if base not in ok:
         return None
     b = ok[base]
-    hits = [
-        N_(
-            "{name} {t:.2f}±{s:.2f} ms vs {tb:.2f}±{sb:.2f} ms",
-            name=n,
-            t=v["step_time_median_s"] * 1e3,
-            s=v["step_time_median_s_std"] * 1e3,
-            tb=b["step_time_median_s"] * 1e3,
-            sb=b["step_time_median_s_std"] * 1e3,
+    repeats = run.bench.repeats
+    hits = []
+    for n, v in ok.items():
+        if n == base:
+            continue
+        p = _welch_from_summary(v, b, v.get("ok") or repeats, b.get("ok") or repeats)
+        if p is None or p < alpha:
+            continue
+        hits.append(
+            N_(
+                "{name} {t:.2f}±{s:.2f} ms vs {tb:.2f}±{sb:.2f} ms (Welch p = {p:.2g})",
+                name=n,
+                t=v["step_time_median_s"] * 1e3,
+                s=v["step_time_median_s_std"] * 1e3,
+                tb=b["step_time_median_s"] * 1e3,
+                sb=b["step_time_median_s_std"] * 1e3,
+                p=p,
+            )
         )
-        for n, v in ok.items()
-        if n != base
-        and abs(v["step_time_median_s"] - b["step_time_median_s"])
-        <= v["step_time_median_s_std"] + b["step_time_median_s_std"]
-    ]
     if hits:
         return Finding(
             "within_noise",
             "info",
-            N_("step time within the repeat spread of {base}: {hits}", base=base, hits=Msg.join(hits)),
+            N_(
+                "step time not shown to differ from {base} (Welch's t-test over the repeats, p ≥ {alpha}): {hits}",
+                base=base,
+                alpha=alpha,
+                hits=Msg.join(hits),
+            ),
         )
     return None
 
@@ -633,6 +656,36 @@ def not_comparable(base: Run, run: Run) -> Finding | None:
     return None
 
 
+def expectation_failed(run: Run, baseline: Run | None = None) -> Finding | None:
+    """A goal declared under `expect:` that the data does not meet, or that nothing measured."""
+    from pipeline.report.expect import check
+
+    lines = run.config.get("expect") or []
+    if not lines:
+        return None
+    outcomes = check(run, baseline, lines)
+    failed = [o for o in outcomes if o.passed is False]
+    unmeasured = [o for o in outcomes if o.passed is None]
+    parts = [N_("{text} (measured {measured:.4g}, target {target:.4g})", text=o.text, measured=o.measured,
+                target=o.target) for o in failed]  # fmt: skip
+    parts += [N_("{text} (not measured)", text=o.text) for o in unmeasured]
+    if not parts:
+        return None
+    return Finding(
+        "expectation_failed",
+        "warning",
+        N_(
+            "{n} of {total} declared expectation(s) not met: {parts}",
+            n=len(parts),
+            total=len(outcomes),
+            parts=Msg.join(parts),
+        ),  # fmt: skip
+    )
+
+
+expectation_failed.reads_baseline = True  # `baseline.<metric>` in an expectation
+
+
 @dataclass(frozen=True)
 class Rule:
     """One entry of the check table: the function, what it checks (for "No check fired (rules: …)"), and
@@ -649,6 +702,8 @@ class Rule:
     def __call__(self, run: Run, baseline: Run | None = None) -> Finding | None:
         if self.baseline:
             return None if baseline is None else self.func(baseline, run)
+        if getattr(self.func, "reads_baseline", False):  # runs without one, reads it when there is one
+            return self.func(run, baseline)
         return self.func(run)
 
 
@@ -675,7 +730,8 @@ RULES: list[Rule] = [
     Rule(identical_measurements, N_("identical bench measurements")),
     Rule(qlora_not_smaller, N_("QLoRA memory")),
     Rule(bench_failures, N_("bench failures")),
-    Rule(within_noise, N_("bench noise")),
+    Rule(within_noise, N_("bench noise (Welch)")),
+    Rule(expectation_failed, N_("declared expectations")),
     Rule(damaged_files, N_("damaged files")),
     Rule(uncommitted_code, N_("uncommitted code")),
     Rule(no_op_change, N_("no-op change against the baseline"), baseline=True),

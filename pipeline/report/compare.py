@@ -1,8 +1,18 @@
 """Compare a run with a baseline run: config diff, comparability guards, metric deltas, no-op detection.
 
 Guards come before numbers: perplexities under different tokenizers, datasets or sequence lengths are not
-comparable, and a different device or code commit changes speed and sometimes results. A delta inside the
-known noise (lm-eval stderr, bench repeat spread) is "within noise", never "better" or "worse".
+comparable, and a different device or code commit changes speed and sometimes results. A verdict needs a noise
+estimate (pipeline/report/stats.py), and the row names the test it came from:
+
+- lm-eval deltas: a paired test when both runs logged the same items (`eval/samples/`: McNemar for 0/1 scores,
+  a paired bootstrap otherwise), else the unpaired normal rule from the two stderrs (items differ);
+- held-out loss / perplexity / bits per byte: a bootstrap over the scored sequences (`eval/perplexity_items.jsonl`);
+- throughput: Welch's t over the steady log intervals, and "not comparable" when the host's load from other
+  processes (`host_load`) differs by more than HOST_LOAD_LIMIT;
+- anything else (final training / validation loss): the number, no verdict.
+
+Across tokenizers, per-token numbers (losses, perplexities) get no Δ: bits per byte and per character of the
+same text are compared instead.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.dotted import flatten
-from pipeline.report import tables
+from pipeline.report import stats, tables
 from pipeline.report.i18n import N_, Msg
 from pipeline.report.loader import Run
 
@@ -76,18 +86,72 @@ def _val(run: Run, col: str, best: bool = False):
     frame = run.validation.dropna(subset=[col]) if len(run.validation) else run.validation
     if not len(frame):
         return None
-    return float(frame[col].min() if best else frame[col].iloc[-1])
+    return float(frame[col].iloc[-1] if not best else frame[col].min())
+
+
+# The tests a delta can be judged by, as the report names them (pipeline/report/stats.py).
+TESTS = {
+    "McNemar (exact)": N_("McNemar (exact), paired"),
+    "paired bootstrap": N_("paired bootstrap"),
+    "unpaired (normal, stderr)": N_("unpaired: 1.96·√(se₁²+se₂²), items differ"),
+    "Welch t": N_("Welch t over log intervals"),
+    "paired bootstrap over sequences": N_("paired bootstrap over sequences"),
+    "bootstrap over sequences": N_("bootstrap over sequences"),
+}
+HOST_LOAD_LIMIT = 0.10  # other processes' share of the cores: a difference above this makes speed incomparable
+NO_VERDICT = N_("noise unknown: no verdict")
+
+
+def same_tokenizer(base: Run, run: Run) -> bool:
+    a, b = base.prepared, run.prepared
+    return (a.tokenizer, a.vocab_size) == (b.tokenizer, b.vocab_size)
+
+
+def host_load(run: Run) -> float | None:
+    """Median share of the host's cores other processes used over the logged intervals (`host_load`)."""
+    if "host_load" not in run.metrics:
+        return None
+    values = run.metrics["host_load"].dropna()
+    return float(values.median()) if len(values) else None
+
+
+def _steady_tps(run: Run) -> list[float]:
+    frame = run.metrics
+    if not len(frame):
+        return []
+    first = {s["first_step"] for s in run.segments} if run.segments else {int(frame["step"].iloc[0])}
+    steady = frame[~frame["step"].isin(first)]
+    if "interval_event" in steady:
+        steady = steady[steady["interval_event"].isna()]
+    return [float(v) for v in steady["tokens_per_s"].dropna()]
+
+
+def _ppl_test(base: Run, run: Run, what: str):
+    """Bootstrap over the scored sequences: per-token loss / perplexity (same tokenizer), bits per byte."""
+    a, b = base.ppl_items, run.ppl_items
+    if len(a) < 2 or len(b) < 2:
+        return None
+    la, lb = [r["loss_sum"] for r in a], [r["loss_sum"] for r in b]
+    if what == "bits_per_byte":
+        if any(r.get("bytes") is None for r in a + b):
+            return None
+        ta, tb = [r["bytes"] * math.log(2) for r in a], [r["bytes"] * math.log(2) for r in b]
+        return stats.bootstrap_ratio_diff(la, ta, lb, tb)
+    ta, tb = [r["tokens"] for r in a], [r["tokens"] for r in b]
+    transform = math.exp if what == "perplexity" else None
+    return stats.bootstrap_ratio_diff(la, ta, lb, tb, transform=transform)
 
 
 def metric_rows(base: Run, run: Run) -> list[dict]:
     def last_loss(r):
         return float(r.metrics["loss"].dropna().iloc[-1]) if len(r.metrics) else None
 
-    def ppl(r):
-        value = r.perplexity.perplexity
+    def ppl(r, key="perplexity"):
+        value = getattr(r.perplexity, key)
         return value if isinstance(value, (int, float)) else None
 
-    rows = [
+    tokens_comparable = same_tokenizer(base, run)
+    token_rows = [
         (N_("final training loss"), last_loss(base), last_loss(run), False, None),
         (N_("final validation loss"), _val(base, "val_loss"), _val(run, "val_loss"), False, None),
         (
@@ -97,23 +161,92 @@ def metric_rows(base: Run, run: Run) -> list[dict]:
             False,
             None,
         ),
-        (N_("held-out perplexity"), ppl(base), ppl(run), False, None),
-        (
-            N_("throughput, median tokens/s"),
-            tables.throughput(base).get("median"),
-            tables.throughput(run).get("median"),
-            True,
-            None,
-        ),
+        (N_("held-out loss (nats/token)"), ppl(base, "loss"), ppl(run, "loss"), False, _ppl_test(base, run, "loss")),
+        (N_("held-out perplexity"), ppl(base), ppl(run), False, _ppl_test(base, run, "perplexity")),
     ]
-    for r in _harness_pairs(base, run):
-        rows.append(r)
+    rows = []
+    for name, old, new, hib, test in token_rows:
+        if tokens_comparable:
+            rows.append((name, old, new, hib, test))
+        elif old is not None or new is not None:
+            row = delta_row(name, old, new, hib, None)
+            row.update(delta=None, pct=None, verdict=N_("per token: tokenizers differ, see bits per byte"))
+            rows.append(row)
+    rows.append(
+        (
+            N_("held-out bits per byte"),
+            ppl(base, "bits_per_byte"),
+            ppl(run, "bits_per_byte"),
+            False,
+            _ppl_test(base, run, "bits_per_byte"),
+        )
+    )
+    rows.append((N_("held-out bits per character"), ppl(base, "bits_per_char"), ppl(run, "bits_per_char"), False, None))
+    rows.append(throughput_row(base, run))
+    rows += _harness_pairs(base, run)
     out = []
-    for name, old, new, higher_better, noise in rows:
+    for item in rows:
+        if isinstance(item, dict):
+            out.append(item)
+            continue
+        name, old, new, higher_better, noise = item
         if old is None and new is None:
             continue
         out.append(delta_row(name, old, new, higher_better, noise))
     return out
+
+
+def throughput_row(base: Run, run: Run) -> dict:
+    old, new = tables.throughput(base).get("median"), tables.throughput(run).get("median")
+    la, lb = host_load(base), host_load(run)
+    if la is None or lb is None:
+        name = N_("throughput, median tokens/s (host load not recorded)")
+    else:
+        name = N_("throughput, median tokens/s (host load {a:.0%} → {b:.0%})", a=la, b=lb)
+    test = stats.welch(_steady_tps(base), _steady_tps(run)) if old is not None and new is not None else None
+    row = delta_row(name, old, new, True, test)
+    if la is not None and lb is not None and abs(la - lb) > HOST_LOAD_LIMIT and row["delta"] is not None:
+        row["verdict"] = N_("not comparable: host load differs ({a:.0%} vs {b:.0%})", a=la, b=lb)
+    elif (la is None or lb is None) and row["delta"] is not None:
+        row["verdict"] = N_("host load unknown: no verdict")
+    return row
+
+
+def _item_values(items: list[dict], metric: str, filt) -> dict | None:
+    """(doc_id, doc_hash) -> the item's value of `metric` under `filt`; None when an item lacks it."""
+    out = {}
+    for item in items:
+        if (item.get("filter") or "none") != (filt or "none"):
+            continue
+        if metric not in item:
+            return None
+        out[(item.get("doc_id"), item.get("doc_hash"))] = item[metric]
+    return out or None
+
+
+ROLLING = {"bits_per_byte": 1 / math.log(2), "byte_perplexity": None, "word_perplexity": None}
+
+
+def harness_test(base: Run, run: Run, task: str, metric: str, filt, se_a, se_b):
+    """The paired test when both runs logged the same items, else the unpaired rule from the stderrs."""
+    a = _item_values(base.samples.get(task) or [], metric, filt)
+    b = _item_values(run.samples.get(task) or [], metric, filt)
+    if a and b and set(a) == set(b):
+        keys = sorted(a, key=str)
+        va, vb = [a[k] for k in keys], [b[k] for k in keys]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in va + vb):
+            return stats.paired(va, vb)
+        if metric in ROLLING and all(isinstance(v, list) and len(v) == 2 for v in va + vb):
+            # (loglikelihood, words or bytes) per document: the aggregate is a ratio of sums
+            nll_a, n_a = [-v[0] for v in va], [v[1] for v in va]
+            nll_b, n_b = [-v[0] for v in vb], [v[1] for v in vb]
+            if metric == "bits_per_byte":
+                n_a, n_b = [n * math.log(2) for n in n_a], [n * math.log(2) for n in n_b]
+                return stats.bootstrap_ratio_diff(nll_a, n_a, nll_b, n_b, paired=True)
+            return stats.bootstrap_ratio_diff(nll_a, n_a, nll_b, n_b, transform=math.exp, paired=True)
+    if se_a is not None and se_b is not None and se_a == se_a and se_b == se_b:
+        return stats.unpaired_from_se(0.0, se_a, 0.0, se_b)
+    return None
 
 
 def _harness_pairs(base: Run, run: Run):
@@ -122,27 +255,40 @@ def _harness_pairs(base: Run, run: Run):
     merged = base.harness.merge(run.harness, on=["task", "metric", "filter"], suffixes=("_a", "_b"))
     pairs = []
     for r in merged.itertuples():
-        se = [s for s in (r.stderr_a, r.stderr_b) if s == s and s is not None]
-        noise = 2 * math.sqrt(sum(s * s for s in se)) if len(se) == 2 else None
+        test = harness_test(base, run, r.task, r.metric, r.filter, r.stderr_a, r.stderr_b)
+        if test is not None and test.test.startswith("unpaired"):  # centred on this row's own delta
+            test = stats.unpaired_from_se(r.value_a, r.stderr_a, r.value_b, r.stderr_b)
         label = f"{r.task} {r.metric}" + (f" ({r.filter})" if r.filter and r.filter != "none" else "")
-        pairs.append((label, r.value_a, r.value_b, bool(r.higher_is_better_a), noise))
+        hib = r.higher_is_better_a
+        pairs.append((label, r.value_a, r.value_b, bool(hib) if hib == hib and hib is not None else True, test))
     return pairs
 
 
-def delta_row(name: str, old, new, higher_better: bool, noise: float | None) -> dict:
+def delta_row(name: str, old, new, higher_better: bool, noise) -> dict:
+    """Δ, Δ % and a verdict that needs a noise estimate: a `stats.Test` (its CI and p decide) or a number (|Δ| ≤
+    noise is within noise). Without either, the row is a number and no verdict."""
     row = {"metric": name, "baseline": old, "run": new, "delta": None, "pct": None, "verdict": "—"}
+    row.update(test=None, low=None, high=None, p=None)
     if old is None or new is None:
         return row
     delta = new - old
     row.update(delta=delta, pct=100 * delta / old if old else None)
-    if noise is not None and abs(delta) <= noise:
+    if isinstance(noise, stats.Test):
+        row.update(test=TESTS.get(noise.test, noise.test), low=noise.low, high=noise.high, p=noise.p)
+        if delta == 0:
+            row["verdict"] = N_("same")
+        elif not noise.significant:
+            row["verdict"] = N_("within noise (p = {p:.3g})", p=noise.p)
+        else:
+            row["verdict"] = N_("better") if (delta > 0) == higher_better else N_("worse")
+    elif noise is not None and abs(delta) <= noise:
         row["verdict"] = N_("within noise (±{noise:.4g})", noise=noise)
     elif delta == 0:
         row["verdict"] = N_("same")
     elif noise is not None:
         row["verdict"] = N_("better") if (delta > 0) == higher_better else N_("worse")
     else:
-        row["verdict"] = N_("better (noise unknown)") if (delta > 0) == higher_better else N_("worse (noise unknown)")
+        row["verdict"] = NO_VERDICT
     return row
 
 

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pipeline.atomic import write_text  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
 from pipeline.report import compare, tables  # noqa: E402
-from pipeline.report.i18n import SOURCE_LANGUAGE, STATUS, suffix  # noqa: E402
+from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix  # noqa: E402
 from pipeline.report.loader import Run, load_run  # noqa: E402
 from pipeline.report.plots import plot_language  # noqa: E402
 from pipeline.report.render import TEMPLATES, environment  # noqa: E402
@@ -36,6 +36,7 @@ def summary_row(run: Run, reports: Path, link_from: Path, lang: str = SOURCE_LAN
     return {
         "experiment": run.name,
         "status": STATUS.get(run.status, run.status),
+        "checks": worst_finding(run),
         "steps": f"{run.steps_done}/{run.steps_planned or '—'}" if "train" in run.stages else "—",
         "date": max(ends)[:16].replace("T", " ") if ends else None,
         "commit": str(prov.git.commit or "—")[:10],
@@ -52,6 +53,24 @@ def summary_row(run: Run, reports: Path, link_from: Path, lang: str = SOURCE_LAN
         if report.is_file() and link_from != reports
         else (f"{run.name}/{report.name}" if report.is_file() else None),
     }
+
+
+def worst_finding(run: Run) -> Msg:
+    """The index's checks column: the worst severity and how many findings have it (the report's own checks,
+    with its `compare_to` baseline when that run exists)."""
+    from pipeline.report.checks import RULES, applicable, run_checks
+
+    base_name = (run.config.get("report") or {}).get("compare_to")
+    base_dir = Path(run.root).parent / base_name if base_name else None
+    baseline = load_run(base_dir) if base_dir and (base_dir / "config.yaml").is_file() else None
+    findings = run_checks(run, applicable(RULES, baseline), baseline=baseline)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    if errors:
+        return N_("❌ {n} error(s)", n=errors)
+    if warnings:
+        return N_("⚠️ {n} warning(s)", n=warnings)
+    return N_("✅ none")
 
 
 def run_dirs(runs: Path, names: list[str] | None = None) -> list[Path]:

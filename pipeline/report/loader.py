@@ -48,6 +48,8 @@ class Run:
     perplexity: records.Perplexity = field(default_factory=records.Perplexity.missing)
     harness: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TASK_COLUMNS))
     harness_timing: records.HarnessTiming = field(default_factory=records.HarnessTiming.missing)
+    samples: dict = field(default_factory=dict)  # task -> lm-eval's per-item rows (eval/samples/<task>.jsonl)
+    ppl_items: list[dict] = field(default_factory=list)  # eval/perplexity_items.jsonl: per-sequence loss sums
     bench: records.BenchSummary = field(default_factory=records.BenchSummary.missing)
     bench_rows: list[dict] = field(default_factory=list)
     checkpoints: list[dict] = field(default_factory=list)
@@ -203,6 +205,8 @@ def load_run(run_dir: Path) -> Run:
         perplexity=records.PERPLEXITY.read(root, problems),
         harness=read_tasks(root, problems),
         harness_timing=records.HARNESS_TIMING.read(root, problems),
+        samples=records.read_samples(root, problems),
+        ppl_items=records.PERPLEXITY_ITEMS.rows(root, problems, key="loss_sum"),
         checkpoints=checkpoints,
         bench=records.BENCH_SUMMARY.read(root, problems),
         bench_rows=records.BENCH_RESULTS.rows(root, problems, key="variant"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 from pathlib import Path
 
 import matplotlib
@@ -137,12 +138,29 @@ def overlay_plot(base: Run, run: Run, out: Path, lang: str = SOURCE_LANGUAGE) ->
         return _overlay(base, run, out / f"compare_loss{suffix(lang)}.png", _)
 
 
-def _overlay(base: Run, run: Run, path: Path, _) -> str:
+def _per_char(r: Run, split: str) -> float | None:
+    """Factor from nats/token to bits/character on a split: tokens / (characters · ln 2) of prepared/stats.json."""
+    stats = r.prepared.splits.get(split)
+    if not stats or not stats.tokens or not stats.characters:
+        return None
+    return stats.tokens / (stats.characters * math.log(2))
+
+
+def _overlay(base: Run, run: Run, path: Path, _) -> str | None:
+    from pipeline.report.compare import same_tokenizer
+
+    one_unit = same_tokenizer(base, run)  # else every curve in bits per character: one unit for both tokenizers
+    factors = {}
+    for r in (base, run):
+        factors[r.name] = (1.0, 1.0) if one_unit else (_per_char(r, "train"), _per_char(r, "validation"))
+    if any(f is None for pair in factors.values() for f in pair):
+        return None  # no honest common unit: no plot
     fig, ax = plt.subplots(figsize=(7, 4))
     for r, colour in ((base, "#999999"), (run, "#4c72b0")):
+        f_train, f_val = factors[r.name]
         ax.plot(
             r.metrics["step"],
-            r.metrics["loss"],
+            r.metrics["loss"] * f_train,
             color=colour,
             lw=1.0,
             alpha=0.7,
@@ -151,7 +169,7 @@ def _overlay(base: Run, run: Run, path: Path, _) -> str:
         if len(r.validation):
             ax.plot(
                 r.validation["step"],
-                r.validation["val_loss"],
+                r.validation["val_loss"] * f_val,
                 "o-",
                 color=colour,
                 ms=3,
@@ -159,7 +177,11 @@ def _overlay(base: Run, run: Run, path: Path, _) -> str:
                 label=_("{name} validation").format(name=r.name),
             )
     ax.set_xlabel(_("optimizer step"))
-    ax.set_ylabel(_("cross-entropy loss (nats/token)"))
+    ax.set_ylabel(
+        _("cross-entropy loss (nats/token)")
+        if one_unit
+        else _("bits per character (tokenizers differ; each split's characters per token)")
+    )
     ax.set_title(_("{run} vs {baseline}").format(run=run.name, baseline=base.name))
     ax.grid(alpha=0.3)
     ax.legend()

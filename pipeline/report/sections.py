@@ -78,6 +78,7 @@ def base_context(r: Report) -> dict:
         "findings": findings,
         "rules": [rule.description for rule in rules],
         "n_errors": sum(f.severity == "error" for f in findings),
+        "n_warnings": sum(f.severity == "warning" for f in findings),
         "imported": run.imported,
         "done": run.done,
         "config": cfg.model_dump(mode="json"),
@@ -122,6 +123,26 @@ def summary(r: Report) -> dict:
         "train_time": tables.train_time(run),
         "params": run.done.parameters,
     }
+
+
+def expectations(r: Report) -> dict:
+    """The `expect:` goals as a pass/fail table with the measured value beside each target."""
+    from pipeline.report.expect import check
+    from pipeline.report.i18n import N_
+
+    lines = r.cfg.expect
+    if not lines:
+        return {"expectations": []}
+    word = {True: N_("✅ pass"), False: N_("❌ fail"), None: N_("❔ not measured")}
+    rows = [{**vars(o), "result": word[o.passed]} for o in check(r.run, r.baseline, lines)]
+    return {"expectations": rows}
+
+
+def notes(r: Report) -> dict:
+    """`reports/<EXP>/notes.md`, written by hand (purpose, interpretation, next steps): kept across re-renders."""
+    path = r.report_dir / "notes.md"
+    text = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    return {"notes": text, "notes_file": f"reports/{r.run.name}/notes.md"}
 
 
 def comparison(r: Report) -> dict:
@@ -214,6 +235,8 @@ def source(r: Report) -> dict:
 NATIVE: list[Section] = [
     Section("status"),
     Section("summary", summary),
+    Section("expectations", expectations),
+    Section("notes", notes),
     Section("comparison", comparison),
     Section("checks"),
     Section("environment"),
@@ -232,6 +255,8 @@ NATIVE: list[Section] = [
 IMPORTED: list[Section] = [
     Section("status"),
     Section("imported_summary", imported_summary),
+    Section("expectations", expectations),
+    Section("notes", notes),
     Section("checks"),
     Section("imported_training", imported_training),
     Section("validation"),

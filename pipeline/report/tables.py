@@ -194,6 +194,11 @@ def bench_table(run: Run) -> list[dict]:
         if v["status"] == "ok":
             row["step_ms"] = 1e3 * v["step_time_median_s"]
             row["step_ms_std"] = 1e3 * v["step_time_median_s_std"]
+            n = v.get("ok") or summary.repeats
+            if n and n >= 2 and v["step_time_median_s_std"] is not None:  # Student t, n - 1 degrees of freedom
+                from scipy import stats as sps
+
+                row["step_ms_ci"] = float(sps.t.ppf(0.975, n - 1)) * row["step_ms_std"] / n**0.5
             row["p90_ms"] = 1e3 * v["step_time_p90_s"]
             if b.get("status") == "ok":
                 row["time_ratio"] = v["step_time_median_s"] / b["step_time_median_s"]

@@ -31,6 +31,7 @@ from pipeline.train.batches import BatchPlan, DeviceBatches, as_sequences
 from pipeline.train.flops import achieved_flops, flops_per_token, mfu
 from pipeline.train.metrics_log import JsonlLog, utc_now
 from pipeline.train.optim import build_optimizer, build_scheduler
+from pipeline.train.peak import HostLoad
 from pipeline.train.runtime import Runtime, archive_stale_outputs, peak_memory_gib, seed_everything
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ class Interval:
     start_time: float = field(default_factory=time.perf_counter)
     steps: int = 0
     data_time: float = 0.0
+    load: HostLoad = field(default_factory=lambda: HostLoad().__enter__())  # other processes' share of the cores
+
+    def host_load(self) -> float | None:
+        self.load.__exit__(None, None, None)
+        return None if self.load.others is None else round(self.load.others, 4)
 
 
 class Trainer:
@@ -220,6 +226,7 @@ class Trainer:
             "step_time_s": elapsed / max(iv.steps, 1),
             "data_time_s": iv.data_time / max(iv.steps, 1),
             "mem_peak_gib": peak_memory_gib(self.rt.device),
+            "host_load": iv.host_load(),
             "segment": self.segment,
             "time_utc": utc_now(),
         }

@@ -220,3 +220,29 @@ def test_smooth_ema_lags_and_reduces_noise():
         smooth(values, 0)
     with pytest.raises(ValueError):
         smooth(values, 3, method="mean")
+
+
+def test_the_end_of_a_run_is_judged_on_its_validation_passes_when_there_are_a_few():
+    """A run whose validation loss fell at every pass must not read "rising at the end" because its smoothed
+    training loss turned up over the last steps (the phases follow the training loss below 6 passes)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from pipeline.report.loader import METRIC_COLUMNS, VALIDATION_COLUMNS, Run
+    from pipeline.report.phases import RISING, STILL_IMPROVING
+    from pipeline.report.tables import curve_phases
+
+    steps = np.arange(10, 401, 10)
+    train = np.where(steps < 300, 6.0 - steps / 100, 3.0 + (steps - 300) / 40)  # falls, then turns up
+    metrics = pd.DataFrame({"step": steps, "loss": train}).reindex(columns=METRIC_COLUMNS)
+    metrics["step"], metrics["loss"] = steps, train
+    val = pd.DataFrame({"step": [0, 100, 200, 300, 400], "val_loss": [7.0, 6.0, 5.0, 4.0, 3.0]})
+    run = Run(name="t", root=Path("runs/t"), config={"train": {"steps": 400}}, metrics=metrics,
+              validation=val.reindex(columns=VALIDATION_COLUMNS).assign(**val))  # fmt: skip
+    curve = curve_phases(run)
+    assert "training loss" in str(curve["curve"])
+    assert RISING not in str(curve["verdict"]) and str(curve["verdict"]).startswith(STILL_IMPROVING)
+    assert "(judged on the 5 validation passes)" in str(curve["verdict"])
+    run.validation = run.validation.iloc[:2]  # two passes: too few to judge, the training loss decides
+    assert str(curve_phases(run)["verdict"]) == RISING

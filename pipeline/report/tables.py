@@ -239,11 +239,12 @@ def curve_phases(run: Run) -> dict:
         return {}
     # "early-stopped" only where the source says an early-stopping rule ended the run (not any partial import)
     stopped = run.done.status == "early_stopped"
-    return {
-        "curve": what,
-        "phases": [asdict(p) for p in phases.segment(steps, values)],
-        "verdict": phases.verdict(steps, values, stopped_early=stopped, planned_steps=run.steps_planned),
-    }
+    verdict = phases.verdict(steps, values, stopped_early=stopped, planned_steps=run.steps_planned)
+    val = run.validation.dropna(subset=["val_loss"])
+    if 3 <= len(val) < 6:  # the phases follow the training loss, but how the run ends is the validation's to say
+        verdict = N_("{verdict} (judged on the {n} validation passes)", n=len(val), verdict=phases.verdict(
+            val["step"], val["val_loss"], stopped_early=stopped, planned_steps=run.steps_planned))  # fmt: skip
+    return {"curve": what, "phases": [asdict(p) for p in phases.segment(steps, values)], "verdict": verdict}
 
 
 def train_time(run: Run) -> dict:

@@ -27,7 +27,9 @@ SET_ARGS := $(if $(SET_ALL),--set "$(SET_ALL)")
 # EXP, EXPS, BASELINE and NAME become paths (runs/<EXP>/, reports/<EXP>/): one path component each, never
 # empty, '..' or with spaces. `make clean` needs EXP= given explicitly. The CLI checks the same (pipeline/names.py).
 NAME_RE := ^[A-Za-z0-9][A-Za-z0-9._-]*$$
-EXP_GOALS := prepare train eval bench report resolve check data clean submit import bench-part bench-collect html
+# The stage names come from the stage table (pipeline/stages.mk, included further down once the run's targets are known).
+EXP_GOALS := $(shell sed -n 's/^STAGES := //p' pipeline/stages.mk) resolve check data clean submit import bench-part \
+             bench-collect html
 bad_name = $(shell n='$(subst ','"'"',$(2))'; [[ "$$n" =~ $(NAME_RE) ]] || { [ -n "$$n" ] && w="'$$n' is not a valid name" \
   || w=empty; printf 'error: %s: %s: use letters, digits, ., _ and -, starting with a letter or digit\n' '$(1)' "$$w" >&2; \
   echo bad; })

@@ -166,7 +166,10 @@ def _salvage_stages(path: Path) -> dict:
     import json
 
     out = {}
-    for match in re.finditer(r'"(prepare|train|eval|bench)": (\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})', text):
+    from pipeline.stages import STAGES
+
+    names = "|".join(re.escape(s.name) for s in STAGES)
+    for match in re.finditer(rf'"({names})": (\{{[^{{}}]*(?:\{{[^{{}}]*\}}[^{{}}]*)*\}})', text):
         try:
             entry = json.loads(match.group(2))
         except ValueError:

@@ -513,7 +513,7 @@ PROVENANCE = _f(
     "provenance.json",
     "every stage",
     "json",
-    "git commit, dirty flag, sha256 of the uncommitted diff, config hash, host, user, Python/torch/transformers/datasets versions, device (CPU model; GPU name, memory, CUDA, driver), scheduler job id (`SLURM_JOB_ID`, `PJM_JOBID`), container, allow-listed env vars with secret-looking names removed; `stages.<name>`: start/end (UTC), duration, argv, host; `device_peak` (train): the device's measured matmul rate in the training dtype — 8192² GEMMs for 3 s on a GPU, 1024² for 1 s on a CPU (`LABNOTE_PEAK_SECONDS` overrides), best of 5 windows, their spread and the share of the host other processes used meanwhile — with the datasheet peak where the GPU is known; `train_device` (train): the device asked for and used, whether NVIDIA devices were visible and CUDA usable (torch's reason when not); `device` also holds torch's CUDA build vs the driver's highest CUDA, cuDNN, NCCL, each GPU's `sm_XY` and UUID vs the build's arch list; `nccl` (multi-process CUDA): the network and per-channel transports NCCL chose",
+    "git commit, dirty flag, sha256 of the uncommitted diff, config hash, host, user, Python/torch/transformers/datasets versions, device (CPU model; GPU name, memory, CUDA, driver), scheduler job id (`SLURM_JOB_ID`, `PJM_JOBID`), container, allow-listed env vars with secret-looking names removed (and secret-looking values — URL credentials, token shapes — replaced by `[redacted]`, as in every file written here); `stages.<name>`: start/end (UTC), duration, argv, host, and `launches` (every launch: start, end, host, job, input hash, resumed-from step, steps lost; a killed launch closed at its last log line); `device_peak` (train): the device's measured matmul rate in the training dtype — 8192² GEMMs for 3 s on a GPU, 1024² for 1 s on a CPU (`LABNOTE_PEAK_SECONDS` overrides), best of 5 windows, their spread and the share of the host other processes used meanwhile — with the datasheet peak where the GPU is known; `train_device` (train): the device asked for and used, whether NVIDIA devices were visible and CUDA usable (torch's reason when not); `device` also holds torch's CUDA build vs the driver's highest CUDA, cuDNN, NCCL, each GPU's `sm_XY` and UUID vs the build's arch list; `nccl` (multi-process CUDA): the network and per-channel transports NCCL chose",
     Provenance,
 )
 TOKENIZER = _f(
@@ -569,7 +569,26 @@ CHECKPOINTS = _f(
     "checkpoints/<step>/",
     "train",
     "dir",
-    "step with 10 digits: `model.safetensors` + `config.json` (`save_pretrained`), tokenizer files, `train_state.pt` (optimizer, scheduler, grad scaler, RNG states, data position), `config.yaml`; newest `train.keep_checkpoints` kept",
+    "step with 10 digits: `model.safetensors` + `config.json` (`save_pretrained`), tokenizer files, `train_state.pt` (optimizer, scheduler, grad scaler, RNG states, data position), `config.yaml`, `checksums.json` (size and sha256 of each file, verified on resume); newest `train.keep_checkpoints` kept",
+)
+DAMAGED_CHECKPOINTS = _f(
+    "checkpoints/<step>.damaged/",
+    "train",
+    "dir",
+    "a checkpoint whose files failed their checksums or did not load, moved aside (never deleted) with `WHY.txt`; training resumed from the newest intact one",
+)
+LOCK = _f(
+    ".lock",
+    "every stage, make report",
+    "marker",
+    "the run's lock (`flock`, `pipeline/lock.py`): held by every stage and by the whole of `make report`; a second command exits 2 naming the holder",
+)
+LOCK_INFO = _f(
+    ".lock.info",
+    "every stage, make report",
+    "json",
+    "who holds the lock: pid, host, command, since (UTC); removed with the lock",
+    Record,
 )
 PERPLEXITY = _f(
     "eval/perplexity.json",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -753,3 +754,12 @@ def test_baseline_rules_run_only_with_a_baseline():
     names = [r.__name__ for r in applicable(RULES, None)]
     assert "no_op_change" not in names and "not_comparable" not in names
     assert len(applicable(RULES, healthy())) == len(RULES)
+
+
+def test_readme_checks_table_lists_exactly_the_rules():
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### Checks\n", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `([a-z_]+)` \| (?:error|warning|info) \|", section, re.M)
+    assert sorted(documented) == sorted(rule.__name__ for rule in RULES)

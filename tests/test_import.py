@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import import_fixtures as fx
@@ -469,3 +470,23 @@ def test_registry_is_the_one_list(workdir, monkeypatch):
     help_text = build_parser()._subparsers._group_actions[0].choices["import"].format_help()
     for name, adapter in ADAPTERS.items():
         assert name in help_text and adapter.description.split(":")[0] in help_text
+
+
+def test_a_missing_reader_package_is_one_line(monkeypatch):
+    # The image has no tensorboard/wandb (requirements-test.txt is the venv's): simulate their absence here.
+    import builtins
+
+    from pipeline.errors import UserError
+    from pipeline.importers.common import optional_package
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("tensorboard"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    monkeypatch.delitem(sys.modules, "tensorboard.util.tensor_util", raising=False)
+    with pytest.raises(UserError, match=r"FROM=tensorboard: reading these files needs the 'tensorboard' package"):
+        optional_package("tensorboard.util.tensor_util", "tensorboard")

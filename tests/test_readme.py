@@ -256,3 +256,16 @@ def test_readme_command_runs_as_written(tmp_path: Path, command: str):
         assert stats["source"] == "files:data/wikitext-2/wiki.train.raw"
         # Each split is its own file, every heading and paragraph one document (nothing carved from train).
         assert {s: v["documents"] for s, v in stats["splits"].items()} == counts
+
+
+def test_layout_names_every_module_of_each_subpackage():
+    entries = dict(layout_entries())
+    modules: dict[str, set[str]] = {}
+    for f in tracked_files():
+        parts = f.split("/")
+        if len(parts) == 3 and parts[0] == "pipeline" and parts[2].endswith(".py") and parts[2] != "__init__.py":
+            modules.setdefault(f"pipeline/{parts[1]}/", set()).add(parts[2])
+    for package, names in sorted(modules.items()):
+        desc = entries.get(package, "")
+        missing = sorted(n for n in names if not re.search(rf"(?<![\w.]){re.escape(n)}", desc))
+        assert not missing, f"README Layout line {package} does not name {missing}"

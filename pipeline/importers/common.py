@@ -26,6 +26,21 @@ from pipeline import jsonl
 from pipeline.errors import UserError
 
 
+def optional_package(module: str, fmt: str):
+    """An importer's reader package (tensorboard, wandb): installed by `make venv` from requirements-test.txt,
+    not in the image; without it the import is one line, not a traceback."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        raise UserError(
+            f"FROM={fmt}: reading these files needs the '{package}' package "
+            f"(pip install -r requirements-test.txt, or run `make import` in the venv)"
+        ) from None
+
+
 class SourceError(UserError):
     """A file of the imported run is missing, malformed or lacks a required field."""
 

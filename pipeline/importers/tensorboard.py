@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 from pipeline.importers.adapter import Adapter, Find, Rows
-from pipeline.importers.common import Imported, SourceError, planned_steps, read_yaml
+from pipeline.importers.common import Imported, SourceError, optional_package, planned_steps, read_yaml
 from pipeline.importers.lightning import continues
 from pipeline.importers.scalars import split
 
@@ -52,8 +52,10 @@ def text_tag(tag: str) -> str:
 def read_events(path: Path) -> tuple[list[tuple[int, str, float]], dict[str, str], list[tuple[str, str]]]:
     """(step, tag, value) of every scalar in file order, the text summaries (tag -> text), and (tag, kind) of
     every other value (a histogram, an image, audio, a text, a tensor of more than one number): not carried."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    from tensorboard.util import tensor_util
+    EventFileLoader = optional_package(  # noqa: N806 - a class, looked up at run time
+        "tensorboard.backend.event_processing.event_file_loader", "tensorboard"
+    ).EventFileLoader
+    tensor_util = optional_package("tensorboard.util.tensor_util", "tensorboard")
 
     scalars, texts, other = [], {}, []
     try:

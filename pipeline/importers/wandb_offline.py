@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.importers.adapter import Adapter, Find, Rows
-from pipeline.importers.common import Imported, SourceError, is_number, planned_steps
+from pipeline.importers.common import Imported, SourceError, is_number, optional_package, planned_steps
 from pipeline.importers.scalars import split
 
 BLOCK = 32768
@@ -123,7 +123,7 @@ class WandbOffline(Adapter):
         return found[-1:]
 
     def records(self, path: Path, imp: Imported):
-        from wandb.proto import wandb_internal_pb2
+        wandb_internal_pb2 = optional_package("wandb.proto.wandb_internal_pb2", "wandb")
 
         self._config, self._summary, self._exit, history = {}, {}, None, []
         for body in raw_records(path):

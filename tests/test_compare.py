@@ -236,3 +236,29 @@ def test_index_and_compare_tables(project: Path):
     assert (project / "reports" / "compare" / "lr-and-tokenizer.png").is_file()
     with pytest.raises(UserError, match="no run directory for missing"):
         build_compare(["base", "missing"], "x", project / "runs", project / "reports")
+
+
+def _timed_run(tps: list[float], load: float | None):
+    import pandas as pd
+
+    from pipeline.report.loader import METRIC_COLUMNS, VALIDATION_COLUMNS, Run
+
+    steps = list(range(10, 10 * len(tps) + 1, 10))
+    metrics = pd.DataFrame({"step": steps, "tokens_per_s": tps, "loss": 3.0}).reindex(columns=METRIC_COLUMNS)
+    metrics["step"], metrics["tokens_per_s"], metrics["loss"] = steps, tps, 3.0
+    if load is not None:
+        metrics["host_load"] = load
+    return Run(name="t", root=Path("runs/t"), config={}, metrics=metrics,
+               validation=pd.DataFrame(columns=VALIDATION_COLUMNS))  # fmt: skip
+
+
+def test_throughput_under_different_host_load_is_not_comparable():
+    from pipeline.report.compare import throughput_row
+
+    fast, slow = [1000.0, 1010.0, 990.0, 1005.0, 995.0], [100.0, 101.0, 99.0, 100.5, 99.5]
+    row = throughput_row(_timed_run(fast, 0.0), _timed_run(slow, 0.5))
+    assert str(row["verdict"]) == "not comparable: host load differs (0% vs 50%)"
+    same = throughput_row(_timed_run(fast, 0.02), _timed_run(slow, 0.03))  # same load: Welch's test decides
+    assert str(same["verdict"]).startswith("worse") and row["delta"] == same["delta"]
+    unknown = throughput_row(_timed_run(fast, None), _timed_run(slow, None))
+    assert str(unknown["verdict"]) == "host load unknown: no verdict"

@@ -112,3 +112,13 @@ def test_uncached_hub_task_is_one_clear_line(evaluated: Path, tmp_path: Path):
     lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert "eval.harness.tasks" in lines[0] and "piqa" in lines[0] and "make data EXP=tiny" in lines[0]
+
+
+def test_per_item_results_are_kept_for_paired_comparisons(evaluated: Path):
+    """eval/samples/<task>.jsonl: one line per item lm-eval scored (its own log_samples), identified by doc_id and
+    doc_hash, without the documents' text; as many items as lm-eval says it evaluated."""
+    result = json.loads((evaluated / "eval" / "lm_eval.json").read_text())
+    for task, counts in result["n-samples"].items():
+        lines = [json.loads(line) for line in (evaluated / "eval" / "samples" / f"{task}.jsonl").open()]
+        assert len({row["doc_id"] for row in lines}) == counts["effective"], task
+        assert all("doc_hash" in row and "doc" not in row and "arguments" not in row for row in lines)

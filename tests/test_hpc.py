@@ -140,3 +140,31 @@ def test_missing_sbatch_is_one_clear_line(tmp_path: Path):
         text=True,
     )
     assert proc.returncode == 2 and proc.stderr.startswith("error: sbatch: not found")
+
+
+def _snapshot(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_dry_run_and_check_leave_an_existing_run_as_it_was(tmp_path: Path):
+    """A dry run writes only its job script; `check` writes nothing: a run's config (which comparisons read)
+    never gains the hpc.* keys of a job that was only rendered."""
+    write_experiment(tmp_path, "tiny", TINY)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    cli("resolve", "tiny")
+    run = tmp_path / "runs" / "tiny"
+    before = _snapshot(run)
+    cli("submit", "tiny", "--sched", "slurm", "--dry-run", "--set", "hpc.partition=gpu hpc.gpus_per_node=4")
+    after = _snapshot(run)
+    added = sorted(set(after) - set(before))
+    assert len(added) == 1 and added[0].startswith("jobs/slurm-") and added[0].endswith(".sh")
+    assert {k: v for k, v in after.items() if k in before} == before  # config.yaml and the stamps untouched
+    cli("resolve", "tiny", "--check", "--set", "train.lr=0.5")
+    assert _snapshot(run) == after

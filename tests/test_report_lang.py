@@ -656,3 +656,15 @@ def test_numeric_table_columns_are_right_aligned(full_run: Path, tmp_path: Path)
     marks = dict(zip([c.strip() for c in harness[header].strip("|").split("|")],
                      [c.strip() for c in harness[header + 1].strip("|").split("|")]))  # fmt: skip
     assert not marks["task"].endswith(":") and marks["value"].endswith(":")  # text left, numbers right
+
+
+def test_a_completed_run_with_an_error_check_is_never_a_bare_tick(full_run: Path, tmp_path: Path):
+    ppl = json.loads((full_run / "eval" / "perplexity.json").read_text())
+    (full_run / "eval" / "perplexity.json").write_text(json.dumps({**ppl, "nan_count": 2}))  # nonfinite_loss: error
+    en, ja = render_both(full_run, tmp_path / "reports")
+    status_en = next(line for line in en.splitlines() if line.startswith("**Status:"))
+    status_ja = next(line for line in ja.splitlines() if line.startswith("**状態:"))
+    errors = sum(f.severity == "error" for f in run_checks(load_run(full_run)))
+    assert errors >= 2  # resolved_mismatch (bench) and nonfinite_loss
+    assert status_en.startswith(f"**Status: ❌ completed — {errors} error check(s)**") and "✅" not in status_en
+    assert status_ja.startswith(f"**状態: ❌ 完了 — エラーのチェック {errors} 件**") and "✅" not in status_ja

@@ -11,8 +11,8 @@ imported runs carry what their tool recorded. JSONL rows go through `pipeline.js
 >>> done = TrainDone.model_validate({"status": "completed", "steps_done": 12, "parameters": {"total": 9}})
 >>> bool(done), done.parameters.total, bool(TrainDone.missing()), TrainDone.missing().status is None
 (True, 9, False, True)
->>> [f.path for f in FILES if f.writer == "eval"][:2]
-['eval/perplexity.json', 'eval/lm_eval.json']
+>>> [f.path for f in FILES if f.writer == "eval"][:1], "eval/lm_eval.json" in [f.path for f in FILES]
+(['eval/perplexity.json'], True)
 """
 
 from __future__ import annotations

@@ -74,8 +74,10 @@ def test_train_writes_the_contract(uninterrupted: Path):
         "flops_per_s",
         "mfu",
         "mfu_datasheet",
+        "host_load",
     }
     assert all(set(m) == expected for m in metrics)
+    assert all(m["host_load"] is None or 0.0 <= m["host_load"] <= 1.0 for m in metrics)
     # FLOP accounting: a constant per token, times the logged rate, over the peak recorded in provenance.
     peak = json.loads((uninterrupted / "provenance.json").read_text())["device_peak"]
     assert peak["flops_per_s"] > 0 and peak["device"] == "cpu" and peak["datasheet_flops_per_s"] is None

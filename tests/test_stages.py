@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, TINY, write_experiment
+from conftest import REPO, TINY, project_copy, write_experiment
 
 from pipeline.cli import build_parser
 from pipeline.config.load import load_experiment
@@ -64,7 +64,8 @@ def test_run_targets_follow_the_active_stages_and_the_baseline(tiny_project, mon
 
 def test_make_dry_run_uses_the_generated_rules_before_any_resolve(tmp_path):
     # A fresh `make -n` has no runs/<EXP>/stamps/targets.mk yet: the defaults in stages.mk must give the chain.
-    out = subprocess.run(["make", "-n", "report", "EXP=smoke", f"PY={sys.executable}"], cwd=REPO,
+    project = project_copy(tmp_path)  # a copy: the checkout itself may already have a runs/smoke/
+    out = subprocess.run(["make", "-n", "report", "EXP=smoke", f"PY={sys.executable}"], cwd=project,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     for stage in ("prepare", "train", "eval", "report"):

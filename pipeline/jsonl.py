@@ -56,8 +56,14 @@ def _finite_or_str(value):
     return value
 
 
+_encode = json.JSONEncoder(default=str).encode  # one encoder for every line (json.dumps(default=) builds one per call)
+
+
 def _line(record: dict) -> str:
-    return json.dumps({k: _finite_or_str(v) for k, v in record.items()}, default=str) + "\n"
+    line = _encode(record)
+    if "NaN" in line or "Infinity" in line:  # a non-finite float (or a text naming one): the exact, slower path
+        line = _encode({k: _finite_or_str(v) for k, v in record.items()})
+    return line + "\n"
 
 
 def dumps(record: dict) -> str:

@@ -12,6 +12,7 @@ are exactly the ones a report must describe.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import re
@@ -129,14 +130,14 @@ def extra_row(step: int | None, source: str, values: dict, **labels) -> dict | N
 def find_key(tree, names: tuple[str, ...]):
     """The first value under any of `names` at any depth of a config (e.g. `cfg.trainer.max_steps`), with its
     dotted path; (None, None) when absent."""
-    stack = [("", tree)]
+    stack = collections.deque([("", tree)])  # breadth first: the shallowest match wins
     while stack:
-        prefix, node = stack.pop(0)
+        prefix, node = stack.popleft()
         if isinstance(node, dict):
             for k, v in node.items():
                 if k in names and v is not None and not isinstance(v, (dict, list)):
                     return v, prefix + str(k)
-            stack += [(f"{prefix}{k}.", v) for k, v in node.items() if isinstance(v, dict)]
+            stack.extend((f"{prefix}{k}.", v) for k, v in node.items() if isinstance(v, dict))
     return None, None
 
 

@@ -25,6 +25,7 @@ they are listed (check `several_runs_in_source`) and the newest is read, or the 
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from pathlib import Path
 
@@ -97,6 +98,13 @@ def same_run_config(a: dict, b: dict) -> bool:
 
 
 def first_and_last_step(path: Path) -> tuple[int | None, int | None]:
+    """A metrics.csv's first and highest step: read once per file version (grouping and the runs list share it)."""
+    stat = path.stat()
+    return _first_and_last_step(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _first_and_last_step(path: Path, _mtime_ns: int, _size: int) -> tuple[int | None, int | None]:
     first = last = None
     with open(path, newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):

@@ -7,7 +7,6 @@ trained is never overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline import records
-from pipeline.atomic import write_text
+from pipeline.atomic import sha256_file, write_text
 from pipeline.config.load import EXPERIMENTS_DIR, RUNS_DIR, imported_config_path
 from pipeline.config.resolve import freeze
 from pipeline.config.schema import Experiment
@@ -92,14 +91,6 @@ def validated_config(imp: Imported, name: str) -> Experiment:
     raise SourceError(f"{imp.source}: the recovered config does not validate")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def train_status(imp: Imported) -> str:
     """completed / partial / failed_before_first_step / unknown (no planned length), or what the source itself
     says ended the run (early_stopped, failed) where an adapter recorded it."""
@@ -156,7 +147,8 @@ def import_record(imp: Imported, steps_from: str | None) -> dict:
         "source_absolute": str(imp.source.resolve()),
         "imported_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": [
-            {"path": rel(p, root), "bytes": p.stat().st_size, "sha256": _sha256(p)} for p in dict.fromkeys(imp.files)
+            {"path": rel(p, root), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in dict.fromkeys(imp.files)
         ],
         "provides": imp.provides,
         "steps_planned": imp.steps_planned,

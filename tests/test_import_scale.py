@@ -125,7 +125,7 @@ def test_scrub_outside_ascii_runs_every_pattern():
     assert redact.scrub("client_ſecret: hunter2") == "client_ſecret: " + redact.MARK
 
 
-@pytest.mark.slow  # the tools' own writers: transformers, pytorch_lightning, torch's SummaryWriter (~20 s on a loaded 2-core VM)
+@pytest.mark.slow  # the tools' own writers (transformers, pytorch_lightning, torch's SummaryWriter): ~20 s loaded
 def test_synthetic_sources_import_whole(workdir):
     import synthetic_sources as synth
 

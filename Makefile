@@ -93,7 +93,7 @@ endif
 LOCK_PY := $(if $(filter native,$(RUNTIME)),$(PY),$(PYTHON))
 LOCK = $(LOCK_PY) -m pipeline.lock $(RUN) $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 
-.PHONY: test-fast compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train gpu-wheels gpu-check submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
+.PHONY: test-fast compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train bench-import gpu-wheels gpu-check submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
 
 help: ## this list: every public target, one line each
 	@echo 'labnote: experiment YAML -> runs/<EXP>/ -> reports/<EXP>/report.md (EXP=… names the experiment)'
@@ -222,6 +222,11 @@ bench-eval: $(VENV_STAMP) ## time the harness path on seed-000-shaped tasks (BEN
 BENCH_TRAIN_ARGS ?= --device cuda
 bench-train: $(VENV_STAMP) ## tokens/s, MFU, overhead over a bare loop (BENCH_TRAIN_ARGS=…)
 	$(PY) benchmarks/train_throughput.py $(BENCH_TRAIN_ARGS)
+
+# Import speed: every importer on synthetic 10K / 100K-entry sources (benchmarks/synthetic_sources.py), read and
+# write timed apart; CPU only. One source, smaller: make bench-import BENCH_IMPORT_ARGS="--sizes 1000 --sources lingua"
+bench-import: $(VENV_STAMP) ## time every importer on synthetic 10K/100K-entry sources (BENCH_IMPORT_ARGS=…)
+	$(PY) benchmarks/import_scale.py $(BENCH_IMPORT_ARGS)
 
 # The one GPU check (benchmarks/gpu_check.sh, ≤ 8 min on one H100/H200). A GPU machine may have no network: on a
 # machine with one, `make gpu-wheels` downloads every pin of requirements.lock (the whole closure, torch excluded;

@@ -6,6 +6,7 @@ the scratch directory's runs/<EXP>/, train/metrics.jsonl included), in this proc
 
     read s    the adapter: find, parse, map every record (`read_source`)
     write s   config validation, train/*.jsonl, import.json with every file's sha256 (`write_run`)
+    cpu s     this process's CPU time for both (on a shared machine, wall time also counts others' load)
     µs/entry  (read + write) / entries: flat between sizes means linear
 
     .venv/bin/python benchmarks/import_scale.py                              # all sources, 10K and 100K
@@ -48,13 +49,14 @@ def time_import(source: str, entries: int, scratch: Path) -> dict:
     cwd = os.getcwd()
     os.chdir(scratch)  # runs/ is relative: the import lands in scratch/runs/<name>/
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         check_target(name)
         imp = read_source(src, fmt)
         read_s = time.perf_counter() - start
         start = time.perf_counter()
         target = write_run(imp, name, "source" if imp.steps_planned else None)
         write_s = time.perf_counter() - start
+        cpu_s = time.process_time() - cpu
         metrics = target / "train" / "metrics.jsonl"
         lines = metrics.read_bytes().count(b"\n") if metrics.is_file() else 0
     finally:
@@ -68,6 +70,7 @@ def time_import(source: str, entries: int, scratch: Path) -> dict:
         "read_s": round(read_s, 3),
         "write_s": round(write_s, 3),
         "total_s": round(total, 3),
+        "cpu_s": round(cpu_s, 3),
         "us_per_entry": round(1e6 * total / entries, 1),
         "metrics_rows": len(imp.metrics),
         "metrics_lines_written": lines,
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(
                     f"{row['source']:<14} {row['entries']:>8,} entries  read {row['read_s']:7.2f} s  "
-                    f"write {row['write_s']:6.2f} s  total {row['total_s']:7.2f} s  "
+                    f"write {row['write_s']:6.2f} s  total {row['total_s']:7.2f} s  cpu {row['cpu_s']:7.2f} s  "
                     f"{row['us_per_entry']:7.1f} µs/entry  "
                     f"({row['metrics_rows']:,} metric rows)",
                     flush=True,

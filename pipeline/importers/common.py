@@ -198,9 +198,12 @@ def read_yaml(path: Path) -> dict:
     return obj
 
 
-def number(value, where: str) -> float | int | None:
-    """A recorded number as is (ints stay ints); None/NaN strings pass as missing; anything else raises."""
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+def number(value, where: str, key: str | None = None) -> float | int | None:
+    """A recorded number as is (ints stay ints); None/NaN strings pass as missing; anything else raises, naming
+    `where` (and `key`: given apart, the message is built only on an error, not once per value read)."""
+    if value is None or type(value) in (int, float):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # a subclass (numpy's float64)
         return value
     if isinstance(value, str):
         for parse in (int, float):  # "10" stays an int, "4.2865" / "nan" become floats
@@ -208,13 +211,13 @@ def number(value, where: str) -> float | int | None:
                 return parse(value)
             except ValueError:
                 continue
-    raise SourceError(f"{where}: expected a number, got {value!r}")
+    raise SourceError(f"{where}{f': {key}' if key is not None else ''}: expected a number, got {value!r}")
 
 
 def required_step(obj: dict, key: str, where: str) -> int:
     if key not in obj:
         raise SourceError(f"{where}: no '{key}' (the step number every record needs)")
-    step = number(obj[key], f"{where}: {key}")
+    step = number(obj[key], where, key)
     if step is None or (isinstance(step, float) and (not math.isfinite(step) or not step.is_integer())) or step < 0:
         raise SourceError(f"{where}: {key}: expected a step number >= 0, got {obj[key]!r}")
     return int(step)

@@ -70,7 +70,7 @@ def _train_row(entry: dict, where: str, imp: Imported) -> tuple[dict, dict]:
             usual = next(k for k, v in TRAIN_KEYS.items() if v == FALLBACK[key])
             ours = FALLBACK[key] if usual not in entry else None
         if ours:
-            row[ours] = number(value, f"{where}: {key}")
+            row[ours] = number(value, where, key)
         else:
             rest[key] = value
     return row, imp.numbers(rest)
@@ -88,7 +88,7 @@ def _eval_rows(entry: dict, prefix: str, where: str, imp: Imported) -> tuple[lis
         metric = key[len(dataset) + 1 :] if dataset else key
         per.setdefault(dataset, {})[metric] = number(value, f"{where}: {prefix}{key}") if is_number(value) else value
     validation, extra = [], []
-    epoch = number(entry.get("epoch"), f"{where}: epoch")
+    epoch = number(entry.get("epoch"), where, "epoch")
     for dataset, metrics in per.items():
         ours = {EVAL_KEYS[m]: v for m, v in metrics.items() if m in EVAL_KEYS}
         if ours and step is not None and prefix == "eval_":

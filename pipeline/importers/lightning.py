@@ -221,9 +221,9 @@ class Lightning(Adapter):
         yield from merged.values()
 
     def rows(self, record: dict, where: str, imp: Imported) -> Rows:
-        row = {ours: number(record[col] or None, f"{where}: {col}") for ours, col in self.columns.items()}
+        row = {ours: number(record[col] or None, where, col) for ours, col in self.columns.items()}
         step = required_step(record, "step", where) + 1  # Lightning's step counts from 0
-        epoch = number(record.get("epoch") or None, f"{where}: epoch")
+        epoch = number(record.get("epoch") or None, where, "epoch")
         out = Rows()
         if row.get("loss") is not None:
             out.metrics = {"step": step, "epoch": epoch, **{k: v for k, v in row.items() if k not in VALIDATION}}
@@ -235,7 +235,7 @@ class Lightning(Adapter):
             if col in used or text == "":
                 continue
             try:
-                value = number(text, f"{where}: {col}")
+                value = number(text, where, col)
             except SourceError:  # a column of ours must parse (an error naming the line); any other is counted
                 imp.drop(col, "not a number")
                 continue

@@ -80,7 +80,7 @@ def _metrics_row(obj: dict, where: str) -> dict | None:
     if obj.get("acc_step", 0) not in (0, None):
         return None  # a gradient-accumulation micro-step (logging.acc_freq): not an optimizer step
     for key, (ours, factor) in METRICS.items():
-        value = number(obj.get(key), f"{where}: {key}")
+        value = number(obj.get(key), where, key)
         row[ours] = value * factor if value is not None and factor != 1 else value
     rest = {k: v for k, v in obj.items() if k not in METRICS and k not in BOOKKEEPING}
     if rest:
@@ -94,7 +94,7 @@ def _metrics_row(obj: dict, where: str) -> dict | None:
 def _stdout_row(record: dict, where: str) -> dict:
     row = {"step": record["step"]}
     for key, ours in STDOUT.items():
-        row[ours] = number(record["stdout"].get(key), f"{where}: {key}")
+        row[ours] = number(record["stdout"].get(key), where, key)
     return row
 
 

@@ -7,6 +7,7 @@ trained is never overwritten.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 from datetime import UTC, datetime
@@ -130,13 +131,13 @@ def write_outputs(imp: Imported, run: RunDir, steps_from: str | None) -> None:
 
 def extra_series(rows: list[dict]) -> dict[str, int]:
     """Each carried series without a key of ours -> its row count (the report lists them)."""
-    counts: dict[str, int] = {}
-    for row in rows:
-        for k in row:
-            if k not in ("step", "source", "dataset", "segment"):
-                label = f"{row['source']}/{k}" + (f" ({row['dataset']})" if row.get("dataset") else "")
-                counts[label] = counts.get(label, 0) + 1
-    return counts
+    counts = collections.Counter(
+        (row["source"], k, row.get("dataset"))
+        for row in rows
+        for k in row
+        if k not in ("step", "source", "dataset", "segment")
+    )
+    return {f"{source}/{k}" + (f" ({dataset})" if dataset else ""): n for (source, k, dataset), n in counts.items()}
 
 
 def import_record(imp: Imported, steps_from: str | None) -> dict:

@@ -188,6 +188,19 @@ class SplitStats(Record):
     documents: int | None = None
     characters: int | None = None
     tokens: int | None = None
+    bytes: int | None = None  # UTF-8 bytes of text; this and below: written since prepare streams its splits
+    seconds: float | None = None  # encoding + writing this split
+    text_mb_per_s: float | None = None
+    tokens_per_s: float | None = None
+
+
+class PrepareThroughput(Record):
+    encoder: str | None = None  # "byte table" (numpy lookup on UTF-8 bytes) or "tokenizers batch"
+    load_seconds: float | None = None  # reading the documents
+    tokenizer_seconds: float | None = None  # training or loading the tokenizer
+    encode_seconds: float | None = None  # encoding + writing every split
+    text_mb_per_s: float | None = None  # of encode_seconds
+    tokens_per_s: float | None = None
 
 
 class PreparedStats(Record):
@@ -197,6 +210,7 @@ class PreparedStats(Record):
     eos_token_id: int | None = None
     token_dtype: str | None = None
     splits: dict[str, SplitStats] = Field(default_factory=dict)
+    throughput: PrepareThroughput | None = None  # absent in folders prepared before it was recorded
 
 
 class Plan(Record):
@@ -526,13 +540,13 @@ TOKENS = _f(
     "prepared/<split>.npy",
     "prepare",
     "dir",
-    "token ids (uint16/uint32) of `train`, `validation`, `test`, documents joined with EOS",
+    "token ids of `train`, `validation`, `test`, documents joined with EOS: uint16 when the vocabulary has < 65,536 tokens, else uint32; written batch by batch, read memory-mapped (`np.load(mmap_mode='r')`)",
 )
 PREPARED_STATS = _f(
     "prepared/stats.json",
     "prepare",
     "json",
-    "source, tokenizer, vocab size, documents/characters/tokens per split",
+    "source, tokenizer, vocab size, token dtype; per split documents, characters, UTF-8 bytes, tokens, seconds, MB/s of text, tokens/s; `throughput`: the encoder (`byte table` or `tokenizers batch`), seconds reading documents, building the tokenizer and encoding, MB/s of text and tokens/s",
     PreparedStats,
 )
 PREPARED_DONE = _f("prepared/DONE", "prepare", "marker", "marker for Make")

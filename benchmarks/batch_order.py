@@ -7,7 +7,8 @@ shape (batch 32, sequence 2,048, 10B tokens):
 - **old**: the permutation drawn from `seed + epoch` on every step (what the old code did), a few steps;
 - **indices**: `BatchPlan.indices` for consecutive steps (the first step of an epoch draws the permutation);
 - **batch**: the whole per-step host path of `DeviceBatches`: indices, then the rows gathered from a
-  memory-mapped `.npy` token file, as int64 tensors. The file is sparse (never written, reads as zeros), so the
+  memory-mapped `.npy` token file, as int64 tensors (`load_tokens(random_access=True)`, as the train stage;
+  `--readahead` keeps the kernel's read-ahead, as before). The file is sparse (never written, reads as zeros), so the
   first pass faults each page in from the file system (holes: no disk reads); a second pass over the same steps
   finds them in the page cache.
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=2000, help="consecutive steps timed for indices and batch")
     ap.add_argument("--old-steps", type=int, default=5, help="steps timed for the old per-step permutation")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--readahead", action="store_true", help="map the file with the kernel's read-ahead")
     ap.add_argument("--out", type=Path, help="write the JSON record here")
     args = ap.parse_args(argv)
 
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
         root = Path(tmp)
         (root / "prepared").mkdir()
         sparse_token_file(root / "prepared" / "train.npy", args.sequences * args.seq_len)
-        sequences = as_sequences(load_tokens(root, "train"), args.seq_len)
+        tokens = load_tokens(root, "train", random_access=not args.readahead)  # as the train stage maps them
+        sequences = as_sequences(tokens, args.seq_len)
         assert len(sequences) == args.sequences
         fresh = BatchPlan(args.sequences, args.batch_size, grad_accum=1)
         loader = DeviceBatches(sequences, fresh, args.seed, torch.device("cpu"))
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_size": args.batch_size,
         "steps_per_epoch": plan.steps_per_epoch,
         "steps": args.steps,
+        "readahead": args.readahead,
         "old_per_step": _ms(old),
         "indices": _ms(indices),
         "indices_epoch_start_ms": round(first_of_epoch * 1e3, 3),

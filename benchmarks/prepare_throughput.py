@@ -9,7 +9,8 @@ uses (`write_split`), with:
 - `bpe`: the project's GPT-2-style byte-level BPE (`type: bpe`) trained on the King James Bible at `--vocab`
   (GPT-2's own vocabulary is not in the offline cache; `--tokenizer-path DIR` encodes with any saved tokenizer).
 
-The encoding runs in a fresh process, so its peak RSS is the encoder's, not the corpus builder's.
+The encoding runs in a fresh process, so its peak RSS is the encoder's, not the corpus builder's (`--in-process`:
+one process, for CI).
 
     python benchmarks/prepare_throughput.py --tokenizer bytes                  # 64 MB
     python benchmarks/prepare_throughput.py --tokenizer bpe --mb 16
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -31,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as `make` sets it for every stage
 
 
 def build_corpus(path: Path, megabytes: float) -> None:
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--mb", type=float, default=64.0, help="corpus size in MB of UTF-8 text")
     ap.add_argument("--workdir", type=Path, help="keep the corpus, tokenizer and tokens here (default: a temp dir)")
     ap.add_argument("--out", type=Path, help="write the JSON record here")
+    ap.add_argument("--in-process", action="store_true", help="encode in this process (peak RSS: the whole script's)")
     ap.add_argument("--encode-only", nargs=3, type=Path, metavar=("CORPUS", "TOKENIZER", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.encode_only:
@@ -110,12 +114,15 @@ def main(argv: list[str] | None = None) -> dict:
         if args.tokenizer_path or not tok_dir.is_dir():
             build_tokenizer(args.tokenizer, args.vocab, args.tokenizer_path).save_pretrained(tok_dir)
         out_dir = work / f"tokens_{tok_dir.name}"
-        cmd = [sys.executable, __file__, "--encode-only", str(corpus), str(tok_dir), str(out_dir)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode:
-            sys.exit(f"encoding failed:\n{proc.stderr[-2000:]}")
         record = {"tokenizer": args.tokenizer, "vocab": args.vocab if args.tokenizer == "bpe" else 257}
-        record.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if args.in_process:
+            record.update(encode(corpus, tok_dir, out_dir), in_process=True)
+        else:
+            cmd = [sys.executable, __file__, "--encode-only", str(corpus), str(tok_dir), str(out_dir)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode:
+                sys.exit(f"encoding failed:\n{proc.stderr[-2000:]}")
+            record.update(json.loads(proc.stdout.strip().splitlines()[-1]), in_process=False)
     print(
         "| tokenizer | encoder | MB of text | documents | tokens | seconds | MB/s | tokens/s | peak RSS MiB |\n"
         "|---|---|---|---|---|---|---|---|---|\n"

@@ -10,7 +10,10 @@ of ids, never the whole stream; readers memory-map the file (`load_tokens`). The
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import mmap
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -91,7 +94,7 @@ def write_split(encoder: BatchEncoder, docs: Iterable[str], path: Path, split: s
     """Encode `docs` batch by batch into the `.npy` file `path`, with a progress bar on stderr."""
     counts = {"documents": 0, "characters": 0, "bytes": 0, "tokens": 0}
     t0 = time.perf_counter()
-    with TokenWriter(path, encoder.dtype) as out, _progress(split, total_bytes) as bar:
+    with TokenWriter(path, encoder.dtype) as out, _progress(split, total_bytes) as bar, _parallel_tokenizers():
         for batch in _batches(docs):
             ids, nbytes = encoder.encode(batch)
             out.write(ids)
@@ -103,6 +106,22 @@ def write_split(encoder: BatchEncoder, docs: Iterable[str], path: Path, split: s
             bar.set_postfix_str(f"{counts['documents']:,} docs, {counts['tokens']:,} tokens", refresh=False)
     seconds = time.perf_counter() - t0
     return {**counts, "seconds": round(seconds, 3), **_rates(counts["bytes"], counts["tokens"], seconds)}
+
+
+@contextlib.contextmanager
+def _parallel_tokenizers() -> Iterator[None]:
+    """`tokenizers` spreads a batch over every core unless TOKENIZERS_PARALLELISM=false, which the stages set so
+    that processes forked later (lm-eval, DataLoader workers) cannot deadlock on its thread pool. Nothing forks
+    while prepare encodes, so it lifts that for the encoding only (the library reads the variable per call)."""
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
 
 
 def utf8_length(text: str) -> int:
@@ -179,11 +198,15 @@ class TokenWriter:
         self.close()
 
 
-def load_tokens(run_dir: Path, split: str) -> np.ndarray:
-    """A split's ids, memory-mapped (read-only): pages are read from disk only when a batch touches them."""
+def load_tokens(run_dir: Path, split: str, random_access: bool = False) -> np.ndarray:
+    """A split's ids, memory-mapped (read-only): pages are read from disk only when a batch touches them.
+
+    `random_access`: the kernel is told not to read ahead (`MADV_RANDOM`). Training reads rows in a shuffled
+    order, and reading ahead around each row made a step's cold rows several times slower to load
+    (benchmarks/README.md); sequential readers (perplexity) keep it."""
     path = RunDir(run_dir).prepared / f"{split}.npy"
     try:
-        return np.load(path, mmap_mode="r")
+        tokens = np.load(path, mmap_mode="r")
     except (OSError, ValueError, EOFError) as exc:
         from pipeline.errors import DataError
 
@@ -193,3 +216,7 @@ def load_tokens(run_dir: Path, split: str) -> np.ndarray:
         raise DataError(
             f"{path}: {why}; prepare it again: rm {RunDir(run_dir).prepared / 'DONE'} && make report EXP=<exp>"
         ) from None
+    mapped = getattr(tokens, "_mmap", None)  # None for an empty file, which numpy does not map
+    if random_access and mapped is not None and hasattr(mmap, "MADV_RANDOM"):
+        mapped.madvise(mmap.MADV_RANDOM)
+    return tokens

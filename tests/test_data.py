@@ -112,6 +112,9 @@ def test_batch_encoder_gives_the_tokenizers_own_ids(spec, kind):
         assert ids.tolist() == reference_ids(tok, batch)
         assert nbytes == sum(len(d.encode("utf-8")) for d in batch)
     assert encode_documents(tok, TRICKY + docs[:3]).tolist() == reference_ids(tok, TRICKY + docs[:3])
+    tok.backend_tokenizer.enable_truncation(8)  # a tokenizer.json may carry truncation; prepare never truncates
+    assert encode_documents(tok, docs[:3]).tolist() == reference_ids(tok, docs[:3])
+    assert len(encode_documents(tok, docs[:3])) > 3 * 9
 
 
 def test_byte_table_only_for_plain_byte_tokenizers():

@@ -85,7 +85,12 @@ class BatchEncoder:
     def __init__(self, tokenizer):
         self.eos = tokenizer.eos_token_id
         self.dtype = token_dtype(len(tokenizer))
-        self.backend = tokenizer.backend_tokenizer
+        # A copy without the truncation or padding a tokenizer.json may carry: `tokenizer(docs)` turns those off too.
+        from tokenizers import Tokenizer
+
+        self.backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self.backend.no_truncation()
+        self.backend.no_padding()
         table = byte_table(tokenizer)
         self.kind = "byte table" if table is not None else "tokenizers batch"
         if table is not None:

@@ -155,8 +155,8 @@ $(RUN)/stamps/%.sha256: ;
 
 # One rule per stage, generated from the stage table (pipeline/stages.py): `make stages.mk` after editing it.
 include pipeline/stages.mk
-.PHONY: $(STAGES) $(addprefix _,$(STAGES)) $(addprefix _locked_,$(STAGES)) _bench-part _bench-collect aggregate \
-        _aggregate _locked_aggregate
+.PHONY: $(STAGES) $(addprefix _,$(STAGES)) $(addprefix _locked_,$(STAGES)) _bench-part _bench-collect
+.PHONY: aggregate _aggregate _locked_aggregate
 
 $(STAGES): $(VENV_STAMP)
 	@$(LOCK) -- $(MAKE) _locked_$@ EXP=$(EXP)

@@ -62,7 +62,9 @@ def test_grid_zip_and_seeds(root: Path):
 
 
 def test_zip_takes_lists_side_by_side(root: Path):
-    write_experiment(root, "z", {"extends": "tiny", "sweep": {"zip": {"train.lr": [1e-3, 2e-3], "train.steps": [4, 8]}}})
+    write_experiment(
+        root, "z", {"extends": "tiny", "sweep": {"zip": {"train.lr": [1e-3, 2e-3], "train.steps": [4, 8]}}}
+    )
     members = members_of(root, "z")
     assert [m.name for m in members] == ["lr-1e-3_steps-4", "lr-2e-3_steps-8"]
     assert [m.config.train.steps for m in members] == [4, 8]

@@ -164,7 +164,6 @@ def expand(cfg, overrides: Sequence[str] = (), load=None) -> list[Member]:
             except ConfigError as exc:
                 shown = ", ".join(member_sets)
                 raise ConfigError(f"sweep: the member with {shown}: {exc}") from None
-            member_cfg = member_cfg.model_copy(update={"sweep": None, "repeat": None})
             point = {k: lookup(member_cfg, k) for k in raw}  # typed: "1e-3" in YAML 1.1 is a string until here
             member_sets = [*(f"{k}={yaml_value(v)}" for k, v in point.items()), f"train.seed={seed}"]
             pname = point_name(point) if point else None
@@ -178,6 +177,10 @@ def expand(cfg, overrides: Sequence[str] = (), load=None) -> list[Member]:
             if name in seen:
                 raise ConfigError(f"sweep: points {seen[name]} and {raw} have the same name {name!r}; list each once")
             seen[name] = raw
+            # The member's own report says which member it is (the experiment's title is the aggregate's).
+            title = f"{member_cfg.report.title or cfg.name} · {name}"
+            report = member_cfg.report.model_copy(update={"title": title})
+            member_cfg = member_cfg.model_copy(update={"sweep": None, "repeat": None, "report": report})
             members.append(Member(name, pname, seed, point, member_sets, member_cfg))
     return members
 

@@ -35,6 +35,7 @@ def test_seeds_only(root: Path):
     assert all(m.config.repeat is None and m.config.sweep is None for m in members)
     assert members[2].overrides == ["train.seed=7"] and members[2].point == {} and members[2].point_name is None
     assert members[0].config.train.lr == TINY["train"]["lr"]  # everything else as the experiment says
+    assert members[1].config.report.title == "tiny · seed-1"  # its own report names the member
 
 
 def test_grid_zip_and_seeds(root: Path):

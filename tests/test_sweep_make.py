@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ NOT_IMPLEMENTED = "error: aggregate: not implemented"
 def make(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     environ = pipeline_env(**env)
     environ.pop("PYTHONPATH")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # JOBS sets them for each member
+        environ.pop(var, None)
     return subprocess.run(
         ["make", *args, f"PY={sys.executable}"], cwd=project, env=environ, capture_output=True, text=True, timeout=900
     )
@@ -70,6 +73,12 @@ def test_seeds_through_make(tmp_path: Path):
         assert (project / "reports" / "smoke" / f"seed-{seed}" / "report.md").is_file()
         losses.append(final_loss(run))
     assert len(set(losses)) == 3, losses  # same config, different seeds: different runs
+    # JOBS=2: the first two members ran side by side, each with half the cores' threads
+    prov = [records.PROVENANCE.read(top / f"seed-{s}") for s in (0, 1)]
+    first_two = [p.stages["prepare"] for p in prov]
+    assert first_two[0].started_utc <= first_two[1].ended_utc
+    assert first_two[1].started_utc <= first_two[0].ended_utc
+    assert prov[0].env["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
     check_aggregate(first, project / "reports" / "smoke" / "report.md", [f"seed-{s}/report.md" for s in (0, 1, 2)])
 
     # Fewer seeds: no member reruns; the aggregate is redone over the two (its member list changed).
@@ -128,7 +137,7 @@ def test_sweep_as_a_slurm_job_array(slurm, tmp_path: Path):  # noqa: F811
     for name in ("lr-1e-3", "lr-3e-3", "lr-1e-2"):
         status = records.MEMBER_STATUS.read(top / name)
         assert status.status == "completed", (top / name / "member.log").read_text()[-3000:]
-        assert records.PROVENANCE.read(top / name).scheduler["job_id"] in task_ids  # ran as a task of the array
+        assert records.PROVENANCE.read(top / name).scheduler.job_id in task_ids  # ran as a task of the array
         lrs.append(load_resolved(top / name).train.lr)
     assert lrs == [1e-3, 3e-3, 1e-2]
     logs = "\n".join(p.read_text() for p in (top / "jobs").glob("slurm-*.out"))

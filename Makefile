@@ -181,8 +181,8 @@ FORCE:
 ifneq ($(strip $(MEMBERS)),)
 $(addprefix _,$(STAGES)): _%:
 	@rc=0; $(MAKE) -k -j$(JOBS) $(addprefix member/$*/,$(MEMBERS)) || rc=$$?; \
-	  $(if $(filter report,$*),$(MAKE) _aggregate EXP=$(EXP) || exit $$?;) \
-	  [ $$rc = 0 ] || $(LOCK_PY) -m pipeline.member --summary $(RUN)
+	  $(if $(filter report,$*),$(MAKE) _aggregate EXP=$(EXP) || rc=$$?;) \
+	  [ $$rc = 0 ] || { $(LOCK_PY) -m pipeline.member --summary $(RUN) || true; exit 2; }
 MEMBER_OUTPUTS = $(wildcard $(foreach m,$(MEMBERS),$(RUN)/$(m)/member.json $(RUN)/$(m)/*/DONE $(REPORT_DIR)/$(m)/report*.md))
 $(REPORT_OUTPUTS) &: $(RUN)/members.json $(MEMBER_OUTPUTS) $(REPORT_CODE) $(wildcard $(RUN)/stamps/layout)
 	$(RUN_PY) -m pipeline aggregate $(RUN) --out $(REPORT_DIR)
@@ -251,7 +251,7 @@ _bench-collect: resolve
 
 # A batch job that runs `make report` for this experiment inside the allocation (same RUNTIME/SIF/PY).
 SCHED ?= slurm
-submit: $(HOST_STAMP) ## SCHED=slurm|pjm: a batch job that runs `make report` (DRY_RUN=1: script only)
+submit: $(HOST_STAMP) ## SCHED=slurm|pjm: a job running `make report`; a repeat/sweep: job array + aggregate (DRY_RUN=1)
 	@$(PY) -m pipeline submit $(EXP) --sched $(SCHED) $(SET_ARGS) \
 	  --make-args "$(strip RUNTIME=$(RUNTIME) $(if $(SIF),SIF=$(abspath $(SIF))) $(if $(filter command line,$(origin PY)),PY=$(PY)))" \
 	  $(if $(DRY_RUN),--dry-run) $(if $(BENCH_ARRAY),--bench-array)

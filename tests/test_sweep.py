@@ -114,6 +114,7 @@ def test_member_not_found(root: Path):
         sweep.find(members, "seed-5", "tiny")
 
 
+@pytest.mark.slow  # five CLI processes
 def test_cli_resolve_members_then_one_member(root: Path):
     """The parent resolve writes members.json + MEMBERS (no config.yaml); a member resolves into its folder, and
     adding a seed leaves the existing members' stamps untouched (Make reruns only the new one)."""
@@ -211,6 +212,7 @@ def test_job_array_scripts(root: Path, monkeypatch):
     assert bulk["then"] == "make aggregate EXP=sw"
 
 
+@pytest.mark.slow  # make in a copy of the repository
 def test_make_check_takes_seeds(root: Path):
     from conftest import project_copy
 

@@ -184,6 +184,32 @@ class Resolve(Record):
     config_hash: str | None = None
 
 
+class Member(Record):
+    name: str | None = None
+    run_dir: str | None = None
+    point_name: str | None = None
+    seed: int | None = None
+    point: dict = Field(default_factory=dict)
+    overrides: list[str] = Field(default_factory=list)
+
+
+class Members(Record):
+    experiment: str | None = None
+    description: str | None = None
+    swept_keys: list[str] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=list)
+    report: dict = Field(default_factory=dict)
+    members: list[Member] = Field(default_factory=list)
+
+
+class MemberStatus(Record):
+    status: Literal["completed", "failed"] | None = None
+    exit_code: int | None = None
+    goal: str | None = None
+    error: str | None = None
+    log: str | None = None
+
+
 class SplitStats(Record):
     documents: int | None = None
     characters: int | None = None
@@ -523,6 +549,21 @@ TARGETS = _f(
     "text",
     "this run's prerequisites for the stage rules in `pipeline/stages.mk` (from `stages:`, `report.language`, `report.compare_to`, `hpc:`)",
 )
+MEMBERS = _f(
+    "members.json",
+    "resolve",
+    "json",
+    "experiments with `repeat:`/`sweep:` only (instead of `config.yaml`): experiment, `swept_keys`, `seeds`, its `report:` section and each member — `name` (= `run_dir`, its folder here: `seed-<n>`, `<point>` or `<point>/seed-<n>`), `point_name`, `seed`, `point` (dotted key → value), `overrides` (its `SET` items); each member folder is a complete run ([Repeats and sweeps](#repeats-and-sweeps))",
+    Members,
+)
+MEMBER_STATUS = _f(
+    "member.json",
+    "make report (member)",
+    "json",
+    "a member run of a repeat/sweep: how its `make` ended — `status` (`completed` / `failed`), `exit_code`, `goal`, the last `error:` line, `log` (`member.log`: that make's output); no times, so it changes only when the outcome does",
+    MemberStatus,
+)
+MEMBER_LOG = _f("member.log", "make report (member)", "text", "a member run's `make` output (stdout and stderr)")
 PROVENANCE = _f(
     "provenance.json",
     "every stage",

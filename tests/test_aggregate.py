@@ -17,12 +17,15 @@ from pipeline.report.aggregate import render_aggregate
 STEPS = 50
 
 
-def fake_member(exp: Path, rel: str, final: float, *, tps: float = 5000.0, wall: float = 12.0,
+def fake_member(exp: Path, rel: str, final: float, *, tps: float = 5000.0, wall: float = 12.0, load: float = 0.02,
                 steps_done: int = STEPS, items: list[int] | None = None) -> Path:  # fmt: skip
     """A finished run at runs/<exp>/<rel>/ whose training and validation loss end at `final`; `items`: 0/1 scores of
     an lm-eval task on items 0..n-1 (eval/tasks.jsonl + eval/samples/)."""
     run = exp / rel
     write_config(run, steps=STEPS, tmp_root=exp.parent.parent)
+    name = exp.name if exp.parent.name == "runs" else rel  # a member keeps its experiment's name
+    cfg = run / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("name: tiny", f"name: {name}", 1))
     write_provenance(run)
     prov = json.loads((run / "provenance.json").read_text())
     prov["stages"]["train"]["duration_s"] = wall
@@ -30,7 +33,7 @@ def fake_member(exp: Path, rel: str, final: float, *, tps: float = 5000.0, wall:
     train = run / "train"
     train.mkdir(exist_ok=True)
     steps = [s for s in (10, 20, 30, 40, 50) if s <= steps_done]
-    rows = [{**metric(s, final + (STEPS - s) / 20), "tokens_per_s": tps + s % 20} for s in steps]
+    rows = [{**metric(s, final + (STEPS - s) / 20), "tokens_per_s": tps + s % 20, "host_load": load} for s in steps]
     (train / "metrics.jsonl").write_text(jsonl(rows))
     val = [(0, 5.6), (25, final + 0.6), (50, final + 0.1)]
     (train / "validation.jsonl").write_text(
@@ -138,12 +141,12 @@ def test_a_failed_member_is_a_row_with_its_error_and_the_others_report(tmp_path)
         members["members"].append({"name": f"seed-{seed}", "run_dir": f"seed-{seed}", "seed": seed})
     (exp / "members.json").write_text(json.dumps(members))
     # seed 3: its make failed before training (only member.json); seed 4: killed at step 30 of 50; seed 5: not run
-    aggregate.MEMBER_STATUS.write(exp / "seed-3", {"status": "failed", "exit_code": 2, "goal": "report",
-                                                   "error": "error: CUDA out of memory", "log": "member.log"})  # fmt: skip
+    failed = {"status": "failed", "exit_code": 2, "goal": "report", "error": "error: CUDA out of memory", "log": "x"}
+    aggregate.MEMBER_STATUS.write(exp / "seed-3", failed)
     fake_member(exp, "seed-4", 2.0, steps_done=30)
     text = render_aggregate(exp, tmp_path / "reports" / "flaky")[0].read_text()
-    failed = next(line for line in text.splitlines() if line.startswith("| seed-3 "))
-    assert "| failed " in failed and "error: CUDA out of memory" in failed
+    row = next(line for line in text.splitlines() if line.startswith("| seed-3 "))
+    assert "| failed " in row and "error: CUDA out of memory" in row
     partial = next(line for line in text.splitlines() if line.startswith("| seed-4 "))
     assert "| partial " in partial and "30 of 50 steps ran" in partial
     assert "| not run " in next(line for line in text.splitlines() if line.startswith("| seed-5 "))
@@ -201,10 +204,10 @@ def test_a_failed_point_is_a_row_with_its_status_and_error(tmp_path):
                                "point": {"train.lr": 0.1}})  # fmt: skip
     (exp / "members.json").write_text(json.dumps(members))
     fake_member(exp, "lr-1e-1", 9.0, steps_done=20)
-    aggregate.MEMBER_STATUS.write(exp / "lr-1e-1", {"status": "failed", "exit_code": 2, "error": "error: loss diverged"})
+    aggregate.MEMBER_STATUS.write(exp / "lr-1e-1", {"status": "failed", "exit_code": 2, "error": "error: diverged"})
     text = render_aggregate(exp, tmp_path / "reports" / "broken")[0].read_text()
     row = _sweep_line(text, "lr-1e-1")
-    assert "failed: 1 of 1 members" in row and "loss diverged" in row
+    assert "failed: 1 of 1 members" in row and "lr-1e-1: error: diverged" in row
     assert "★ best" in _sweep_line(text, "lr-1e-3")
 
 
@@ -261,3 +264,56 @@ def test_compare_to_in_a_seeds_experiment_renders_the_comparison(tmp_path):
     assert "## Comparison with `ref`" in text and "by Welch's t test" in text
     line = next(x for x in text.splitlines() if x.startswith("| final training loss"))
     assert "better beyond noise" in line
+
+
+def test_throughput_under_different_host_load_is_not_comparable_across_seeds(tmp_path):
+    quiet = compare.seed_group(seeds_experiment(tmp_path, "quiet", [3.0, 3.1], tps=9000.0, load=0.0))
+    busy = compare.seed_group(seeds_experiment(tmp_path, "busy", [3.0, 3.1], tps=3000.0, load=0.5))
+    row = {str(r["metric"]): r for r in compare.seed_comparison(quiet, busy)["rows"]}["throughput, median tokens/s"]
+    assert str(row["verdict"]) == "not comparable: host load differs (0% vs 50%)" and row["p"] < 0.05
+
+
+def test_make_compare_of_seeds_experiments_reports_welch(tmp_path):
+    from pipeline.errors import UserError
+    from pipeline.report.index import build_compare
+
+    seeds_experiment(tmp_path, "ref", [3.10, 3.05, 3.12])
+    seeds_experiment(tmp_path, "cand", [2.70, 2.75, 2.72])
+    fake_member(tmp_path / "runs" / "plain", ".", 2.0)  # a plain run: one seed, noise unknown
+    runs, reports = tmp_path / "runs", tmp_path / "reports"
+    text = build_compare(["ref", "cand", "plain"], "seeds", runs, reports).read_text()
+    assert "| ref (mean of 3 seeds) " in text and "| cand (mean of 3 seeds) " in text
+    assert "## Differences against `ref`, with seed noise" in text
+    cand = text.split("### `cand` − `ref`")[1].split("###")[0]
+    assert "| final training loss " in cand and "better beyond noise" in cand
+    plain = text.split("### `plain` − `ref`")[1]
+    line = next(x for x in plain.splitlines() if x.startswith("| final training loss"))
+    assert "noise unknown: 3 and 1 seed(s), need 2 each" in line
+    sweep(tmp_path, {1e-3: [3.0], 3e-3: [3.1]}, name="grid")
+    with pytest.raises(UserError, match="grid is a sweep"):
+        build_compare(["ref", "grid"], "x", runs, reports)
+
+
+def test_a_member_report_compares_with_the_same_seed_of_a_seeds_baseline(tmp_path):
+    from pipeline.config.resolve import load_resolved
+    from pipeline.report.render import render
+
+    seeds_experiment(tmp_path, "ref", [3.10, 3.05, 3.12])
+    exp = seeds_experiment(tmp_path, "cand", [2.70, 2.75, 2.72])
+    member = exp / "seed-1"
+    cfg = member / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("compare_to: null", "compare_to: ref").replace("seed: 0", "seed: 1"))
+    text = render(member, load_resolved(member), tmp_path / "reports" / "cand" / "seed-1")[0].read_text()
+    assert "## Comparison with `ref`" in text and "compared with its member `seed-1`" in text
+    assert "does not exist yet" not in text
+
+
+def test_seed_outlier_fires_on_a_seed_far_from_the_others_and_not_on_agreeing_seeds(tmp_path):
+    def findings(name, finals):
+        exp = seeds_experiment(tmp_path, name, finals)
+        _members, results = aggregate.load_members(exp, tmp_path / "reports" / name)
+        return {f.rule: f for f in aggregate.aggregate_checks(results, aggregate.points_of(results))}
+
+    out = findings("odd", [3.0, 3.01, 2.99, 3.5])
+    assert set(out) == {"seed_outlier"} and str(out["seed_outlier"].message).startswith("seed-3: 3.6000 vs 3.1000")
+    assert findings("even", [3.0, 3.01, 2.99, 3.02]) == {}

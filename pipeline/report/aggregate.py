@@ -18,8 +18,8 @@ Numbers come from pipeline/report/stats.py (`t_interval`, `welch`); nothing here
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
@@ -80,6 +80,27 @@ MEMBER_STATUS = getattr(records, "MEMBER_STATUS", None) or records.RunFile(
 
 def is_aggregate(exp_runs_dir: Path) -> bool:
     return MEMBERS.at(exp_runs_dir).is_file()
+
+
+def runs_root(run: Run) -> Path:
+    """The folder holding experiments' run directories (`runs/`): a member run lies one or two levels below its
+    experiment's folder (`runs/<EXP>/seed-<n>/`), whose name its config keeps."""
+    root = Path(run.root)
+    for parent in list(root.parents)[:3]:
+        if parent.name == run.name and is_aggregate(parent):
+            return parent.parent
+    return root.parent
+
+
+def matching_member(exp_runs_dir: Path, seed: int | None) -> Path | None:
+    """The member of a seeds experiment with `seed`, else its first member with a run directory; None for a sweep
+    (its points differ in more than the seed) or when no member has run."""
+    members = MEMBERS.read(exp_runs_dir)
+    if members.swept_keys:
+        return None
+    dirs = [(m.seed, exp_runs_dir / (m.run_dir or m.name)) for m in members.members]
+    dirs = [(s, d) for s, d in dirs if (d / "config.yaml").is_file()]
+    return next((d for s, d in dirs if s == seed), dirs[0][1] if dirs else None)
 
 
 # --------------------------------------------------------------------------- one member, read

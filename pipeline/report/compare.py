@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.dotted import flatten
+from pipeline.errors import UserError
 from pipeline.report import stats, tables
 from pipeline.report.i18n import N_, Msg
 from pipeline.report.loader import Run
@@ -342,7 +343,12 @@ def seed_group(exp_runs_dir, reports_dir=None) -> SeedGroup | None:
 
     exp_runs_dir = Path(exp_runs_dir)
     if aggregate.is_aggregate(exp_runs_dir):
-        _members, results = aggregate.load_members(exp_runs_dir, Path(reports_dir or "reports") / exp_runs_dir.name)
+        members, results = aggregate.load_members(exp_runs_dir, Path(reports_dir or "reports") / exp_runs_dir.name)
+        if len(aggregate.points_of(results)) > 1:
+            raise UserError(
+                f"{exp_runs_dir.name} is a sweep: its points are compared with each other in "
+                f"reports/{exp_runs_dir.name}/report.md; compare one point's run directory instead"
+            )
         return SeedGroup(exp_runs_dir.name, [r.run for r in results if r.ok and r.run is not None])
     if (exp_runs_dir / "config.yaml").is_file():
         return SeedGroup(exp_runs_dir.name, [load_run(exp_runs_dir)])
@@ -357,7 +363,7 @@ SEED_TESTS = {
 
 
 def seed_verdict(test: stats.Test | None, n_a: int, n_b: int, higher_better: bool) -> Msg:
-    """"within seed noise" / "better|worse beyond noise" from a test; with one seed on a side, the noise is unknown."""
+    """Within seed noise, or better/worse beyond it, from a test; with one seed on a side the noise is unknown."""
     if test is None:
         return N_("noise unknown: {a} and {b} seed(s), need 2 each", a=n_a, b=n_b)
     if not test.significant:
@@ -405,6 +411,8 @@ def seed_comparison(base: SeedGroup, run: SeedGroup) -> dict:
         b = [v[key] for v in vals_b if v.get(key) is not None]
         if a or b:
             rows.append(_seed_row(label, a, b, higher_better, stats.welch(a, b)))
+        if key == "tokens_per_s" and rows and rows[-1]["delta"] is not None:
+            _host_load_guard(rows[-1], base, run)
     h_a = [aggregate.harness_values(r) for r in base.runs]
     h_b = [aggregate.harness_values(r) for r in run.runs]
     common = set.intersection(*(set(h) for h in h_a + h_b)) if h_a and h_b else set()
@@ -425,6 +433,19 @@ def seed_comparison(base: SeedGroup, run: SeedGroup) -> dict:
         "diff": diff,
         "guards": [vars(g) for g in guards(base.runs[0], run.runs[0])] if base.runs and run.runs else [],
     }
+
+
+def _host_load_guard(row: dict, base: SeedGroup, run: SeedGroup) -> None:
+    """Throughput measured under different load from other processes is not comparable (HOST_LOAD_LIMIT)."""
+    loads = []
+    for group in (base, run):
+        values = [v for r in group.runs if (v := host_load(r)) is not None]
+        loads.append(_mean(values) if len(values) == len(group.runs) else None)
+    la, lb = loads
+    if la is None or lb is None:
+        row["verdict"] = N_("host load unknown: no verdict")
+    elif abs(la - lb) > HOST_LOAD_LIMIT:
+        row["verdict"] = N_("not comparable: host load differs ({a:.0%} vs {b:.0%})", a=la, b=lb)
 
 
 def _seed_row(label, a: list[float], b: list[float], higher_better: bool, test: stats.Test | None) -> dict:

@@ -317,3 +317,63 @@ def test_seed_outlier_fires_on_a_seed_far_from_the_others_and_not_on_agreeing_se
     out = findings("odd", [3.0, 3.01, 2.99, 3.5])
     assert set(out) == {"seed_outlier"} and str(out["seed_outlier"].message).startswith("seed-3: 3.6000 vs 3.1000")
     assert findings("even", [3.0, 3.01, 2.99, 3.02]) == {}
+
+
+@pytest.mark.slow
+def test_real_tiny_runs_with_two_seeds_aggregate(tmp_path, monkeypatch):
+    """Two real member runs (prepare, train, eval, report in this process) of one experiment, seeds 0 and 1, laid
+    out as the orchestration lays them out; the aggregate reads their files."""
+    from conftest import TINY, write_experiment
+
+    from pipeline.config.load import load_experiment
+    from pipeline.config.resolve import freeze, load_resolved
+    from pipeline.data.prepare import run_prepare
+    from pipeline.evaluate.stage import run_eval
+    from pipeline.provenance import record_stage
+    from pipeline.report.render import render
+    from pipeline.rundir import RunDir
+    from pipeline.train.loop import run_train
+
+    write_experiment(tmp_path, "pair", TINY)
+    monkeypatch.chdir(tmp_path)
+    members = []
+    for seed in (0, 1):
+        run = RunDir(Path("runs") / "pair" / f"seed-{seed}")
+        freeze(load_experiment("pair", [f"train.seed={seed}"]), run)
+        cfg = load_resolved(run.root)
+        for stage, func in (("prepare", run_prepare), ("train", run_train), ("eval", run_eval)):
+            func(cfg, run.root)
+            record_stage(run, stage, "t0", "t1", 1.0, "h")
+        render(run.root, cfg, Path("reports") / "pair" / f"seed-{seed}")
+        aggregate.MEMBER_STATUS.write(run.root, {"status": "completed", "exit_code": 0, "goal": "report"})
+        members.append({"name": f"seed-{seed}", "run_dir": f"seed-{seed}", "seed": seed,
+                        "overrides": [f"train.seed={seed}"]})  # fmt: skip
+    write_members(Path("runs") / "pair", members, seeds=[0, 1])
+    (out,) = aggregate.run_aggregate(Path("runs") / "pair", Path("reports") / "pair")
+    text = out.read_text()
+    _m, results = aggregate.load_members(Path("runs") / "pair", Path("reports") / "pair")
+    finals = [r.values["final_train_loss"] for r in results]
+    assert all(r.ok for r in results) and finals[0] != finals[1]  # the seed changes the run
+    row = next(line for line in text.splitlines() if line.startswith("| final training loss |"))
+    mean, low, high = stats.t_interval(finals)
+    assert f"| 2 | {mean:.4f} | {high - mean:.4f} | {low:.4f} – {high:.4f} |" in row
+    assert "| held-out perplexity |" in text and "[seed-1/report.md](seed-1/report.md)" in text
+    assert (Path("reports") / "pair" / "seeds_loss.png").is_file()
+
+
+def test_the_index_has_a_row_per_seeds_experiment_and_sweep(tmp_path):
+    from pipeline.report.index import build_index
+
+    seeds_experiment(tmp_path, "trio", [3.0, 3.2, 3.1])
+    exp = sweep(tmp_path, {1e-3: [3.0], 3e-3: [3.1]}, name="grid")
+    aggregate.MEMBER_STATUS.write(exp / "lr-3e-3", {"status": "failed", "exit_code": 2, "error": "error: x"})
+    fake_member(tmp_path / "runs" / "plain", ".", 2.0)
+    reports = tmp_path / "reports"
+    render_aggregate(tmp_path / "runs" / "trio", reports / "trio")
+    text = build_index(tmp_path / "runs", reports).read_text()
+    trio = next(line for line in text.splitlines() if line.startswith("| trio (mean of 3 seeds) "))
+    assert "| completed " in trio and "trio/report.md" in trio
+    assert f" {sum(math.exp(v) for v in (3.1, 3.3, 3.2)) / 3:,.2f} |" in trio  # mean best validation perplexity
+    grid = next(line for line in text.splitlines() if line.startswith("| grid (sweep: 2 points) "))
+    assert "| 1 of 2 members completed " in grid and "⚠️ 1 warning(s)" in grid
+    assert "| plain " in text

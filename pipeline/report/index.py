@@ -18,7 +18,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pipeline.atomic import write_text  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
 from pipeline.report import compare, tables  # noqa: E402
-from pipeline.report.aggregate import is_aggregate, matching_member, member_values, runs_root  # noqa: E402
+from pipeline.report.aggregate import (  # noqa: E402
+    aggregate_checks,
+    is_aggregate,
+    load_members,
+    matching_member,
+    member_values,
+    points_of,
+    runs_root,
+)
 from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix  # noqa: E402
 from pipeline.report.loader import Run, load_run  # noqa: E402
 from pipeline.report.plots import plot_language  # noqa: E402
@@ -53,6 +61,42 @@ def summary_row(run: Run, reports: Path, link_from: Path, lang: str = SOURCE_LAN
         "link": str(Path("..") / report.relative_to(reports.parent))
         if report.is_file() and link_from != reports
         else (f"{run.name}/{report.name}" if report.is_file() else None),
+    }
+
+
+def aggregate_row(exp_runs_dir: Path, reports: Path, lang: str = SOURCE_LANGUAGE) -> dict:
+    """The index row of an experiment with several members: seeds as means over them, a sweep as its size; the
+    status counts completed members, the checks column is the aggregate report's own checks; linked to
+    `reports/<EXP>/report.md`."""
+    members, results = load_members(exp_runs_dir, reports / exp_runs_dir.name)
+    ok = [r for r in results if r.ok]
+    points = points_of(results)
+    findings = aggregate_checks(results, points)
+    report = reports / exp_runs_dir.name / f"report{suffix(lang)}.md"
+    if not report.is_file():
+        report = reports / exp_runs_dir.name / "report.md"
+    row = summary_row(ok[0].run, reports, reports, lang) if ok else {}
+    if len(points) == 1 and ok:
+        row = seeds_row(row, compare.SeedGroup(exp_runs_dir.name, [r.run for r in ok]))
+    elif len(points) > 1:
+        row.update(
+            experiment=N_("{name} (sweep: {n} points)", name=exp_runs_dir.name, n=len(points)),
+            best_val_ppl=None, best_val_acc=None, test_ppl=None, train_s=None, steps="—",
+        )  # fmt: skip
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    return {
+        **row,
+        "experiment": row.get("experiment", exp_runs_dir.name),
+        "status": STATUS["completed"]
+        if len(ok) == len(results)
+        else N_("{ok} of {total} members completed", ok=len(ok), total=len(results)),
+        "checks": N_("❌ {n} error(s)", n=errors)
+        if errors
+        else N_("⚠️ {n} warning(s)", n=warnings)
+        if warnings
+        else N_("✅ none"),
+        "link": f"{exp_runs_dir.name}/{report.name}" if report.is_file() else None,
     }
 
 
@@ -104,11 +148,16 @@ def run_dirs(runs: Path, names: list[str] | None = None) -> list[Path]:
         if missing:
             raise UserError(f"EXPS: no run directory for {', '.join(missing)} (run `make report EXP=…` first)")
         return [runs / n for n in names]
-    return sorted(p for p in runs.iterdir() if (p / "config.yaml").is_file()) if runs.is_dir() else []
+    if not runs.is_dir():
+        return []
+    return sorted(p for p in runs.iterdir() if (p / "config.yaml").is_file() or is_aggregate(p))
 
 
 def build_index(runs: Path = Path("runs"), reports: Path = Path("reports"), lang: str = SOURCE_LANGUAGE) -> Path:
-    rows = [summary_row(load_run(d), reports, reports, lang) for d in run_dirs(runs)]
+    rows = [
+        aggregate_row(d, reports, lang) if is_aggregate(d) else summary_row(load_run(d), reports, reports, lang)
+        for d in run_dirs(runs)
+    ]
     text = environment(TEMPLATES, lang).get_template("index.md.j2").render(rows=rows)
     out = reports / f"README{suffix(lang)}.md"
     write_text(out, text)

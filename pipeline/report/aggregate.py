@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
@@ -529,7 +528,8 @@ def sweep_plot(points: list[Point], key: str, path: Path, lang: str) -> str | No
             ax.set_xticks(range(len(categories)), categories)
         ax.set_xlabel(key)
         ax.set_ylabel(_("best validation loss (nats/token)"))
-        ax.set_title(_("{metric} against {key} (mean, 95% CI)").format(metric=_("best validation loss"), key=key))
+        title = _("{metric} against {key} (mean; bars: 95% CI where n ≥ 2)")
+        ax.set_title(title.format(metric=_("best validation loss"), key=key))
         ax.grid(alpha=0.3)
         if any(combo for combo in lines):
             ax.legend()
@@ -576,7 +576,6 @@ def context(exp_runs_dir: Path, reports_dir: Path, lang: str, members: Members, 
         "title": report.get("title") or name,
         "description": members.description,
         "kind": "sweep" if sweep else "seeds",
-        "generated_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "alpha": stats.ALPHA,
         "level": stats.LEVEL,
         "seeds": members.seeds,

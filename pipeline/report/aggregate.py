@@ -514,7 +514,7 @@ def sweep_plot(points: list[Point], key: str, path: Path, lang: str) -> str | No
     categories = sorted({str(x) for x in xs_all}) if not numeric else []
     _, rc, _note = plot_language(lang)
     with plt.rc_context(rc):
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(7, 4))
         for combo, pts in lines.items():
             pts.sort(key=lambda xs: xs[0] if numeric else str(xs[0]))
             x = [float(v) if numeric else categories.index(str(v)) for v, _s in pts]
@@ -529,7 +529,7 @@ def sweep_plot(points: list[Point], key: str, path: Path, lang: str) -> str | No
         ax.set_xlabel(key)
         ax.set_ylabel(_("best validation loss (nats/token)"))
         title = _("{metric} against {key} (mean; bars: 95% CI where n ≥ 2)")
-        ax.set_title(title.format(metric=_("best validation loss"), key=key))
+        ax.set_title(title.format(metric=_("best validation loss"), key=key), fontsize=10)
         ax.grid(alpha=0.3)
         if any(combo for combo in lines):
             ax.legend()

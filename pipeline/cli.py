@@ -159,10 +159,8 @@ def cmd_aggregate(args) -> None:
     run_root = check_run_dir(args.run_dir)
     if not records.MEMBERS.at(run_root).is_file():
         raise UserError(f"{records.MEMBERS.at(run_root)}: not found; 'make resolve EXP={run_root.name}' writes it")
-    try:
-        from pipeline.report.aggregate import run_aggregate
-    except ImportError:
-        raise UserError("aggregate: not implemented (pipeline/report/aggregate.py missing)") from None
+    from pipeline.report.aggregate import run_aggregate
+
     out = Path(args.out) if args.out else Path("reports") / run_root.name
     with _locked(run_root):
         for path in run_aggregate(run_root, out):

@@ -70,7 +70,7 @@ def freeze(cfg: Experiment, run: RunDir, overrides: list[str] | tuple = ()) -> d
         "config_hash": config_hash(cfg),
     }
     write_if_changed(run.root / "resolve.json", json.dumps(how, indent=2) + "\n")
-    write_if_changed(run.root / "stamps" / "targets.mk", run_targets(cfg))
+    write_if_changed(run.root / "stamps" / "targets.mk", run_targets(cfg, run.root))
     return {stage: write_if_changed(run.stamp(stage), h + "\n") for stage, h in stage_hashes(cfg).items()}
 
 

@@ -327,7 +327,9 @@ def run_external(cfg, run_dir: Path) -> Path:
     fact.update(exit_code=exit_code, duration_s=round(duration, 3))
     record_fact(run, "train_command", fact)
     note_launch(run, "train", command=exp.command, exit_code=exit_code)
-    final = read_logs(exp, quiet=exit_code != 0)  # a clean exit must have left readable logs
+    if exit_code == 0 and not stopping and not Path(exp.logs).exists():
+        raise CommandError(f"train.logs.path: {exp.logs}: the command exited 0 but no logs appeared there")
+    final = read_logs(exp, quiet=exit_code != 0 or bool(stopping))  # a clean exit must have left readable logs
     imp = final or imp
     if imp is not None:
         write_rows(run.root, imp)

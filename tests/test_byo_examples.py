@@ -31,10 +31,14 @@ def make(root: Path, *args: str, env: dict | None = None) -> subprocess.Complete
 
 
 @pytest.mark.parametrize(
-    "exp, logged, validated",
-    [("byo_plain", 40, [10, 20, 30, 40]), ("byo_hf_trainer", 8, [20, 40]), ("byo_lightning", 8, [20, 40])],
+    "exp, example, logged, validated",
+    [
+        ("byo_plain", "plain_pytorch", 40, [10, 20, 30, 40]),
+        ("byo_hf_trainer", "hf_trainer", 8, [20, 40]),
+        ("byo_lightning", "lightning", 8, [20, 40]),
+    ],
 )
-def test_example_gives_a_true_report(repo: Path, exp: str, logged: int, validated: list[int]):
+def test_example_gives_a_true_report(repo: Path, exp: str, example: str, logged: int, validated: list[int]):
     proc = make(repo, "report", f"EXP={exp}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"-m pipeline prepare runs/{exp}" not in proc.stdout  # the command has its own data
@@ -45,7 +49,7 @@ def test_example_gives_a_true_report(repo: Path, exp: str, logged: int, validate
     assert [v["step"] for v in validation] == validated
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["train_command"]["exit_code"] == 0
-    assert prov["train_command"]["command"].startswith(f"python -m examples.{exp.removeprefix('byo_')}.train ")
+    assert prov["train_command"]["command"].startswith(f"python -m examples.{example}.train ")
     report = (repo / "reports" / exp / "report.md").read_text()
     assert "— 40 of 40 configured steps" in report and "completed" in report.splitlines()[2]
     assert f"| Logs | `{prov['train_command']['logs']}`" in report

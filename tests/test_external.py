@@ -278,3 +278,26 @@ def test_the_examples_validate(tmp_path):
         proc = subprocess.run(pipeline_cmd("resolve", name, "--check"), cwd=REPO, env=pipeline_env(),
                               capture_output=True, text=True)  # fmt: skip
         assert proc.returncode == 0 and proc.stdout == f"{name}: ok\n", proc.stderr
+
+
+def test_eval_runs_only_for_a_checkpoint_and_never_on_a_failed_command(tmp_path, monkeypatch):
+    from pipeline import records
+    from pipeline.config.load import load_experiment
+    from pipeline.errors import UserError
+    from pipeline.evaluate.stage import run_eval
+    from pipeline.stages import run_targets
+
+    monkeypatch.chdir(project(tmp_path))
+    assert load_experiment("byo").active_stages == ["train"]
+    cfg = load_experiment("byo", ["train.checkpoint={run}/external/final"])
+    assert cfg.active_stages == ["train", "eval"]
+    assert "DEPS_eval := $(RUN)/train/DONE" in run_targets(cfg)
+    run = Path("runs/byo")  # as Make names it (the working directory is the project)
+    records.TRAIN_DONE.write(run, {"status": "completed", "steps_done": 40, "external": True})
+    with pytest.raises(UserError, match=r"^train.checkpoint: runs/byo/external/final: no Hugging Face model folder"):
+        run_eval(cfg, run)
+    records.TRAIN_DONE.write(run, {"status": "failed", "steps_done": 20, "external": True, "exit_code": 3})
+    run_eval(cfg, run)
+    assert records.EVAL_DONE.read(run).status == "skipped"
+    with pytest.raises(Exception, match="stages: 'eval' needs train.checkpoint"):
+        load_experiment("byo", ["stages=[train,eval]"])

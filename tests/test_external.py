@@ -150,6 +150,13 @@ def test_a_crash_at_step_20_of_40_is_a_failed_report(tmp_path):
     # The next resolve makes Make run the command again instead of taking the failed DONE as done.
     assert run(root, "resolve", "byo").returncode == 0
     assert "DEPS_train := FORCE" in (root / "runs/byo/stamps/targets.mk").read_text()
+    # Other train inputs: the earlier outputs and the command's own folder move aside, and it starts from scratch.
+    assert run(root, "resolve", "byo", "--set", "train.lr=0.2").returncode == 0
+    assert run(root, "train", "runs/byo").returncode == 0
+    (archived,) = (root / "runs/byo/archive").iterdir()
+    assert sorted(p.name for p in archived.iterdir()) == ["external", "train"]
+    assert len((archived / "external/launches.txt").read_text().splitlines()) == 1
+    assert (root / "runs/byo/train/stdout.log").read_text() == "starting after step 0\n"
 
 
 @pytest.mark.slow

@@ -174,6 +174,15 @@ def cmd_html(args) -> None:
         log.info("wrote %s", write_html(Path(report)))
 
 
+def cmd_peek(args) -> None:
+    from pipeline.names import check_run_dir
+    from pipeline.report.render import peek
+
+    run_dir = check_run_dir(args.run_dir)
+    for path in peek(run_dir, Path(args.out)):
+        log.info("wrote %s", path)
+
+
 def cmd_bench_part(args) -> None:
     from pipeline.bench.sweep import collect_bench_parts, run_bench_part
     from pipeline.config.resolve import load_resolved
@@ -225,7 +234,7 @@ def _stage(name: str):
             main_rank = name != "report" and int(os.environ.get("RANK", "0")) == 0
             if main_rank:  # provenance first: a crash never leaves a stage marked done without its record
                 record_stage(RunDir(run_dir), name, started, None, None, config_hash(cfg))
-            func = STAGE[name].function()
+            func = STAGE[name].function(cfg)
             out = func(cfg, run_dir, Path(args.out)) if getattr(args, "out", None) else func(cfg, run_dir)
             ended = datetime.now(UTC).isoformat(timespec="seconds")
             if main_rank:
@@ -308,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("html", help="report.md -> a self-contained report.html (images inlined)")
     p.add_argument("reports", nargs="+", metavar="report.md")
     p.set_defaults(func=cmd_html)
+    p = sub.add_parser("peek", help="the report so far of a running train stage (no lock taken)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="folder for the live report, e.g. reports/<experiment>/peek")
+    p.set_defaults(func=cmd_peek)
     p = sub.add_parser("bench-part", help="one variant of a sweep (a job-array task), or 'collect' the parts")
     p.add_argument("run_dir")
     p.add_argument("index", help="variant index (0-based), or 'collect'")

@@ -134,6 +134,8 @@ class Launch(Record):
     resumed_from: int | None = None  # train: the checkpoint step this launch resumed from
     steps_lost: int | None = None  # train: steps the previous launch trained past its last checkpoint
     killed: bool | None = None  # it never recorded its end; ended_utc is its last log line
+    command: str | None = None  # train.command: the command as run
+    exit_code: int | None = None  # train.command: its exit code (128 + n: killed by signal n)
 
 
 class StageRun(Record):
@@ -158,6 +160,22 @@ class DevicePeak(Record):
     host_load_others: float | None = None  # share of the host's cores other processes used during the probe
 
 
+class TrainCommand(Record):
+    """A `train.command` run (pipeline/train/external.py): what ran, how it ended, where its script came from."""
+
+    command: str | None = None  # placeholders filled in, as bash ran it
+    values: dict = Field(default_factory=dict)  # the placeholders it used -> their values
+    logs: str | None = None  # train.logs.path, filled in
+    logs_from: str | None = None  # the importer that reads them
+    checkpoint: str | None = None  # train.checkpoint, filled in
+    exit_code: int | None = None
+    started_utc: str | None = None
+    duration_s: float | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    script_git: dict | None = None  # the script's path; its repository's commit/dirty/diff when not this project's
+
+
 class Provenance(Record):
     experiment: str | None = None
     config_hash: str | None = None
@@ -175,6 +193,7 @@ class Provenance(Record):
     device_peak: DevicePeak | None = None
     train_device: TrainDevice | None = None
     nccl: NcclTransport | None = None
+    train_command: TrainCommand | None = None
     imported: dict | None = None  # an import: tool, source, time, files read
     recovered: dict = Field(default_factory=dict)  # environment facts an imported source states
 
@@ -186,10 +205,49 @@ class Resolve(Record):
     config_hash: str | None = None
 
 
+class Member(Record):
+    name: str | None = None
+    run_dir: str | None = None
+    point_name: str | None = None
+    seed: int | None = None
+    point: dict = Field(default_factory=dict)
+    overrides: list[str] = Field(default_factory=list)
+
+
+class Members(Record):
+    experiment: str | None = None
+    description: str | None = None
+    swept_keys: list[str] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=list)
+    report: dict = Field(default_factory=dict)
+    members: list[Member] = Field(default_factory=list)
+
+
+class MemberStatus(Record):
+    status: Literal["completed", "failed"] | None = None
+    exit_code: int | None = None
+    goal: str | None = None
+    error: str | None = None
+    log: str | None = None
+
+
 class SplitStats(Record):
     documents: int | None = None
     characters: int | None = None
     tokens: int | None = None
+    bytes: int | None = None  # UTF-8 bytes of text; this and below: written since prepare streams its splits
+    seconds: float | None = None  # encoding + writing this split
+    text_mb_per_s: float | None = None
+    tokens_per_s: float | None = None
+
+
+class PrepareThroughput(Record):
+    encoder: str | None = None  # "byte table" (numpy lookup on UTF-8 bytes) or "tokenizers batch"
+    load_seconds: float | None = None  # reading the documents
+    tokenizer_seconds: float | None = None  # training or loading the tokenizer
+    encode_seconds: float | None = None  # encoding + writing every split
+    text_mb_per_s: float | None = None  # of encode_seconds
+    tokens_per_s: float | None = None
 
 
 class PreparedStats(Record):
@@ -199,6 +257,7 @@ class PreparedStats(Record):
     eos_token_id: int | None = None
     token_dtype: str | None = None
     splits: dict[str, SplitStats] = Field(default_factory=dict)
+    throughput: PrepareThroughput | None = None  # absent in folders prepared before it was recorded
 
 
 class Plan(Record):
@@ -238,6 +297,11 @@ class TrainDone(Record):
     imported: bool | None = None
     segments: int | None = None
     summary: dict = Field(default_factory=dict)  # imports: the tool's end-of-run summary, verbatim
+    external: bool | None = None  # trained by train.command
+    command: str | None = None
+    exit_code: int | None = None
+    duration_s: float | None = None
+    stderr_tail: list[str] = Field(default_factory=list)  # a failed command: its last stderr lines
 
 
 class Perplexity(Record):
@@ -536,11 +600,26 @@ TARGETS = _f(
     "text",
     "this run's prerequisites for the stage rules in `pipeline/stages.mk` (from `stages:`, `report.language`, `report.compare_to`, `hpc:`)",
 )
+MEMBERS = _f(
+    "members.json",
+    "resolve",
+    "json",
+    "experiments with `repeat:`/`sweep:` only (instead of `config.yaml`): experiment, `swept_keys`, `seeds`, its `report:` section and each member — `name` (= `run_dir`, its folder here: `seed-<n>`, `<point>` or `<point>/seed-<n>`), `point_name`, `seed`, `point` (dotted key → value), `overrides` (its `SET` items); each member folder is a complete run ([Repeats and sweeps](#repeats-and-sweeps))",
+    Members,
+)
+MEMBER_STATUS = _f(
+    "member.json",
+    "make report (member)",
+    "json",
+    "a member run of a repeat/sweep: how its `make` ended — `status` (`completed` / `failed`), `exit_code`, `goal`, the last `error:` line, `log` (`member.log`: that make's output); no times, so it changes only when the outcome does",
+    MemberStatus,
+)
+MEMBER_LOG = _f("member.log", "make report (member)", "text", "a member run's `make` output (stdout and stderr)")
 PROVENANCE = _f(
     "provenance.json",
     "every stage",
     "json",
-    "git commit, dirty flag, sha256 of the uncommitted diff, config hash, host, user, Python/torch/transformers/datasets versions, device (CPU model; GPU name, memory, CUDA, driver), scheduler job id (`SLURM_JOB_ID`, `PJM_JOBID`), container, allow-listed env vars with secret-looking names removed (and secret-looking values — URL credentials, token shapes — replaced by `[redacted]`, as in every file written here); `stages.<name>`: start/end (UTC), duration, argv, host, and `launches` (every launch: start, end, host, job, input hash, resumed-from step, steps lost; a killed launch closed at its last log line); `device_peak` (train): the device's measured matmul rate in the training dtype — 8192² GEMMs for 3 s on a GPU, 1024² for 1 s on a CPU (`LABNOTE_PEAK_SECONDS` overrides), best of 5 windows, their spread and the share of the host other processes used meanwhile — with the datasheet peak where the GPU is known; `train_device` (train): the device asked for and used, whether NVIDIA devices were visible and CUDA usable (torch's reason when not); `device` also holds torch's CUDA build vs the driver's highest CUDA, cuDNN, NCCL, each GPU's `sm_XY` and UUID vs the build's arch list; `nccl` (multi-process CUDA): the network and per-channel transports NCCL chose",
+    "git commit, dirty flag, sha256 of the uncommitted diff, config hash, host, user, Python/torch/transformers/datasets versions, device (CPU model; GPU name, memory, CUDA, driver), scheduler job id (`SLURM_JOB_ID`, `PJM_JOBID`), container, allow-listed env vars with secret-looking names removed (and secret-looking values — URL credentials, token shapes — replaced by `[redacted]`, as in every file written here); `stages.<name>`: start/end (UTC), duration, argv, host, and `launches` (every launch: start, end, host, job, input hash, resumed-from step, steps lost; a killed launch closed at its last log line); `device_peak` (train): the device's measured matmul rate in the training dtype — 8192² GEMMs for 3 s on a GPU, 1024² for 1 s on a CPU (`LABNOTE_PEAK_SECONDS` overrides), best of 5 windows, their spread and the share of the host other processes used meanwhile — with the datasheet peak where the GPU is known; `train_device` (train): the device asked for and used, whether NVIDIA devices were visible and CUDA usable (torch's reason when not); `device` also holds torch's CUDA build vs the driver's highest CUDA, cuDNN, NCCL, each GPU's `sm_XY` and UUID vs the build's arch list; `nccl` (multi-process CUDA): the network and per-channel transports NCCL chose; `train_command` (`train.command` runs): the command as run, its placeholders' values, exit code, start, duration, and its script's repository state (commit, dirty, diff hash) when the script lives in another repository; each train launch also records its command and exit code",
     Provenance,
 )
 TOKENIZER = _f(
@@ -553,13 +632,13 @@ TOKENS = _f(
     "prepared/<split>.npy",
     "prepare",
     "dir",
-    "token ids (uint16/uint32) of `train`, `validation`, `test`, documents joined with EOS",
+    "token ids of `train`, `validation`, `test`, documents joined with EOS: uint16 when the vocabulary has < 65,536 tokens, else uint32; written batch by batch, read memory-mapped (`np.load(mmap_mode='r')`)",
 )
 PREPARED_STATS = _f(
     "prepared/stats.json",
     "prepare",
     "json",
-    "source, tokenizer, vocab size, documents/characters/tokens per split",
+    "source, tokenizer, vocab size, token dtype; per split documents, characters, UTF-8 bytes, tokens, seconds, MB/s of text, tokens/s; `throughput`: the encoder (`byte table` or `tokenizers batch`), seconds reading documents, building the tokenizer and encoding, MB/s of text and tokens/s",
     PreparedStats,
 )
 PREPARED_DONE = _f("prepared/DONE", "prepare", "marker", "marker for Make")
@@ -580,17 +659,29 @@ VALIDATION = _f(
 )
 EXTRA = _f(
     "train/extra.jsonl",
-    "import",
+    "import, train",
     "jsonl",
-    "imported runs only: every numeric series the source logged that has no key above, under its own name (step, kind of record, eval set)",
+    "imported runs and `train.command` runs: every numeric series the logs hold that has no key above, under its own name (step, kind of record, eval set)",
     ExtraRow,
 )
 TRAIN_DONE = _f(
     "train/DONE",
     "train",
     "json",
-    "written at the end: status (`completed` / `stopped_nonfinite`), steps done/planned, parameter counts, device, world size, `resumed_from`, GPU energy (NVML)",
+    "written at the end: status (`completed` / `stopped_nonfinite`; `train.command`: `completed` / `failed` with its exit code, duration and last stderr lines), steps done/planned, parameter counts, device, world size, `resumed_from`, GPU energy (NVML)",
     TrainDone,
+)
+TRAIN_STDOUT = _f(
+    "train/stdout.log",
+    "train",
+    "text",
+    "`train.command` runs: the command's standard output, appended by every launch",
+)
+TRAIN_STDERR = _f(
+    "train/stderr.log",
+    "train",
+    "text",
+    "`train.command` runs: the command's standard error, appended by every launch (a failed report shows its last lines)",
 )
 CHECKPOINTS = _f(
     "checkpoints/<step>/",

@@ -23,6 +23,7 @@ from pipeline.importers.common import Imported, extra_row, number, read_jsonl, r
 _NOT_LOGGED = {"step", "segment", "time_utc", "dataset"}  # ours to set, or not a metric
 TRAIN_KEYS = tuple(k for k in records.columns(records.MetricRow) if k not in _NOT_LOGGED)
 VAL_KEYS = tuple(k for k in records.columns(records.ValidationRow) if k not in _NOT_LOGGED and k != "epoch")
+_OURS = frozenset((*TRAIN_KEYS, *VAL_KEYS, *_NOT_LOGGED))  # keys with a place of ours (built once, not per line)
 
 
 class JsonlMetrics(Adapter):
@@ -41,9 +42,9 @@ class JsonlMetrics(Adapter):
 
     def rows(self, record: dict, where: str, imp: Imported) -> Rows:
         step = required_step(record, "step", where)
-        train = {k: number(record[k], f"{where}: {k}") for k in TRAIN_KEYS if record.get(k) is not None}
-        val = {k: number(record[k], f"{where}: {k}") for k in VAL_KEYS if record.get(k) is not None}
-        rest = {k: v for k, v in record.items() if k not in (*TRAIN_KEYS, *VAL_KEYS, *_NOT_LOGGED)}
+        train = {k: number(record[k], where, k) for k in TRAIN_KEYS if record.get(k) is not None}
+        val = {k: number(record[k], where, k) for k in VAL_KEYS if record.get(k) is not None}
+        rest = {k: v for k, v in record.items() if k not in _OURS}
         if extra := extra_row(step, "train", imp.numbers(rest)):
             imp.extra.append(extra)
         for key in ("tokens",):  # integer columns: a script may write 2048.0

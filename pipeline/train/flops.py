@@ -26,8 +26,9 @@ Other conventions count less, so their FLOP/s and MFU are not comparable with ou
 
 A custom model (`model.custom`, an architecture without this formula) gets its FLOPs per token from torch's
 `FlopCounterMode` instead: one forward and backward pass over one sequence of `seq_len` random tokens, divided by
-`seq_len` (`counted_flops_per_token`; the operations torch has formulas for: matrix products, convolutions,
-attention kernels — like the formula, not elementwise work).
+`seq_len` (`counted_flops_per_token`; the operations torch has formulas for: matrix products, convolutions and the
+fused attention kernels it knows — not elementwise work, like the formula; on a CPU, `sdpa` attention runs a kernel
+the counter does not see, so write attention as matrix products or use `eager` to have it counted).
 
 W may also come as `parameter_counts(model)` (its `matmul` count); MFU is a fraction, and there is none
 without a peak (a CPU or a GPU missing from the datasheet table):

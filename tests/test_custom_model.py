@@ -216,9 +216,7 @@ def test_the_bench_builds_a_custom_model_and_skips_what_needs_transformers():
 
     from pipeline.bench.build import Skip, build_variant_model, mismatches, resolved_settings
 
-    cfg = Experiment.model_validate(
-        {"name": "b", **CUSTOM, "bench": {"variants": [{"name": "fp32"}], "seq_len": 16}}
-    )
+    cfg = Experiment.model_validate({"name": "b", **CUSTOM, "bench": {"variants": [{"name": "fp32"}], "seq_len": 16}})
     settings = cfg.bench.settings(cfg.bench.expanded()[0])
     model, runner = build_variant_model(cfg, settings, 300, torch.device("cpu"))
     ids = torch.randint(0, 300, (2, 16))

@@ -172,7 +172,10 @@ class Trainer:
         self.repairs += self.metrics.truncate_after(step) + self.validation.truncate_after(step)
         # Each resume starts a segment: the report keeps its first (warm-up) interval out of throughput.
         self.segment = int((self.metrics.last_record() or {}).get("segment", 0)) + 1 if self.rt.is_main else 0
-        self.lifecycle = Lifecycle.replayed(self.cfg, self.validation.records() if self.rt.is_main else [])
+        # Every rank replays the same passes (rank 0 may be cutting the file meanwhile: only steps <= `step` count),
+        # so all ranks take the same early-stopping decision.
+        passes = [r for r in self.validation.records() if isinstance(r.get("step"), int) and r["step"] <= step]
+        self.lifecycle = Lifecycle.replayed(self.cfg, passes)
         log.info("resumed from %s (step %d of %d)", latest, step, self.total_steps)
         return step
 

@@ -266,6 +266,7 @@ class Plan(Record):
     tokens_per_step: int | None = None
     train_hash: str | None = None
     steps_planned_from: str | None = None  # imports: "source" or "STEPS"
+    continuations: list[dict] = Field(default_factory=list)  # earlier segments of a run made longer
 
 
 class ParameterCounts(Record):
@@ -296,6 +297,7 @@ class TrainDone(Record):
     nccl_network: str | None = None  # multi-process CUDA runs: the network NCCL chose (provenance `nccl`)
     imported: bool | None = None
     segments: int | None = None
+    continuations: list[dict] = Field(default_factory=list)  # segments before train.steps/epochs was raised
     summary: dict = Field(default_factory=dict)  # imports: the tool's end-of-run summary, verbatim
     external: bool | None = None  # trained by train.command
     command: str | None = None
@@ -357,6 +359,7 @@ class HarnessTiming(Record):
 class EvalDone(Record):
     perplexity: bool | None = None
     harness: bool | None = None
+    harness_skipped: str | None = None  # why configured harness tasks did not run (a custom non-HF model)
     status: str | None = None
     imported: bool | None = None
 
@@ -646,7 +649,7 @@ PLAN = _f(
     "train/plan.json",
     "train",
     "json",
-    "written at the start: steps planned, steps per epoch, tokens per step, train-input hash",
+    "written at the start: steps planned, steps per epoch, tokens per step, train-input hash, `continuations`",
     Plan,
 )
 METRICS = _f("train/metrics.jsonl", "train", "jsonl", "one JSON object per log step, keys below", MetricRow)
@@ -668,7 +671,7 @@ TRAIN_DONE = _f(
     "train/DONE",
     "train",
     "json",
-    "written at the end: status (`completed` / `stopped_nonfinite`; `train.command`: `completed` / `failed` with its exit code, duration and last stderr lines), steps done/planned, parameter counts, device, world size, `resumed_from`, GPU energy (NVML)",
+    "written at the end: status (`completed` / `stopped_nonfinite` / `early_stopped` with `status_why`; `train.command`: `completed` / `failed` with its exit code, duration and last stderr lines), steps done/planned, parameter counts, device, world size, `resumed_from`, `continuations` (segments before `train.steps`/`epochs` was raised), GPU energy (NVML)",
     TrainDone,
 )
 TRAIN_STDOUT = _f(
@@ -687,13 +690,25 @@ CHECKPOINTS = _f(
     "checkpoints/<step>/",
     "train",
     "dir",
-    "step with 10 digits: `model.safetensors` + `config.json` (`save_pretrained`), tokenizer files, `train_state.pt` (optimizer, scheduler, grad scaler, RNG states, data position), `config.yaml`, `checksums.json` (size and sha256 of each file, verified on resume); newest `train.keep_checkpoints` kept",
+    "step with 10 digits: `model.safetensors` + `config.json` (`save_pretrained`; a `model.custom` model: its state dict + `custom_model.json`, the function, model section, vocabulary size and class), tokenizer files, `train_state.pt` (optimizer, scheduler, grad scaler, RNG states, data position), `config.yaml`, `checksums.json` (size and sha256 of each file, verified on resume); newest `train.keep_checkpoints` kept",
 )
 DAMAGED_CHECKPOINTS = _f(
     "checkpoints/<step>.damaged/",
     "train",
     "dir",
     "a checkpoint whose files failed their checksums or did not load, moved aside (never deleted) with `WHY.txt`; training resumed from the newest intact one",
+)
+BEST_CHECKPOINT = _f(
+    "checkpoints/best/",
+    "train",
+    "dir",
+    "`train.keep_best`: the checkpoint of the validation pass with the best `metric` (files as above, never rotated), `best.json` (step, metric, value); `eval.checkpoint: best` evaluates it",
+)
+MIRROR = _f(
+    "mirror/",
+    "train",
+    "dir",
+    "`train.mirror`: the metrics as TensorBoard events (`tensorboard/`) and a W&B offline run (`wandb/offline-run-*/`), readable by `make import`",
 )
 LOCK = _f(
     ".lock",

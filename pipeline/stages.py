@@ -68,12 +68,39 @@ def _prepare_inputs(cfg, d: dict, _h: dict) -> dict:
     return {"data": data, "fingerprint": data_fingerprint(cfg)}
 
 
+# Keys added later are hashed only when set, so a config that does not use them keeps its old hash; the mirror
+# writes copies of the metrics and changes no result, so it is never hashed.
+_UNHASHED_UNSET = {"model": ("custom",), "train": ("early_stopping", "keep_best", "command", "logs", "checkpoint")}
+_NEVER_HASHED = {"train": ("mirror",)}
+
+
+def _hashed(d: dict, section: str) -> dict:
+    unset = _UNHASHED_UNSET.get(section, ())
+    return {k: v for k, v in d[section].items()
+            if k not in _NEVER_HASHED.get(section, ()) and not (k in unset and v is None)}  # fmt: skip
+
+
 def _train_inputs(cfg, d: dict, h: dict) -> dict:
     if cfg.train.command:  # the command as it runs, with its placeholders' values; no model or data of ours
         from pipeline.train.external import Expanded
 
-        return {"train": d["train"], "command": Expanded(cfg).stamp()}
-    return {"prepare": h["prepare"], "model": d["model"], "train": d["train"], "seq_len": cfg.seq_len}
+        return {"train": _hashed(d, "train"), "command": Expanded(cfg).stamp()}
+    return {"prepare": h["prepare"], "model": _hashed(d, "model"), "train": _hashed(d, "train"),
+            "seq_len": cfg.seq_len}  # fmt: skip
+
+
+LENGTH_KEYS = ("steps", "epochs")  # raising only these continues a finished run (pipeline/train/lifecycle.py)
+
+
+def continuation_hash(cfg) -> str:
+    """The train inputs without the planned length: equal for two configs that differ only in train.steps /
+    train.epochs, so the longer one continues the shorter one's checkpoints instead of starting over."""
+    from pipeline.config.resolve import digest, to_dict
+
+    d = to_dict(cfg)
+    inputs = _train_inputs(cfg, d, {"prepare": stage_hashes(cfg)["prepare"]})
+    inputs["train"] = {k: v for k, v in inputs["train"].items() if k not in LENGTH_KEYS}
+    return digest(inputs)
 
 
 def _eval_inputs(cfg, d: dict, h: dict) -> dict:
@@ -82,7 +109,7 @@ def _eval_inputs(cfg, d: dict, h: dict) -> dict:
 
 def _bench_inputs(cfg, d: dict, h: dict) -> dict:
     prepare = h["prepare"] if "prepare" in cfg.active_stages else None
-    return {"prepare": prepare, "model": d["model"], "bench": d["bench"], "device": d["train"]["device"]}
+    return {"prepare": prepare, "model": _hashed(d, "model"), "bench": d["bench"], "device": d["train"]["device"]}
 
 
 def _report_inputs(cfg, d: dict, h: dict) -> dict:

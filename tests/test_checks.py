@@ -570,6 +570,10 @@ QUIET = {
         lambda: make_run(
             steps=None, config={"name": "t", "train": {"epochs": 1}}, metrics=metric_rows(range(10, 51, 10))
         ),
+        lambda: make_run(
+            steps=300,
+            done={"status": "early_stopped", "steps_done": 150, "steps_planned": 300, "status_why": "early stopping"},
+        ),  # train.early_stopping ended it: the status line says early-stopped and why
     ],  # nothing planned to compare with
     "nonfinite_loss": [
         healthy,

@@ -56,9 +56,33 @@ def _base_dir(cfg: Experiment, vocab_size: int, workdir: Path) -> Path:
     return path
 
 
+def _custom_variant(cfg: Experiment, settings: dict, vocab_size: int, device: torch.device):
+    """A `model.custom` module with random weights: full training or forward only (no transformers features)."""
+    from pipeline.model import build_custom
+
+    why = [
+        reason
+        for reason, unsupported in (
+            ("generate needs a transformers model's generate()", cfg.bench.workload == "generate"),
+            (f"finetune {settings['finetune']} (peft) needs a transformers model", settings["finetune"] != "full"),
+            ("gradient checkpointing needs a transformers model", settings["gradient_checkpointing"]),
+        )
+        if unsupported
+    ]
+    if why:
+        raise Skip(f"model.custom: {'; '.join(why)}")
+    torch.manual_seed(0)
+    model = build_custom(cfg.model, vocab_size).to(device)
+    if cfg.bench.workload != "train":
+        model = model.to(DTYPES[settings["precision"]]).eval()
+    return model, torch.compile(model) if settings["compile"] else model
+
+
 def build_variant_model(cfg: Experiment, settings: dict, vocab_size: int, device: torch.device):
     from transformers import AutoModelForCausalLM
 
+    if cfg.model.custom and not cfg.bench.pretrained:
+        return _custom_variant(cfg, settings, vocab_size, device)
     workload = cfg.bench.workload
     with tempfile.TemporaryDirectory() as tmp:
         base = _base_dir(cfg, vocab_size, Path(tmp))
@@ -118,7 +142,8 @@ def resolved_settings(model, runner, autocast_dtype: torch.dtype | None, setting
     finetune = "qlora" if n4 else ("lora" if hasattr(model, "peft_config") else "full")
     return {
         "precision": precision,
-        "attn_implementation": base.config._attn_implementation,
+        # None: not a setting of this model (a custom one); mismatches() compares only what the model has
+        "attn_implementation": getattr(getattr(base, "config", None), "_attn_implementation", None),
         "finetune": finetune,
         "compile": runner is not model,
         "gradient_checkpointing": bool(getattr(base, "is_gradient_checkpointing", False)),
@@ -137,5 +162,5 @@ def mismatches(requested: dict, resolved: dict) -> list[str]:
     return [
         f"{k}: requested {requested[k]!r}, in effect {resolved[k]!r}"
         for k in MISMATCH_KEYS
-        if requested.get(k) is not None and requested[k] != resolved.get(k)
+        if requested.get(k) is not None and resolved.get(k) is not None and requested[k] != resolved.get(k)
     ]

@@ -3,6 +3,9 @@
 - harness task names: local tasks (pipeline/tasks/, `include_path`) and lm-eval's bundled task YAMLs;
 - data and tokenizer paths: local files and directories, hub tokenizers in the offline cache;
 - the attention implementation and precision on the device training will use (when it is this machine);
+- `model.custom`: the module imports, the function exists and returns a torch.nn.Module with
+  forward(input_ids, labels) (built on the meta device: no memory, no weights);
+- `train.mirror`: the tracker packages are installed;
 - disk space for the planned checkpoints (`planned_bytes`), against the run directory's file system.
 
 Without a GPU here, device checks apply only to what runs on this machine (`train.device: auto` or `cpu`):
@@ -33,7 +36,12 @@ def preflight(cfg: Experiment, run=None) -> None:
     if cfg.train.command:  # its own data, device and checkpoints: nothing of ours to check beyond the tasks
         return
     _paths(cfg)
+    _custom_model(cfg)
     _device(cfg)
+    if cfg.train.mirror and "train" in cfg.active_stages:
+        from pipeline.train.mirror import check_available
+
+        check_available(cfg.train.mirror)
     if run is not None:
         _disk(cfg, Path(run.root))
 
@@ -142,6 +150,26 @@ def _device(cfg: Experiment) -> None:
         if cfg.train.precision == "bf16" and not torch.cuda.is_bf16_supported():
             name = torch.cuda.get_device_name(0)
             raise ConfigError(f"train.precision: bf16 is not supported by this GPU ({name}); use fp16 or fp32")
+
+
+# --------------------------------------------------------------------------- custom model
+def _custom_model(cfg: Experiment) -> None:
+    if not cfg.model.custom or not {"train", "bench"} & set(cfg.active_stages):
+        return
+    import torch
+
+    from pipeline.model import build_custom
+
+    tok = cfg.data.tokenizer
+    vocab = cfg.model.vocab_size or getattr(tok, "vocab_size", None) or 260
+    try:
+        with torch.device("meta"):  # the function runs, the tensors are never allocated
+            build_custom(cfg.model, vocab)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's function failed: say which and why, in one line
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"model.custom: {cfg.model.custom} raised {type(exc).__name__}: {first}") from None
 
 
 # --------------------------------------------------------------------------- disk

@@ -7,6 +7,7 @@ Validation is structural (types, ranges, unknown keys); rules that span sections
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -29,6 +30,15 @@ class Section(BaseModel):
 
 # --------------------------------------------------------------------------- model
 class ModelConfig(Section):
+    # Extra keys are the custom model's own settings; without `custom` they are unknown keys (`_extra_keys`).
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    custom: str | None = Field(
+        None,
+        description="'package.module:function' building your own torch.nn.Module from this section (a dict, "
+        "your keys included) and the vocabulary size; forward(input_ids, labels) returns the loss "
+        "(pipeline/model.py). The other keys then mean what your function makes of them",
+    )
     arch: Literal["llama", "gpt2", "gpt_neox", "qwen2", "mistral"] = Field(
         "llama", description="transformers model_type, built with AutoModelForCausalLM.from_config"
     )
@@ -42,6 +52,19 @@ class ModelConfig(Section):
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     tie_embeddings: bool = True
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] = "sdpa"
+
+    @model_validator(mode="after")
+    def _extra_keys(self) -> ModelConfig:
+        import difflib
+
+        for key in self.model_extra or {}:
+            if self.custom is None:
+                hint = difflib.get_close_matches(key, list(type(self).model_fields), n=1)
+                tail = f"did you mean '{hint[0]}'?" if hint else "extra keys are allowed only with model.custom"
+                raise ValueError(f"model.{key}: unknown key; {tail}")
+        if self.custom is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.custom):
+            raise ValueError(f"model.custom: expected 'package.module:function', got {self.custom!r}")
+        return self
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> ModelConfig:
@@ -160,6 +183,20 @@ class ExternalLogs(Section):
         if value not in ADAPTERS:
             raise ValueError(f"expected one of {', '.join(map(repr, ADAPTERS))}, got {value!r}")
         return value
+ValidationMetric = Literal["val_loss", "val_perplexity", "val_accuracy"]  # train/validation.jsonl keys
+# Better is lower, except for accuracy (pipeline/train/lifecycle.py).
+
+
+class EarlyStopping(Section):
+    metric: ValidationMetric = Field("val_loss", description="validation key watched")
+    patience: PositiveInt = Field(3, description="validation passes without improvement before training stops")
+    min_delta: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="an improvement must beat the best value so far by more than this (the metric's unit)"
+    )
+
+
+class KeepBest(Section):
+    metric: ValidationMetric = Field("val_loss", description="validation key the best checkpoint is chosen by")
 
 
 class TrainConfig(Section):
@@ -191,6 +228,16 @@ class TrainConfig(Section):
     logs: ExternalLogs | None = Field(None, description="with train.command: where its metrics appear")
     checkpoint: str | None = Field(
         None, description="with train.command: a Hugging Face model folder it writes; the eval stage evaluates it"
+    )
+    early_stopping: EarlyStopping | None = Field(
+        None, description="stop when a validation metric stops improving (train/DONE: early_stopped + why)"
+    )
+    keep_best: KeepBest | None = Field(
+        None, description="also keep checkpoints/best/: the step with the best validation metric"
+    )
+    mirror: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list,
+        description="also write the metrics as TensorBoard events / a W&B offline run under runs/<EXP>/mirror/",
     )
 
     @model_validator(mode="after")
@@ -245,7 +292,9 @@ class HarnessConfig(Section):
 class EvalConfig(Section):
     perplexity: PerplexityConfig = Field(default_factory=PerplexityConfig)
     harness: HarnessConfig = Field(default_factory=HarnessConfig)
-    checkpoint: PositiveInt | None = Field(None, description="step to evaluate; default the latest")
+    checkpoint: PositiveInt | Literal["best", "last"] | None = Field(
+        None, description="step to evaluate, 'best' (train.keep_best) or 'last'; default the latest"
+    )
 
 
 # --------------------------------------------------------------------------- bench
@@ -544,6 +593,10 @@ class Experiment(Section):
         from pipeline.report.expect import validate
 
         validate(self.expect, bool(self.report.compare_to))
+        if self.eval.checkpoint == "best" and not self.train.keep_best:
+            raise ValueError("eval.checkpoint: 'best' needs train.keep_best (e.g. {metric: val_loss})")
+        if len(set(self.train.mirror)) != len(self.train.mirror):
+            raise ValueError(f"train.mirror: name each tracker once, got {self.train.mirror}")
         if "bench" in (self.stages or []) and not self.bench:
             raise ValueError("stages: 'bench' needs a bench: section")
         if self.sweep:

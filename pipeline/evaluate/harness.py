@@ -29,6 +29,7 @@ from pipeline.errors import DataError
 from pipeline.evaluate.perplexity import pick_checkpoint
 from pipeline.evaluate.results import normalise
 from pipeline.rundir import RunDir
+from pipeline.train.checkpoint import checkpoint_step
 from pipeline.train.runtime import pick_device
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,25 @@ def _task_error(exc: Exception, tasks: list[str]) -> str:
     )
 
 
+def harness_skipped(cfg: Experiment, run_dir: Path) -> str | None:
+    """Why the configured harness tasks cannot run on this run's model, or None: lm-eval's `hf` model needs a
+    transformers PreTrainedModel, which a custom model (`model.custom`) need not be."""
+    if not cfg.eval.harness.tasks:
+        return None
+    from pipeline.model import CUSTOM_FILE
+
+    path = pick_checkpoint(RunDir(run_dir), cfg.eval.checkpoint)
+    if not (path / CUSTOM_FILE).is_file():
+        return None
+    info = json.loads((path / CUSTOM_FILE).read_text(encoding="utf-8"))
+    if info.get("transformers"):
+        return None
+    return (
+        f"model.custom: {info.get('class')} is not a transformers PreTrainedModel, and lm-eval's hf model "
+        f"evaluates only those"
+    )
+
+
 def run_harness(cfg: Experiment, run_dir: Path, model_dir: Path | None = None, step: int | None = None) -> Path | None:
     """lm-eval on the run's checkpoint, or on `model_dir` (a train.command's own HF model folder, at `step`)."""
     hc = cfg.eval.harness
@@ -168,8 +188,12 @@ def run_harness(cfg: Experiment, run_dir: Path, model_dir: Path | None = None, s
     path = model_dir or pick_checkpoint(run, cfg.eval.checkpoint)
     device = pick_device(cfg.train.device)
     precision = hc.precision or cfg.train.precision
+    from pipeline.model import CUSTOM_FILE, load_checkpoint
+
+    custom = (path / CUSTOM_FILE).is_file()  # a transformers model of your own (harness_skipped: any other)
     lm = timed_lm_class()(
-        pretrained=str(path),
+        pretrained=load_checkpoint(path, device) if custom else str(path),
+        tokenizer=str(path) if custom else None,
         dtype=TORCH_DTYPES[precision],
         device=str(device),
         batch_size=hc.batch_size,
@@ -186,7 +210,7 @@ def run_harness(cfg: Experiment, run_dir: Path, model_dir: Path | None = None, s
     records.TASKS.write_rows(run.root, rows)
     timing = {
         "checkpoint": path.name,
-        "step": int(path.name) if step is None else step,
+        "step": checkpoint_step(path) if step is None else step,
         "device": str(device),
         "dtype": TORCH_DTYPES[precision],
         "batch_size": hc.batch_size,

@@ -26,16 +26,23 @@ from pipeline.errors import DataError
 from pipeline.evaluate.scoring import DTYPES, score
 from pipeline.rundir import RunDir
 from pipeline.train.batches import as_sequences
+from pipeline.train.checkpoint import checkpoint_step
 from pipeline.train.runtime import pick_device
 
 log = logging.getLogger(__name__)
 
 
-def pick_checkpoint(run: RunDir, step: int | None) -> Path:
+def pick_checkpoint(run: RunDir, step: int | str | None) -> Path:
+    """`eval.checkpoint`: a step, 'best' (checkpoints/best/, train.keep_best) or 'last'/None (the newest)."""
     found = run.checkpoint_dirs()
     if not found:
         raise DataError(f"{run.checkpoints}: no complete checkpoint; run 'make train EXP={run.root.name}' first")
-    if step is None:
+    if step == "best":
+        best = run.checkpoints / "best"
+        if not (best / "train_state.pt").is_file():
+            raise DataError(f"eval.checkpoint: best: {best} does not exist (no validation pass after step 0 yet)")
+        return best
+    if step is None or step == "last":
         return found[-1]
     wanted = run.checkpoints / f"{step:010d}"
     if wanted not in found:
@@ -71,9 +78,9 @@ def token_bytes(run_root: Path) -> np.ndarray | None:
 
 
 def load_checkpoint_model(path: Path, device: torch.device):
-    from transformers import AutoModelForCausalLM
+    from pipeline.model import load_checkpoint
 
-    return AutoModelForCausalLM.from_pretrained(path).to(device)
+    return load_checkpoint(path, device)
 
 
 def _characters(run_root: Path, rows: np.ndarray) -> int | None:
@@ -121,7 +128,7 @@ def run_perplexity(cfg: Experiment, run_dir: Path) -> Path:
     bits = result["loss"] * result["tokens"] / math.log(2) if result["tokens"] else None
     out = {
         "checkpoint": path.name,
-        "step": int(path.name),
+        "step": checkpoint_step(path),
         "split": pc.split,
         "batch_size": pc.batch_size,
         "seq_len": seq_len,

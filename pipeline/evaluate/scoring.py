@@ -21,6 +21,16 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
+def _sequence_losses(model, batch: torch.Tensor, device: torch.device, precision: str) -> torch.Tensor:
+    """Per-token losses (each sequence's mean, repeated) from a model that returns only a mean loss."""
+    out = []
+    for row in batch:
+        with autocast_for(device, precision):
+            loss = model(input_ids=row[None], labels=row[None]).loss.float()
+        out.append(loss.expand(row.numel() - 1))
+    return torch.cat(out)
+
+
 @torch.no_grad()
 def score(
     model, batches: Iterable[torch.Tensor], device: torch.device, precision: str, per_row: list | None = None
@@ -36,8 +46,12 @@ def score(
         batch = batch.to(device)
         with autocast_for(device, precision):
             logits = model(input_ids=batch).logits
-        logits, targets = logits[:, :-1].float(), batch[:, 1:]
-        token_losses = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
+        targets = batch[:, 1:]
+        if logits is None:  # a custom model that returns only its loss: one mean per sequence, no accuracy
+            token_losses = _sequence_losses(model, batch, device, precision)
+        else:
+            logits = logits[:, :-1].float()
+            token_losses = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
         losses = token_losses.sum()
         n_batches += 1
         value = losses.item()  # one sync per eval batch is fine: eval is not the hot path
@@ -52,14 +66,17 @@ def score(
             rows = token_losses.double().view(targets.shape).sum(dim=1).tolist()
             per_row.extend((r, targets.size(1)) for r in rows)
         loss_sum += losses.double()
-        correct += (logits.argmax(-1) == targets).sum()
+        if logits is None:
+            correct = None
+        elif correct is not None:
+            correct += (logits.argmax(-1) == targets).sum()
         tokens += targets.numel()
     model.train(was_training)
     mean = (loss_sum / tokens).item() if tokens else float("nan")
     return {
         "loss": mean,
         "perplexity": math.exp(mean) if tokens and mean < 700 else float("inf") if tokens else float("nan"),
-        "accuracy": correct.item() / tokens if tokens else float("nan"),
+        "accuracy": correct.item() / tokens if tokens and correct is not None else float("nan"),
         "tokens": tokens,
         "batches": n_batches,
         "valid_batches": valid,

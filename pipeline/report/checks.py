@@ -43,6 +43,8 @@ def run_incomplete(run: Run) -> Finding | None:
     if "train" not in run.stages:
         return None
     planned, done = run.steps_planned, run.steps_done
+    if run.done.status == "early_stopped":  # the configured rule ended it; the status line says so and why
+        return None
     if planned and done < planned:
         return Finding(
             "run_incomplete",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline import records
 from pipeline.config.schema import Experiment
 from pipeline.dotted import flatten
 from pipeline.report import compare, plots, tables
@@ -192,6 +193,7 @@ def harness(r: Report) -> dict:
     return {
         "harness_timing_rows": tables.harness_timing_rows(r.run.harness_timing),
         "samples": tables.samples_table(r.run.harness_timing),
+        "harness_skipped": records.EVAL_DONE.read(r.run.root, []).harness_skipped,
     }
 
 

@@ -37,17 +37,36 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run: RunDir, step: int, model, tokenizer, train_state: dict, config_yaml: str, keep: int) -> Path:
-    final = run.checkpoints / f"{step:010d}"
+def save_checkpoint(
+    run: RunDir, step: int, model, tokenizer, train_state: dict, config_yaml: str, keep: int, name: str | None = None
+) -> Path:
+    """`checkpoints/<step>/` (the newest `keep` kept), or `checkpoints/<name>/` (e.g. best/, never rotated)."""
+    from pipeline.model import is_custom, save_custom
+
+    final = run.checkpoints / (name or f"{step:010d}")
     with atomic_dir(final) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if is_custom(model):
+            save_custom(model, tmp)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "config.yaml").write_text(scrub(config_yaml), encoding="utf-8")
         torch.save({**train_state, "step": step, "rng": rng_state()}, tmp / "train_state.pt")
         write_checksums(tmp)
-    for old in run.checkpoint_dirs()[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    if name is None:
+        for old in run.checkpoint_dirs()[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint folder holds: its name, or (best/) the step in its train state."""
+    if path.name.isdigit():
+        return int(path.name)
+    info = path / "best.json"  # pipeline/train/lifecycle.py BEST_FILE
+    if info.is_file():
+        return int(json.loads(info.read_text(encoding="utf-8"))["step"])
+    return int(load_train_state(path)["step"])
 
 
 CHECKSUMS = "checksums.json"

@@ -24,6 +24,12 @@ Other conventions count less, so their FLOP/s and MFU are not comparable with ou
 >>> flops_per_token(1_000_000, layers=2, dim=64, seq_len=128)  # 6 * 1e6 + 12 * 2 * 64 * 128
 6196608
 
+A custom model (`model.custom`, an architecture without this formula) gets its FLOPs per token from torch's
+`FlopCounterMode` instead: one forward and backward pass over one sequence of `seq_len` random tokens, divided by
+`seq_len` (`counted_flops_per_token`; the operations torch has formulas for: matrix products, convolutions and the
+fused attention kernels it knows — not elementwise work, like the formula; on a CPU, `sdpa` attention runs a kernel
+the counter does not see, so write attention as matrix products or use `eager` to have it counted).
+
 W may also come as `parameter_counts(model)` (its `matmul` count); MFU is a fraction, and there is none
 without a peak (a CPU or a GPU missing from the datasheet table):
 
@@ -66,3 +72,21 @@ def mfu(achieved_flops_per_s: float, peak_flops_per_s: float | None) -> float | 
     if not peak_flops_per_s:
         return None
     return achieved_flops_per_s / peak_flops_per_s
+
+
+def counted_flops_per_token(model, seq_len: int, vocab_size: int, device) -> int:
+    """Training FLOPs per token as torch's FlopCounterMode counts one forward + backward of one sequence."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    with torch.random.fork_rng(devices=[device] if getattr(device, "type", "cpu") == "cuda" else []):
+        torch.manual_seed(0)
+        ids = torch.randint(0, vocab_size, (1, seq_len), device=device)
+        counter = FlopCounterMode(display=False)
+        model.train()
+        with counter:
+            model(input_ids=ids, labels=ids).loss.backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return int(round(counter.get_total_flops() / seq_len))

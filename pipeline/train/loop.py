@@ -1,8 +1,11 @@
 """Train stage: resolved config + prepared data -> `train/metrics.jsonl`, `train/validation.jsonl`,
 `checkpoints/<step>/`, `train/DONE`.
 
-Rerunning resumes from the newest complete checkpoint made with the same train inputs; if the inputs
-changed, the old outputs are moved to `archive/` (never deleted) and training starts over.
+Rerunning resumes from the newest complete checkpoint made with the same train inputs; if only the length
+(train.steps / train.epochs) grew, it continues from there (pipeline/train/lifecycle.py); if the inputs
+changed otherwise, the old outputs are moved to `archive/` (never deleted) and training starts over.
+Early stopping, the best checkpoint and the tracker mirror are hooks called from `fit` (`after_validation`,
+`to_mirror`), outside the step itself.
 
 >>> run_train(load_resolved(Path("runs/smoke")), Path("runs/smoke"))  # doctest: +SKIP
 """
@@ -28,7 +31,8 @@ from pipeline.evaluate.scoring import autocast_for, score
 from pipeline.rundir import RunDir
 from pipeline.train import checkpoint as ckpt
 from pipeline.train.batches import BatchPlan, DeviceBatches, as_sequences
-from pipeline.train.flops import achieved_flops, flops_per_token, mfu
+from pipeline.train.flops import achieved_flops, counted_flops_per_token, flops_per_token, mfu
+from pipeline.train.lifecycle import Lifecycle
 from pipeline.train.metrics_log import JsonlLog, utc_now
 from pipeline.train.optim import build_optimizer, build_scheduler
 from pipeline.train.peak import HostLoad
@@ -80,7 +84,14 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(rt.device.type, enabled=tc.precision == "fp16")
         self.step_model = rt.wrap(torch.compile(self.model) if tc.compile else self.model)
         self.stop_requested = False
-        self.flops_per_token = flops_per_token(self.model, cfg.model.layers, cfg.model.dim, cfg.seq_len)
+        self.custom = bool(cfg.model.custom)
+        self.continuations: list[dict] = []  # earlier segments of a run continued with a longer length
+        self.mirror = None
+        self.flops_per_token = (
+            counted_flops_per_token(self.model, cfg.seq_len, vocab_size, rt.device)
+            if cfg.model.custom  # no formula for an architecture we do not know: torch counts it
+            else flops_per_token(self.model, cfg.model.layers, cfg.model.dim, cfg.seq_len)
+        )
         # MFU divides by the peak of every process's device (tokens/s counts all of them).
         peak = peak or {}
         self.peak = (peak.get("flops_per_s") or 0) * rt.world_size or None
@@ -117,13 +128,14 @@ class Trainer:
         from safetensors.torch import load_file
 
         self.segment, self.steps_lost, self.previous_last_seen = 0, 0, None
+        self.lifecycle = Lifecycle(self.cfg.train.early_stopping, self.cfg.train.keep_best)
         while True:  # the newest checkpoint whose files verify and load (damaged ones are moved aside)
             latest = ckpt.newest_intact(self.run, log)
             if latest is None:
                 break
             try:
                 state = ckpt.load_train_state(latest)
-                weights = load_file(latest / "model.safetensors", device=str(self.rt.device))
+                weights = None if self.custom else load_file(latest / "model.safetensors", device=str(self.rt.device))
                 break
             except Exception as exc:  # noqa: BLE001 - unreadable despite its checksums: treat as damaged
                 aside = latest.with_name(latest.name + ".damaged")
@@ -135,12 +147,21 @@ class Trainer:
         if latest is None:  # killed before the first checkpoint: start over, without the lost steps' lines
             self.repairs += self.metrics.truncate_after(0) + self.validation.truncate_after(-1)
             return 0
-        check_state_keys(self.model, weights, latest)
-        self.model.load_state_dict(weights, strict=False)  # tied weights are stored once (checked above)
-        if self.cfg.model.tie_embeddings:
-            self.model.tie_weights()
+        if self.custom:
+            from pipeline.model import load_custom_weights
+
+            load_custom_weights(self.model, latest, self.rt.device)
+        else:
+            check_state_keys(self.model, weights, latest)
+            self.model.load_state_dict(weights, strict=False)  # tied weights are stored once (checked above)
+            if self.cfg.model.tie_embeddings:
+                self.model.tie_weights()
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # The schedule for this run's length: the same values on a plain resume; on a continuation (a longer
+        # train.steps) the new length's schedule from this step on.
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(self.scheduler.last_epoch)
         self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         step = state["step"]
@@ -151,10 +172,14 @@ class Trainer:
         self.repairs += self.metrics.truncate_after(step) + self.validation.truncate_after(step)
         # Each resume starts a segment: the report keeps its first (warm-up) interval out of throughput.
         self.segment = int((self.metrics.last_record() or {}).get("segment", 0)) + 1 if self.rt.is_main else 0
+        # Every rank replays the same passes (rank 0 may be cutting the file meanwhile: only steps <= `step` count),
+        # so all ranks take the same early-stopping decision.
+        passes = [r for r in self.validation.records() if isinstance(r.get("step"), int) and r["step"] <= step]
+        self.lifecycle = Lifecycle.replayed(self.cfg, passes)
         log.info("resumed from %s (step %d of %d)", latest, step, self.total_steps)
         return step
 
-    def save(self, step: int, train_hash: str) -> None:
+    def save(self, step: int, train_hash: str, name: str | None = None) -> None:
         if not self.rt.is_main:
             return
         state = {
@@ -162,10 +187,11 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "train_hash": train_hash,
+            "continuation_hash": getattr(self, "continuation_hash", None),
             "data_position": {"step": step, "epoch": step / self.plan.steps_per_epoch},
         }
         ckpt.save_checkpoint(
-            self.run, step, self.model, self.tokenizer, state, to_yaml(self.cfg), self.cfg.train.keep_checkpoints
+            self.run, step, self.model, self.tokenizer, state, to_yaml(self.cfg), self.cfg.train.keep_checkpoints, name
         )
 
     # ------------------------------------------------------------------ steps
@@ -233,6 +259,30 @@ class Trainer:
         self.metrics.append(record)
         return record
 
+    # ------------------------------------------------------------------ lifecycle hooks
+    def after_validation(self, step: int, val: dict, train_hash: str) -> str | None:
+        """Mirror the pass, keep the best checkpoint (train.keep_best); why training stops here
+        (train.early_stopping), or None."""
+        self.to_mirror(val)
+        save_best, stop_why = self.lifecycle.observe(val)
+        if save_best and self.rt.is_main:
+            from pipeline.train.lifecycle import BEST, write_best_info
+
+            self.save(step, train_hash, name=BEST)
+            write_best_info(self.run.checkpoints / BEST, self.lifecycle.best_info(step))
+        return stop_why
+
+    def open_mirror(self) -> None:
+        if self.cfg.train.mirror and self.rt.is_main:
+            from pipeline.train.mirror import Mirror
+
+            self.mirror = Mirror(self.cfg.train.mirror, self.run.root, self.cfg.name, self.total_steps,
+                                 {"train": self.cfg.train.model_dump(mode="json")})  # fmt: skip
+
+    def to_mirror(self, record: dict) -> None:
+        if self.mirror is not None:
+            self.mirror.log(record)
+
     # ------------------------------------------------------------------ loop
     def fit(self, train_hash: str) -> dict:
         tc = self.cfg.train
@@ -249,8 +299,10 @@ class Trainer:
                     "steps_per_epoch": self.plan.steps_per_epoch,
                     "tokens_per_step": self.tokens_per_step,
                     "train_hash": train_hash,
+                    **({"continuations": self.continuations} if self.continuations else {}),
                 },
             )
+            self.open_mirror()
         batches = DeviceBatches(self.train_seq, self.plan, tc.seed, self.rt.device)
         bar = tqdm(
             total=self.total_steps,
@@ -261,8 +313,8 @@ class Trainer:
             dynamic_ncols=True,
         )
         status, iv, fault_at = "completed", Interval(), int(os.environ.get("LABNOTE_FAULT_AT_STEP", "0"))
-        if start == 0:
-            self.validate(0)  # the untrained baseline: a loss near ln(vocab) shows the pipeline is sane
+        if start == 0:  # the untrained baseline: a loss near ln(vocab) shows the pipeline is sane
+            self.to_mirror(self.validate(0))
         self.step_model.train()
         step, t_data = start, time.perf_counter()
         for index, micro in batches.steps(start, self.total_steps):
@@ -275,6 +327,7 @@ class Trainer:
             last = step == self.total_steps
             if step % tc.log_every == 0 or last:
                 rec = self.log_step(step, loss, grad_norm, iv)
+                self.to_mirror(rec)
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", tok_s=f"{rec['tokens_per_s']:.0f}")
                 if bar.disable:
                     log.info(
@@ -291,6 +344,9 @@ class Trainer:
             if step % tc.eval_every == 0 or last or status != "completed":
                 val = self.validate(step)
                 log.info("step %d validation loss %.4f ppl %.2f", step, val["val_loss"], val["val_perplexity"])
+                stop_why = self.after_validation(step, val, train_hash)
+                if stop_why and status == "completed":
+                    status, self.stop_why = "early_stopped", stop_why
             if step == fault_at:  # test hook: a real signal to this process (KILL: hard kill, TERM: preemption)
                 os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("LABNOTE_FAULT_SIGNAL", "KILL")))
             if step % tc.checkpoint_every == 0 or last or status != "completed" or self.stop_requested:
@@ -299,10 +355,14 @@ class Trainer:
                 break
             t_data = time.perf_counter()
         bar.close()
+        if self.mirror is not None:
+            self.mirror.close(exit_code=0 if status in ("completed", "early_stopped") else 1)
         if self.stop_requested:
             status = "interrupted"
         return {
             "status": status,
+            **({"status_why": self.stop_why} if status == "early_stopped" else {}),
+            **({"continuations": self.continuations} if self.continuations else {}),
             "steps_done": step,
             "steps_planned": self.total_steps,
             "steps_per_epoch": self.plan.steps_per_epoch,
@@ -336,7 +396,7 @@ def check_state_keys(model, weights: dict, checkpoint: Path) -> None:
 
 
 def _is_tied(model, key: str) -> bool:
-    out = model.get_output_embeddings()
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     return out is not None and key.endswith("lm_head.weight") and out.weight is model.get_input_embeddings().weight
 
 
@@ -395,11 +455,22 @@ def run_train(cfg: Experiment, run_dir: Path) -> Path:
         record_fact(
             run, "train_device", {**choice, "hpc_nodes": cfg.hpc.nodes, "hpc_gpus_per_node": cfg.hpc.gpus_per_node}
         )
-        archive_stale_outputs(run, train_hash)
+        from pipeline.stages import continuation_hash
+        from pipeline.train.lifecycle import carried_continuations, continuation
+
+        length_free = continuation_hash(cfg)
+        continued = continuation(run, cfg, train_hash, length_free)
+        if continued is None:
+            archive_stale_outputs(run, train_hash)
+            continued = carried_continuations(run, train_hash)
+        else:
+            log.info("train.steps/epochs raised: continuing from the finished run's last checkpoint")
     rt.barrier()  # other ranks must not look for checkpoints while rank 0 moves stale ones away
     # Before the model: the GEMM needs free device memory.
     peak = device_peak(run, rt, cfg.train.precision) if rt.is_main else None
     trainer = Trainer.from_run(cfg, run, rt, peak)
+    if rt.is_main:
+        trainer.continuation_hash, trainer.continuations = length_free, continued
     previous = signal.signal(signal.SIGTERM, lambda *_: setattr(trainer, "stop_requested", True))
     energy = EnergyMeter(rt) if rt.is_main else None
     try:

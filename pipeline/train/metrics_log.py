@@ -35,6 +35,12 @@ class JsonlLog:
         rows = jsonl.read_lenient(self.path, [], self.path.name)
         return rows[-1][1] if rows else None
 
+    def records(self) -> list[dict]:
+        """Every complete line, in file order."""
+        if not self.path.is_file():
+            return []
+        return [row for _, row in jsonl.read_lenient(self.path, [], self.path.name)]
+
     def truncate_after(self, step: int) -> list[str]:
         """Keep only complete lines with `step` <= the given step (used when resuming). Returns the damage
         dropped on the way (torn, undecodable or broken lines), one line each, for the report."""

@@ -60,11 +60,15 @@ def test_only_a_length_change_keeps_the_continuation_hash():
     assert continuation_hash(other) != continuation_hash(base)
 
 
-RELEASED_MODEL_KEYS = ("arch", "dim", "layers", "heads", "kv_heads", "ffn_dim", "vocab_size", "max_seq_len", "dropout",
-                       "tie_embeddings", "attn_implementation")  # fmt: skip
-RELEASED_TRAIN_KEYS = ("steps", "epochs", "batch_size", "grad_accum", "lr", "min_lr_ratio", "warmup_steps",
-                       "weight_decay", "betas", "clip", "precision", "seed", "device", "compile", "log_every",
-                       "eval_every", "eval_batches", "checkpoint_every", "keep_checkpoints", "stop_on_nonfinite")  # fmt: skip
+RELEASED_MODEL_KEYS = (
+    "arch", "dim", "layers", "heads", "kv_heads", "ffn_dim", "vocab_size", "max_seq_len", "dropout",
+    "tie_embeddings", "attn_implementation",
+)  # fmt: skip
+RELEASED_TRAIN_KEYS = (
+    "steps", "epochs", "batch_size", "grad_accum", "lr", "min_lr_ratio", "warmup_steps", "weight_decay", "betas",
+    "clip", "precision", "seed", "device", "compile", "log_every", "eval_every", "eval_batches", "checkpoint_every",
+    "keep_checkpoints", "stop_on_nonfinite",
+)  # fmt: skip
 
 
 def test_unset_new_keys_and_the_mirror_leave_the_train_hash_as_it_was():

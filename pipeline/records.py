@@ -459,6 +459,13 @@ class RunFile(Generic[R]):
             return []
         return [obj for _, obj in jsonl.read_lenient(path, problems, self.path, key)]
 
+    def frame(self, run_root: Path, problems: list[str], key: str | None = "step"):
+        """`rows` as a pandas DataFrame (read in blocks by pyarrow: the reader for long logs), same problems."""
+        import pandas as pd
+
+        path = self.at(run_root)
+        return jsonl.read_frame(path, problems, self.path, key) if path.is_file() else pd.DataFrame()
+
     def append(self, run_root: Path, row: dict) -> None:
         self._check_row(row)
         jsonl.append(self.at(run_root), row)

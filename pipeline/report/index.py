@@ -20,7 +20,7 @@ from pipeline.errors import UserError  # noqa: E402
 from pipeline.report import compare, tables  # noqa: E402
 from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix  # noqa: E402
 from pipeline.report.loader import Run, load_run  # noqa: E402
-from pipeline.report.plots import plot_language  # noqa: E402
+from pipeline.report.plots import envelope, plot_language  # noqa: E402
 from pipeline.report.render import TEMPLATES, environment  # noqa: E402
 
 
@@ -133,8 +133,7 @@ def _overlay(loaded: list[Run], path: Path, _) -> str:
     for r in loaded:
         frame, col = (r.validation, "val_loss") if len(r.validation) else (r.metrics, "loss")
         ax.plot(
-            frame["step"],
-            frame[col],
+            *envelope(frame["step"], frame[col]),
             "o-",
             ms=3,
             label=(_("{name} (validation)") if col == "val_loss" else _("{name} (training)")).format(name=r.name),

@@ -133,11 +133,11 @@ def _number_segments(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_rows(spec: records.RunFile, run_root: Path, columns: list[str], problems: list[str],
-              raw: list | None = None, rows: list[dict] | None = None) -> pd.DataFrame:  # fmt: skip
+              raw: list | None = None, frame: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """Rows sorted by step, one per step (a step logged twice keeps its last value); `raw`, when given,
-    receives the frame in file order before that. Damaged lines: the one rule in pipeline/jsonl.py. `rows`:
+    receives the frame in file order before that. Damaged lines: the one rule in pipeline/jsonl.py. `frame`:
     the file's rows when the caller has read them already."""
-    frame = pd.DataFrame(spec.rows(run_root, problems) if rows is None else rows)
+    frame = spec.frame(run_root, problems) if frame is None else frame
     for col in columns:
         if col not in frame:
             frame[col] = pd.Series(dtype="float64")
@@ -162,14 +162,16 @@ def read_tasks(run_root: Path, problems: list[str]) -> pd.DataFrame:
 def read_validation(root: Path, problems: list[str]) -> dict:
     """`validation`: the rows without a `dataset` (or, when every row names one, the first set's), so curves and
     checks read one curve; `validation_sets`: every other eval set's rows (imports with several eval sets)."""
-    rows = records.VALIDATION.rows(root, problems)
-    sets = sorted({r.get("dataset") for r in rows if r.get("dataset")})
+    rows = records.VALIDATION.frame(root, problems)
+    named = rows["dataset"].map(lambda d: isinstance(d, str) and d != "") if "dataset" in rows else None
+    sets = sorted(set(rows["dataset"][named])) if named is not None else []
     if not sets:
-        return {"validation": read_rows(records.VALIDATION, root, VALIDATION_COLUMNS, problems, rows=rows)}
-    main = None if any(not r.get("dataset") for r in rows) else sets[0]
+        return {"validation": read_rows(records.VALIDATION, root, VALIDATION_COLUMNS, problems, frame=rows)}
+    main = None if not named.all() else sets[0]
 
     def frame(name):
-        sel = pd.DataFrame([r for r in rows if r.get("dataset") == name], columns=VALIDATION_COLUMNS)
+        which = rows["dataset"].isna() if name is None else rows["dataset"] == name
+        sel = rows[which].reindex(columns=VALIDATION_COLUMNS).reset_index(drop=True)
         for col in VALIDATION_COLUMNS:
             if col != "dataset":
                 sel[col] = pd.to_numeric(sel[col], errors="coerce")

@@ -181,14 +181,38 @@ class _Prefix:
         self.fh.close()
 
 
+BLOCK = 1 << 22  # bytes pyarrow parses at a time
+
+
+def _arrow_table(path: Path, end: int):
+    """(pyarrow table of the file's first `end` bytes, newlines in them), or (None, 0) where pyarrow refuses it.
+    The streaming reader holds one block at a time (a third of read_json's peak memory) but fixes the columns
+    from its first block; a key first seen later sends the file to read_json."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    options = pj.ReadOptions(block_size=BLOCK)
+    for whole in (False, True):
+        source = _Prefix(path, end)
+        try:
+            if whole:
+                table = pj.read_json(source, read_options=options)
+            else:
+                table = pa.Table.from_batches(list(pj.open_json(source, read_options=options)))
+            table.validate(full=True)  # pyarrow takes bytes that are not UTF-8 into strings; the line reader does not
+            return table, source.lines
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            continue
+        finally:
+            source.close()
+    return None, 0
+
+
 def _fast_frame(path: Path, key: str | None) -> tuple[pd.DataFrame, bool] | None:
     """(rows, whether a torn last line was dropped) parsed by pyarrow, or None when this file needs the line-by-line
     reader for its result to be read_lenient's."""
-    try:
-        import pyarrow as pa
-        import pyarrow.json as pj
-    except ImportError:  # pragma: no cover - pyarrow is pinned (requirements.txt)
-        return None
+    import pyarrow as pa
+
     size = path.stat().st_size
     body_end, tail = _tail(path, size)
     last, torn = None, False
@@ -202,22 +226,18 @@ def _fast_frame(path: Path, key: str | None) -> tuple[pd.DataFrame, bool] | None
                 return None
     frames = []
     if body_end:
-        source = _Prefix(path, body_end)
-        try:
-            table = pj.read_json(source, read_options=pj.ReadOptions(block_size=1 << 22))
-            table.validate(full=True)  # pyarrow takes bytes that are not UTF-8 into strings; the line reader does not
-        except (pa.ArrowInvalid, UnicodeDecodeError):
+        table, lines = _arrow_table(path, body_end)
+        if table is None:
             return None
-        finally:
-            source.close()
         # One row per line: pyarrow skips blank lines and splits `{..}{..}`, which the line reader reports.
-        if table.num_rows != source.lines:
+        if table.num_rows != lines:
             return None
         if any(pa.types.is_nested(f.type) for f in table.schema):
             return None
         if key is not None and (key not in table.column_names or table.column(key).null_count):
             return None  # a row without the key is a problem (and `"key": null` is not absent): the line reader says
-        frames.append(table.to_pandas())
+        frames.append(table.to_pandas(split_blocks=True, self_destruct=True))  # frees each column once converted
+        del table
     if last is not None:
         frames.append(pd.DataFrame([last]))
     if not frames:
@@ -233,8 +253,10 @@ def read_frame(path: Path, problems: list[str], label: str, key: str | None = No
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.jsonl"
     >>> _ = path.write_text('{"step": 1, "loss": 2.5}\\n{"step": 2, "loss": "nan"}\\n{"step": 3, "lo')
     >>> problems = []
-    >>> read_frame(path, problems, "m.jsonl", "step").to_dict("list"), problems
-    ({'step': [1, 2], 'loss': [2.5, 'nan']}, ['m.jsonl: last line (truncated write?) is not valid JSON and was skipped'])
+    >>> read_frame(path, problems, "m.jsonl", "step").to_dict("list")
+    {'step': [1, 2], 'loss': [2.5, 'nan']}
+    >>> problems
+    ['m.jsonl: last line (truncated write?) is not valid JSON and was skipped']
     """
     fast = _fast_frame(path, key)
     if fast is None:

@@ -15,61 +15,51 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from pipeline import records  # noqa: E402
 from pipeline.atomic import write_text  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
-from pipeline.report import compare, tables  # noqa: E402
+from pipeline.report import compare, summary  # noqa: E402
 from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix  # noqa: E402
 from pipeline.report.loader import Run, load_run  # noqa: E402
 from pipeline.report.plots import envelope, plot_language  # noqa: E402
 from pipeline.report.render import TEMPLATES, environment  # noqa: E402
 
 
-def summary_row(run: Run, reports: Path, link_from: Path, lang: str = SOURCE_LANGUAGE) -> dict:
-    cfg, prov = run.config, run.provenance
-    ends = [s.ended_utc for s in prov.stages.values() if s.ended_utc]
-    best = tables.best_validation(run) or {}
-    train_cfg, model = cfg.get("train") or {}, cfg.get("model") or {}
-    report = reports / run.name / f"report{suffix(lang)}.md"
+def summary_row(summary: records.Summary, reports: Path, link_from: Path, lang: str = SOURCE_LANGUAGE) -> dict:
+    """One row of the index or a comparison, from the run's summary (pipeline/report/summary.py)."""
+    s = summary
+    report = reports / s.name / f"report{suffix(lang)}.md"
     if not report.is_file():  # no report in this language: link the English one
-        report = reports / run.name / "report.md"
-    ppl = run.perplexity.perplexity
+        report = reports / s.name / "report.md"
     return {
-        "experiment": run.name,
-        "status": STATUS.get(run.status, run.status),
-        "checks": worst_finding(run),
-        "steps": f"{run.steps_done}/{run.steps_planned or '—'}" if "train" in run.stages else "—",
-        "date": max(ends)[:16].replace("T", " ") if ends else None,
-        "commit": str(prov.git.commit or "—")[:10],
-        "device": compare._device(run) if prov else None,
-        "params": run.done.parameters.total,
-        "shape": f"{model.get('dim')}×{model.get('layers')}",
-        "batch": (train_cfg.get("batch_size") or 0) * (train_cfg.get("grad_accum") or 1) * (run.done.world_size or 1),
-        "lr": train_cfg.get("lr"),
-        "best_val_ppl": best.get("val_perplexity"),
-        "best_val_acc": best.get("val_accuracy"),
-        "test_ppl": ppl if isinstance(ppl, (int, float)) else None,
-        "train_s": tables.train_time(run).get("total_s"),
+        "experiment": s.name,
+        "status": STATUS.get(s.status, s.status),
+        "checks": worst_finding(s),
+        "steps": f"{s.steps_done}/{s.steps_planned or '—'}" if s.has_train else "—",
+        "date": s.ended_utc[:16].replace("T", " ") if s.ended_utc else None,
+        "commit": str(s.commit or "—")[:10],
+        "device": s.device,
+        "params": s.params,
+        "shape": s.shape,
+        "batch": s.batch,
+        "lr": s.lr,
+        "best_val_ppl": s.best_val_ppl,
+        "best_val_acc": s.best_val_acc,
+        "test_ppl": s.test_ppl,
+        "train_s": s.train_s,
         "link": str(Path("..") / report.relative_to(reports.parent))
         if report.is_file() and link_from != reports
-        else (f"{run.name}/{report.name}" if report.is_file() else None),
+        else (f"{s.name}/{report.name}" if report.is_file() else None),
     }
 
 
-def worst_finding(run: Run) -> Msg:
+def worst_finding(s: records.Summary) -> Msg:
     """The index's checks column: the worst severity and how many findings have it (the report's own checks,
     with its `compare_to` baseline when that run exists)."""
-    from pipeline.report.checks import RULES, applicable, run_checks
-
-    base_name = (run.config.get("report") or {}).get("compare_to")
-    base_dir = Path(run.root).parent / base_name if base_name else None
-    baseline = load_run(base_dir) if base_dir and (base_dir / "config.yaml").is_file() else None
-    findings = run_checks(run, applicable(RULES, baseline), baseline=baseline)
-    errors = sum(f.severity == "error" for f in findings)
-    warnings = sum(f.severity == "warning" for f in findings)
-    if errors:
-        return N_("❌ {n} error(s)", n=errors)
-    if warnings:
-        return N_("⚠️ {n} warning(s)", n=warnings)
+    if s.n_errors:
+        return N_("❌ {n} error(s)", n=s.n_errors)
+    if s.n_warnings:
+        return N_("⚠️ {n} warning(s)", n=s.n_warnings)
     return N_("✅ none")
 
 
@@ -83,7 +73,7 @@ def run_dirs(runs: Path, names: list[str] | None = None) -> list[Path]:
 
 
 def build_index(runs: Path = Path("runs"), reports: Path = Path("reports"), lang: str = SOURCE_LANGUAGE) -> Path:
-    rows = [summary_row(load_run(d), reports, reports, lang) for d in run_dirs(runs)]
+    rows = [summary_row(summary.current(d), reports, reports, lang) for d in run_dirs(runs)]
     text = environment(TEMPLATES, lang).get_template("index.md.j2").render(rows=rows)
     out = reports / f"README{suffix(lang)}.md"
     write_text(out, text)
@@ -99,10 +89,11 @@ def build_compare(
 ) -> Path:
     if len(names) < 2:
         raise UserError('EXPS: name at least two experiments, e.g. EXPS="smoke smoke_lr"')
-    loaded = [load_run(d) for d in run_dirs(runs, names)]
+    dirs = run_dirs(runs, names)
+    loaded = [load_run(d) for d in dirs]
     out_dir = reports / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [summary_row(r, reports, out_dir, lang) for r in loaded]
+    rows = [summary_row(summary.current(d), reports, out_dir, lang) for d in dirs]
     base = rows[0]
     for row in rows:
         row["params_ratio"] = row["params"] / base["params"] if row["params"] and base["params"] else None

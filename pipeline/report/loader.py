@@ -6,6 +6,10 @@ it is recorded in `Run.problems` and the checks turn it into a finding.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,7 +184,56 @@ def read_validation(root: Path, problems: list[str]) -> dict:
     return {"validation": frame(main), "validation_sets": {name: frame(name) for name in sets if name != main}}
 
 
+# Not part of what a run's files say: locks, the scheduler's folders, earlier outputs and the summary cache itself.
+UNREAD = (".lock", ".lock.info", "jobs", "archive", "logs", "summary.json")
+
+
+def fingerprint(run_dir: Path) -> list[list]:
+    """(path, size, mtime in ns, inode) of every file of the run the loader can read, sorted: any write into the
+    run (an append, an atomic replace, a new or deleted file) changes it. Cheap: stat calls only."""
+    root, out = Path(run_dir), []
+    for folder, dirs, files in os.walk(root):
+        rel = Path(folder).relative_to(root)
+        if rel == Path("."):
+            dirs[:] = [d for d in dirs if d not in UNREAD]
+            files = [f for f in files if f not in UNREAD and not f.startswith(".summary.json.")]
+        for name in files:
+            path = Path(folder) / name
+            with contextlib.suppress(FileNotFoundError):  # a file removed meanwhile: the next look sees it gone
+                st = path.stat()
+                out.append([str(rel / name), st.st_size, st.st_mtime_ns, st.st_ino])
+    return sorted(out)
+
+
+_CACHE: OrderedDict[Path, tuple[list, Run]] = OrderedDict()
+CACHE_RUNS = 4  # loaded runs kept per process (a 1M-step run's frames are ≈ 150 MB)
+
+
 def load_run(run_dir: Path) -> Run:
+    """The run, read once per process: a second call returns (a copy of) the same Run while none of its files
+    changed (`fingerprint`), so `make index`, `make compare` and `compare_to` baselines parse each log once."""
+    key = Path(run_dir).resolve()
+    stamp = fingerprint(key)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == stamp:
+        _CACHE.move_to_end(key)
+        return _copy(hit[1], Path(run_dir))
+    run = _load_run(Path(run_dir))
+    _CACHE[key] = (stamp, run)
+    while len(_CACHE) > CACHE_RUNS:
+        _CACHE.popitem(last=False)
+    return _copy(run, Path(run_dir))
+
+
+def _copy(run: Run, root: Path) -> Run:
+    # The frames and records are shared (report code copies a frame before changing it); the list is the caller's.
+    out = copy.copy(run)
+    object.__setattr__(out, "root", root)
+    object.__setattr__(out, "problems", list(run.problems))
+    return out
+
+
+def _load_run(run_dir: Path) -> Run:
     run, problems, raw = RunDir(Path(run_dir)), [], []
     config = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run.config.is_file() else {}
     checkpoints = [

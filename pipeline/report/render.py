@@ -15,7 +15,7 @@ from tabulate import tabulate
 
 from pipeline.atomic import write_text
 from pipeline.config.schema import Experiment
-from pipeline.report import sections
+from pipeline.report import sections, summary
 from pipeline.report.i18n import HEADLINE, IMPORT_HEADLINE, NO, SEVERITY, STATUS, YES, suffix, translate, translations
 from pipeline.report.loader import load_run
 
@@ -104,6 +104,7 @@ def environment(templates: Path = TEMPLATES, lang: str = "en") -> Environment:
 def render(run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = TEMPLATES) -> list[Path]:
     """Every language of `report.language`: English to report.md, another language to report.<lang>.md
     (its plots get the same suffix). Returns the report files written, in the order of the config."""
+    since = summary.sources(run_dir)  # before reading: a write meanwhile leaves the summary visibly stale
     run = load_run(run_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     baseline = sections.load_baseline(run, cfg)
@@ -117,6 +118,7 @@ def render(run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = T
         out = report_dir / f"report{suffix(lang)}.md"
         write_text(out, text)
         written.append(out)
+    summary.write(run_dir, run, baseline, since)  # the run's `make index` row, so the index reads no log again
     return written
 
 

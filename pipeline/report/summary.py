@@ -1,0 +1,116 @@
+"""`runs/<EXP>/summary.json`: a run's `make index` row, cached so the index does not parse every log again.
+
+The summary records what it was computed from (`sources`): the size, mtime and inode of every file of the run
+(`loader.fingerprint`), the same for its `report.compare_to` baseline (its checks take part), and a hash of the
+code that computes it. `current` recomputes the summary whenever any of those differs from now — a stage that
+appended a line, a re-import, an edited check — so a summary is never served stale; it is written by the report
+stage and by `make index` itself. The fingerprint is taken before the files are read: a write that lands while
+they are being read makes the stored fingerprint older than the files, and the next look recomputes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from pathlib import Path
+
+from pipeline import records
+from pipeline.report import compare, tables
+from pipeline.report.loader import Run, fingerprint, load_run
+
+log = logging.getLogger(__name__)
+CODE = ("pipeline/report", "pipeline/records.py", "pipeline/jsonl.py", "pipeline/stages.py")
+
+
+@functools.cache
+def code_hash() -> str:
+    """sha256 over the report code: a changed check or loader recomputes every summary."""
+    repo = Path(__file__).resolve().parents[2]
+    files = sorted(f for c in CODE for f in ([repo / c] if c.endswith(".py") else (repo / c).rglob("*.py")))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.relative_to(repo)}\0".encode() + f.read_bytes())
+    return digest.hexdigest()
+
+
+def _baseline_dir(run_dir: Path, config: dict) -> Path | None:
+    name = (config.get("report") or {}).get("compare_to")
+    base = Path(run_dir).parent / name if name else None
+    return base if base is not None and (base / "config.yaml").is_file() else None
+
+
+def sources(run_dir: Path) -> dict:
+    """What a summary of `run_dir` depends on, as of now."""
+    import yaml
+
+    config_path = records.CONFIG.at(run_dir)
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        config = {}
+    base = _baseline_dir(run_dir, config if isinstance(config, dict) else {})
+    return {
+        "code": code_hash(),
+        "run": fingerprint(run_dir),
+        "baseline": {"name": base.name, "files": fingerprint(base)} if base else None,
+    }
+
+
+def summarise(run: Run, baseline: Run | None) -> dict:
+    """The index row's facts, before any formatting or language."""
+    from pipeline.report.checks import RULES, applicable, run_checks
+
+    cfg, prov = run.config, run.provenance
+    findings = run_checks(run, applicable(RULES, baseline), baseline=baseline)
+    ends = [s.ended_utc for s in prov.stages.values() if s.ended_utc]
+    best = tables.best_validation(run) or {}
+    train_cfg, model = cfg.get("train") or {}, cfg.get("model") or {}
+    ppl = run.perplexity.perplexity
+
+    def number(x):
+        return float(x) if isinstance(x, (int, float)) and x == x else None  # NaN: no figure
+
+    return {
+        "name": run.name,
+        "status": run.status,
+        "has_train": "train" in run.stages,
+        "n_errors": sum(f.severity == "error" for f in findings),
+        "n_warnings": sum(f.severity == "warning" for f in findings),
+        "steps_done": run.steps_done,
+        "steps_planned": run.steps_planned,
+        "ended_utc": max(ends) if ends else None,
+        "commit": prov.git.commit,
+        "device": compare._device(run) if prov else None,
+        "params": run.done.parameters.total,
+        "shape": f"{model.get('dim')}×{model.get('layers')}",
+        "batch": (train_cfg.get("batch_size") or 0) * (train_cfg.get("grad_accum") or 1) * (run.done.world_size or 1),
+        "lr": train_cfg.get("lr"),
+        "best_val_ppl": number(best.get("val_perplexity")),
+        "best_val_acc": number(best.get("val_accuracy")),
+        "test_ppl": number(ppl),
+        "train_s": tables.train_time(run).get("total_s"),
+    }
+
+
+def write(run_dir: Path, run: Run, baseline: Run | None, since: dict) -> records.Summary:
+    """Write the summary of `run` (read after `since = sources(run_dir)` was taken) atomically."""
+    summary = records.Summary.model_validate({**summarise(run, baseline), "sources": since})
+    try:
+        records.SUMMARY.write(run_dir, summary)
+    except OSError as exc:  # a read-only run (someone else's, a mounted archive): the summary is still right
+        log.info("summary.json not written in %s: %s", run_dir, exc)
+    return summary
+
+
+def current(run_dir: Path) -> records.Summary:
+    """The run's summary: summary.json when it was computed from exactly the files and code there are now,
+    else computed again (each log parsed once per process, loader cache) and written back."""
+    run_dir = Path(run_dir)
+    now = sources(run_dir)
+    cached = records.SUMMARY.read(run_dir)
+    if cached and cached.sources == now:
+        return cached
+    run = load_run(run_dir)
+    base = _baseline_dir(run_dir, run.config)
+    return write(run_dir, run, load_run(base) if base else None, now)

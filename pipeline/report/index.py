@@ -10,19 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from pipeline import records  # noqa: E402
-from pipeline.atomic import write_text  # noqa: E402
-from pipeline.errors import UserError  # noqa: E402
-from pipeline.report import compare, summary  # noqa: E402
-from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix  # noqa: E402
-from pipeline.report.loader import Run, load_run  # noqa: E402
-from pipeline.report.plots import envelope, plot_language  # noqa: E402
-from pipeline.report.render import TEMPLATES, environment  # noqa: E402
+from pipeline import records
+from pipeline.atomic import write_text
+from pipeline.errors import UserError
+from pipeline.report import compare, summary
+from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix
+from pipeline.report.loader import Run, load_run
+from pipeline.report.plots import envelope, plot_language
+from pipeline.report.render import TEMPLATES, environment
 
 
 def summary_row(summary: records.Summary, reports: Path, link_from: Path, lang: str = SOURCE_LANGUAGE) -> dict:
@@ -114,12 +109,16 @@ def build_compare(
 def overlay(loaded: list[Run], path: Path, lang: str = SOURCE_LANGUAGE) -> str | None:
     if not any(len(r.validation) or len(r.metrics) for r in loaded):
         return None
+    import matplotlib.pyplot as plt
+
     _, rc, _note = plot_language(lang)
     with plt.rc_context(rc):
         return _overlay(loaded, path, _)
 
 
 def _overlay(loaded: list[Run], path: Path, _) -> str:
+    import matplotlib.pyplot as plt  # only a comparison draws: `make index` starts without matplotlib
+
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in loaded:
         frame, col = (r.validation, "val_loss") if len(r.validation) else (r.metrics, "loss")

@@ -15,11 +15,14 @@ import hashlib
 import logging
 from pathlib import Path
 
+import yaml
+
 from pipeline import records
 from pipeline.report import compare, tables
 from pipeline.report.loader import Run, fingerprint, load_run
 
 log = logging.getLogger(__name__)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML was built with it
 CODE = ("pipeline/report", "pipeline/records.py", "pipeline/jsonl.py", "pipeline/stages.py")
 
 
@@ -34,27 +37,28 @@ def code_hash() -> str:
     return digest.hexdigest()
 
 
-def _baseline_dir(run_dir: Path, config: dict) -> Path | None:
-    name = (config.get("report") or {}).get("compare_to")
-    base = Path(run_dir).parent / name if name else None
-    return base if base is not None and (base / "config.yaml").is_file() else None
-
-
-def sources(run_dir: Path) -> dict:
-    """What a summary of `run_dir` depends on, as of now."""
-    import yaml
-
-    config_path = records.CONFIG.at(run_dir)
+def _compare_to(run_dir: Path) -> str | None:
     try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        config = {}
-    base = _baseline_dir(run_dir, config if isinstance(config, dict) else {})
-    return {
-        "code": code_hash(),
-        "run": fingerprint(run_dir),
-        "baseline": {"name": base.name, "files": fingerprint(base)} if base else None,
-    }
+        config = yaml.load(records.CONFIG.at(run_dir).read_text(encoding="utf-8"), Loader=_LOADER) or {}
+        return (config.get("report") or {}).get("compare_to")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        return None
+
+
+def _baseline(run_dir: Path, name: str | None) -> dict | None:
+    """The baseline's name and files (None while it has no run directory: the checks then run without it)."""
+    if not name:
+        return None
+    base = Path(run_dir).parent / name
+    return {"name": name, "files": fingerprint(base) if (base / "config.yaml").is_file() else None}
+
+
+def sources(run_dir: Path, compare_to: str | None = ...) -> dict:
+    """What a summary of `run_dir` depends on, as of now (`compare_to`: the run's, when already known; the
+    run's files are fingerprinted first, so a config edited meanwhile is seen as a change)."""
+    run = fingerprint(run_dir)
+    name = _compare_to(run_dir) if compare_to is ... else compare_to
+    return {"code": code_hash(), "run": run, "baseline": _baseline(run_dir, name)}
 
 
 def summarise(run: Run, baseline: Run | None) -> dict:
@@ -107,10 +111,13 @@ def current(run_dir: Path) -> records.Summary:
     """The run's summary: summary.json when it was computed from exactly the files and code there are now,
     else computed again (each log parsed once per process, loader cache) and written back."""
     run_dir = Path(run_dir)
-    now = sources(run_dir)
     cached = records.SUMMARY.read(run_dir)
-    if cached and cached.sources == now:
+    base = cached.sources.get("baseline") if cached else None
+    # Same run files means the same config.yaml, hence the same compare_to: no YAML to parse on this path.
+    if cached and cached.sources == sources(run_dir, base.get("name") if isinstance(base, dict) else None):
         return cached
+    now = sources(run_dir)
     run = load_run(run_dir)
-    base = _baseline_dir(run_dir, run.config)
-    return write(run_dir, run, load_run(base) if base else None, now)
+    base = now["baseline"]
+    baseline = load_run(Path(run_dir).parent / base["name"]) if base and base["files"] is not None else None
+    return write(run_dir, run, baseline, now)

@@ -102,7 +102,6 @@ def _steady(run: Run) -> pd.Series:
     return ~run.metrics["step"].isin(_first_steps(run))
 
 
-
 def best_validation(run: Run) -> dict | None:
     val = run.validation.dropna(subset=["val_loss"])
     if not len(val):

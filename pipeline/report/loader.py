@@ -145,14 +145,18 @@ def read_rows(spec: records.RunFile, run_root: Path, columns: list[str], problem
     for col in columns:
         if col not in frame:
             frame[col] = pd.Series(dtype="float64")
-        # Non-finite values are written as the strings "nan"/"inf"; to_numeric maps them back.
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+        elif not pd.api.types.is_numeric_dtype(frame[col]):
+            # Non-finite values are written as the strings "nan"/"inf"; to_numeric maps them back.
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
     if len(frame):
         if "segment" in columns:
             frame = _number_segments(frame)
         if raw is not None:
             raw.append(frame)
-        frame = frame.sort_values("step", kind="stable").drop_duplicates("step", keep="last").reset_index(drop=True)
+        steps = frame["step"]
+        if not (steps.is_monotonic_increasing and steps.is_unique):  # else already one row per step, in order: no copy
+            frame = frame.sort_values("step", kind="stable").drop_duplicates("step", keep="last")
+            frame = frame.reset_index(drop=True)
     return frame
 
 

@@ -14,13 +14,19 @@ VENV ?= .venv
 PY ?= $(VENV)/bin/python
 EXP ?= smoke
 SET ?=
-RUN := runs/$(EXP)
-REPORT_DIR := reports/$(EXP)
-# REPORT_LANG=ja and BASELINE=<exp> are shorthands for SET="report.language=ja report.compare_to=<exp>".
+# MEMBER=<path>: one member run of a repeat/sweep, runs/<EXP>/<path>/ (e.g. seed-1, lr-3e-3/seed-0).
+MEMBER ?=
+RUN := runs/$(EXP)$(if $(MEMBER),/$(MEMBER))
+REPORT_DIR := reports/$(EXP)$(if $(MEMBER),/$(MEMBER))
+# REPORT_LANG=ja and BASELINE=<exp> are shorthands for SET="report.language=ja report.compare_to=<exp>";
+# SEEDS="0 1 2" for SET="repeat.seeds=[0,1,2]" (one member run per seed, pipeline/sweep.py).
 comma := ,
+space := $(subst ,, )
+SEEDS ?=
 # REPORT_LANG=en,ja renders both languages side by side (report.md, report.ja.md).
 LANG_VALUE = $(if $(findstring $(comma),$(REPORT_LANG)),[$(REPORT_LANG)],$(REPORT_LANG))
-SET_ALL := $(strip $(SET) $(if $(REPORT_LANG),report.language=$(LANG_VALUE)) $(if $(BASELINE),report.compare_to=$(BASELINE)))
+SET_ALL := $(strip $(SET) $(if $(REPORT_LANG),report.language=$(LANG_VALUE)) $(if $(BASELINE),report.compare_to=$(BASELINE)) \
+             $(if $(strip $(SEEDS)),repeat.seeds=[$(subst $(space),$(comma),$(strip $(SEEDS)))]))
 SET_ARGS := $(if $(SET_ALL),--set "$(SET_ALL)")
 
 # ---------------------------------------------------------------------------- names (before anything else)
@@ -29,7 +35,7 @@ SET_ARGS := $(if $(SET_ALL),--set "$(SET_ALL)")
 NAME_RE := ^[A-Za-z0-9][A-Za-z0-9._-]*$$
 # The stage names come from the stage table (pipeline/stages.mk, included further down once the run's targets are known).
 EXP_GOALS := $(shell sed -n 's/^STAGES := //p' pipeline/stages.mk) resolve check data clean submit import bench-part \
-             bench-collect html
+             bench-collect html aggregate
 bad_name = $(shell n='$(subst ','"'"',$(2))'; [[ "$$n" =~ $(NAME_RE) ]] || { [ -n "$$n" ] && w="'$$n' is not a valid name" \
   || w=empty; printf 'error: %s: %s: use letters, digits, ., _ and -, starting with a letter or digit\n' '$(1)' "$$w" >&2; \
   echo bad; })
@@ -46,6 +52,11 @@ $(call name_error,EXP,$(EXP))
 endif
 $(if $(BASELINE),$(call name_error,BASELINE,$(BASELINE)))
 $(foreach e,$(EXPS),$(call name_error,EXPS,$(e)))
+$(foreach c,$(subst /, ,$(MEMBER)),$(call name_error,MEMBER,$(c)))
+ifneq ($(shell [[ '$(subst ','"'"',$(or $(JOBS),1))' =~ ^[1-9][0-9]*$$ ]] || echo bad),)
+$(shell echo "error: JOBS: expected how many members run at once (1, 2, …), got '$(JOBS)'" >&2)
+$(error stopped: invalid JOBS)
+endif
 
 # Stages run offline (compute nodes have no internet); `make data` is the one target that goes online.
 export HF_HUB_OFFLINE ?= 1
@@ -112,12 +123,13 @@ $(VENV)/.installed: requirements.txt requirements-test.txt requirements.lock
 	@touch $@
 
 # ---------------------------------------------------------------------------- stages
+MEMBER_ARGS := $(if $(MEMBER),--member $(MEMBER))
 # The public targets validate + freeze the config first, then run a sub-make that compares file times.
 resolve: $(VENV_STAMP) ## validate the experiment and freeze runs/<EXP>/config.yaml + stamps
-	@$(RUN_PY) -m pipeline resolve $(EXP) $(SET_ARGS)
+	@$(RUN_PY) -m pipeline resolve $(EXP) $(SET_ARGS) $(MEMBER_ARGS)
 
 check: $(VENV_STAMP) ## validate the experiment, write nothing
-	@$(RUN_PY) -m pipeline resolve $(EXP) $(SET_ARGS) --check
+	@$(RUN_PY) -m pipeline resolve $(EXP) $(SET_ARGS) $(MEMBER_ARGS) --check
 
 # How many processes train uses and each stage's prerequisites for this run: written by resolve
 # (runs/<EXP>/stamps/targets.mk); before the first resolve (e.g. under `make -n`) the defaults apply.
@@ -144,11 +156,47 @@ $(RUN)/stamps/%.sha256: ;
 # One rule per stage, generated from the stage table (pipeline/stages.py): `make stages.mk` after editing it.
 include pipeline/stages.mk
 .PHONY: $(STAGES) $(addprefix _,$(STAGES)) $(addprefix _locked_,$(STAGES)) _bench-part _bench-collect
+.PHONY: aggregate _aggregate _locked_aggregate
 
 $(STAGES): $(VENV_STAMP)
 	@$(LOCK) -- $(MAKE) _locked_$@ EXP=$(EXP)
 $(addprefix _locked_,$(STAGES)): _locked_%: resolve
 	@$(MAKE) _$* EXP=$(EXP)
+
+# ---------------------------------------------------------------------------- repeats and sweeps
+# An experiment with repeat:/sweep: (or SEEDS=…) has members; resolve writes their names into its
+# stamps/targets.mk (MEMBERS, pipeline/sweep.py) and the single-run rules of stages.mk step aside. Each member
+# is a normal run made by its own `make <stage> EXP=<EXP> MEMBER=<member>` (own lock, stamps, provenance),
+# through `member/<stage>/<member>`, which records how it ended in its member.json (pipeline/member.py, stdlib
+# only like the lock). -k: a failing member never stops the others, and the aggregate report is written anyway.
+# JOBS=N: N members at once, each with cores/N threads.
+JOBS ?= 1
+member_goal = $(firstword $(subst /, ,$*))
+member_name = $(patsubst $(member_goal)/%,%,$*)
+member/%: FORCE
+	@$(LOCK_PY) -m pipeline.member $(RUN) $(member_name) --goal $(member_goal) --jobs $(JOBS) -- \
+	  $(MAKE) $(member_goal) EXP=$(EXP) MEMBER=$(member_name)
+FORCE:
+
+ifneq ($(strip $(MEMBERS)),)
+$(addprefix _,$(STAGES)): _%:
+	@rc=0; $(MAKE) -k -j$(JOBS) $(addprefix member/$*/,$(MEMBERS)) || rc=$$?; \
+	  $(if $(filter report,$*),$(MAKE) _aggregate EXP=$(EXP) || rc=$$?;) \
+	  [ $$rc = 0 ] || { $(LOCK_PY) -m pipeline.member --summary $(RUN) || true; exit 2; }
+MEMBER_OUTPUTS = $(wildcard $(foreach m,$(MEMBERS),$(RUN)/$(m)/member.json $(RUN)/$(m)/*/DONE $(REPORT_DIR)/$(m)/report*.md))
+$(REPORT_OUTPUTS) &: $(RUN)/members.json $(MEMBER_OUTPUTS) $(REPORT_CODE) $(wildcard $(RUN)/stamps/layout)
+	$(RUN_PY) -m pipeline aggregate $(RUN) --out $(REPORT_DIR)
+_aggregate: $(REPORT_OUTPUTS)
+else
+_aggregate:
+	@echo 'error: EXP: $(EXP) has no members (no repeat: or sweep:); SEEDS="0 1 2" runs one per seed' >&2; exit 2
+endif
+$(RUN)/members.json: ;
+
+aggregate: $(VENV_STAMP) ## the aggregate report of a repeat/sweep from its members as they are (runs nothing)
+	@$(LOCK) -- $(MAKE) _locked_aggregate EXP=$(EXP)
+_locked_aggregate: resolve
+	@$(MAKE) _aggregate EXP=$(EXP)
 
 stages.mk: pipeline/stages.py ## regenerate pipeline/stages.mk from the stage table
 	$(PY) -m pipeline.stages > pipeline/stages.mk.tmp && mv pipeline/stages.mk.tmp pipeline/stages.mk
@@ -203,7 +251,7 @@ _bench-collect: resolve
 
 # A batch job that runs `make report` for this experiment inside the allocation (same RUNTIME/SIF/PY).
 SCHED ?= slurm
-submit: $(HOST_STAMP) ## SCHED=slurm|pjm: a batch job that runs `make report` (DRY_RUN=1: script only)
+submit: $(HOST_STAMP) ## SCHED=slurm|pjm: a job running `make report`; a repeat/sweep: job array + aggregate (DRY_RUN=1)
 	@$(PY) -m pipeline submit $(EXP) --sched $(SCHED) $(SET_ARGS) \
 	  --make-args "$(strip RUNTIME=$(RUNTIME) $(if $(SIF),SIF=$(abspath $(SIF))) $(if $(filter command line,$(origin PY)),PY=$(PY)))" \
 	  $(if $(DRY_RUN),--dry-run) $(if $(BENCH_ARRAY),--bench-array)

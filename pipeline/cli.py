@@ -41,20 +41,37 @@ def _locked(run_dir: Path, shared: bool = False):
 
 
 def cmd_resolve(args) -> None:
+    from pipeline import sweep
     from pipeline.config.load import load_experiment, split_overrides
     from pipeline.config.preflight import preflight
     from pipeline.config.resolve import freeze
     from pipeline.rundir import RunDir
 
-    cfg = load_experiment(args.experiment, args.set)
+    overrides = split_overrides(args.set)
+    cfg = load_experiment(args.experiment, overrides)
     run = RunDir.for_experiment(args.experiment) if args.run_dir is None else RunDir(args.run_dir)
+    members = sweep.expand(cfg, overrides)
+    if args.member:
+        member = sweep.find(members, args.member, args.experiment)
+        run, cfg = RunDir(run.root / member.name), member.config
+        overrides = [*sweep.base_overrides(overrides), *member.overrides]
+    elif members:  # the experiment itself: check every member before any of them runs
+        for member in members:
+            preflight(member.config, RunDir(run.root / member.name))
+        if args.check:
+            print(f"{args.experiment}: ok ({len(members)} members)")
+            return
+        with _locked(run.root):
+            sweep.freeze_members(cfg, members, run.root)
+        log.info("resolved %s: %d members", args.experiment, len(members))
+        return
     preflight(cfg, run)
     if args.check:
         print(f"{args.experiment}: ok")
         return
     with _locked(run.root):
-        changed = freeze(cfg, run, split_overrides(args.set))
-    log.info("resolved %s; changed stamps: %s", args.experiment, [s for s, c in changed.items() if c] or "none")
+        changed = freeze(cfg, run, overrides, member=args.member)
+    log.info("resolved %s; changed stamps: %s", run.root, [s for s, c in changed.items() if c] or "none")
 
 
 def cmd_data(args) -> None:
@@ -65,32 +82,49 @@ def cmd_data(args) -> None:
 
 
 def cmd_submit(args) -> None:
+    from pipeline import records, sweep
     from pipeline.config.load import load_experiment, split_overrides
     from pipeline.config.resolve import freeze
-    from pipeline.hpc.submit import submit, submit_bench_array
+    from pipeline.hpc.submit import submit, submit_bench_array, submit_members
     from pipeline.rundir import RunDir
 
     overrides = split_overrides(args.set)
     cfg = load_experiment(args.experiment, overrides)
     run = RunDir.for_experiment(args.experiment)
+    members = sweep.expand(cfg, overrides)
+    if members:
+        if args.bench_array:
+            raise UserError("BENCH_ARRAY: a repeat/sweep already runs its members as a job array; drop BENCH_ARRAY=1")
+        with _locked(run.root):
+            if not args.dry_run or not records.MEMBERS.at(run.root).is_file():
+                sweep.freeze_members(cfg, members, run.root)
+            submitted = submit_members(cfg, members, args.sched, overrides, args.make_args, args.dry_run)
+        _print_submitted(submitted, args)
+        return
     with _locked(run.root):
         # A dry run writes its job script and never rewrites an existing run (its config stays what ran);
         # only a run that does not exist yet gets its frozen config, which the job then reads.
         if not args.dry_run or not run.config.is_file():
             freeze(cfg, run, overrides)
         if args.bench_array:
-            records = submit_bench_array(cfg, args.sched, overrides, args.make_args, args.dry_run)
+            submitted = submit_bench_array(cfg, args.sched, overrides, args.make_args, args.dry_run)
         else:
-            records = [submit(cfg, args.sched, overrides, args.make_args, args.dry_run)]
+            submitted = [submit(cfg, args.sched, overrides, args.make_args, args.dry_run)]
+    _print_submitted(submitted, args)
+
+
+def _print_submitted(records: list[dict], args) -> None:
     for record in records:
         print(
             f"{record['script']}"
             + (
                 f": submitted as {args.sched} job {record['job_id']}"
                 if record["job_id"]
-                else " (dry run: not submitted)"
+                else f" (dry run: not submitted{'; ' + record['command'] if record.get('command') else ''})"
             )
         )
+        if record.get("then"):
+            print(f"when it has ended: {record['then']}")
 
 
 def cmd_import(args) -> None:
@@ -115,6 +149,24 @@ def cmd_index(args) -> None:
     for lang in args.lang or ["en"]:
         out = build_compare(args.experiments, args.name, lang=lang) if args.experiments else build_index(lang=lang)
         log.info("wrote %s", out)
+
+
+def cmd_aggregate(args) -> None:
+    """The aggregate report of a repeat/sweep (pipeline/report/aggregate.py) from runs/<EXP>/members.json."""
+    from pipeline import records
+    from pipeline.names import check_run_dir
+
+    run_root = check_run_dir(args.run_dir)
+    if not records.MEMBERS.at(run_root).is_file():
+        raise UserError(f"{records.MEMBERS.at(run_root)}: not found; 'make resolve EXP={run_root.name}' writes it")
+    try:
+        from pipeline.report.aggregate import run_aggregate
+    except ImportError:
+        raise UserError("aggregate: not implemented (pipeline/report/aggregate.py missing)") from None
+    out = Path(args.out) if args.out else Path("reports") / run_root.name
+    with _locked(run_root):
+        for path in run_aggregate(run_root, out):
+            log.info("wrote %s", path)
 
 
 def cmd_html(args) -> None:
@@ -196,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.steps=50")
     p.add_argument("--run-dir", default=None, help="default runs/<experiment>")
     p.add_argument("--check", action="store_true", help="validate only, write nothing")
+    p.add_argument("--member", default=None, help="one member of a repeat/sweep, e.g. seed-1 (runs/<exp>/<member>/)")
     p.set_defaults(func=cmd_resolve)
     p = sub.add_parser("data", help="prefetch hub datasets/tokenizers into HF_HOME (needs internet)")
     p.add_argument("experiment")
@@ -250,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="language, repeatable: en -> README.md, ja -> README.ja.md (<name>.ja.md); default en",
     )
     p.set_defaults(func=cmd_index)
+    p = sub.add_parser("aggregate", help="the report of a repeat/sweep across its members: reports/<exp>/report.md")
+    p.add_argument("run_dir", help="runs/<experiment> (holding members.json)")
+    p.add_argument("--out", default=None, help="report directory (default reports/<experiment>)")
+    p.set_defaults(func=cmd_aggregate)
     p = sub.add_parser("html", help="report.md -> a self-contained report.html (images inlined)")
     p.add_argument("reports", nargs="+", metavar="report.md")
     p.set_defaults(func=cmd_html)

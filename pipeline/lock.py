@@ -193,9 +193,24 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def jobserver_fds() -> tuple[int, ...]:
+    """The pipe of make's jobserver (make 4.3: `--jobserver-auth=R,W` in MAKEFLAGS), kept open for the make this
+    runs, so that it shares the parent's -j slots instead of warning and running alone."""
+    for word in os.environ.get("MAKEFLAGS", "").split():
+        if word.startswith(("--jobserver-auth=", "--jobserver-fds=")) and "," in word:
+            try:
+                fds = tuple(int(x) for x in word.split("=", 1)[1].split(","))
+                for fd in fds:
+                    os.fstat(fd)
+                return fds
+            except (ValueError, OSError):
+                return ()
+    return ()
+
+
 def _call(cmd: list[str]) -> int:
     """Run the command; Ctrl-C reaches it through the terminal, SIGTERM (a scheduler) is passed on."""
-    child = subprocess.Popen(cmd)
+    child = subprocess.Popen(cmd, pass_fds=jobserver_fds())
     previous = {sig: signal.signal(sig, lambda s, _f: child.send_signal(s)) for sig in (signal.SIGTERM,)}
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

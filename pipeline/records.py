@@ -184,10 +184,49 @@ class Resolve(Record):
     config_hash: str | None = None
 
 
+class Member(Record):
+    name: str | None = None
+    run_dir: str | None = None
+    point_name: str | None = None
+    seed: int | None = None
+    point: dict = Field(default_factory=dict)
+    overrides: list[str] = Field(default_factory=list)
+
+
+class Members(Record):
+    experiment: str | None = None
+    description: str | None = None
+    swept_keys: list[str] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=list)
+    report: dict = Field(default_factory=dict)
+    members: list[Member] = Field(default_factory=list)
+
+
+class MemberStatus(Record):
+    status: Literal["completed", "failed"] | None = None
+    exit_code: int | None = None
+    goal: str | None = None
+    error: str | None = None
+    log: str | None = None
+
+
 class SplitStats(Record):
     documents: int | None = None
     characters: int | None = None
     tokens: int | None = None
+    bytes: int | None = None  # UTF-8 bytes of text; this and below: written since prepare streams its splits
+    seconds: float | None = None  # encoding + writing this split
+    text_mb_per_s: float | None = None
+    tokens_per_s: float | None = None
+
+
+class PrepareThroughput(Record):
+    encoder: str | None = None  # "byte table" (numpy lookup on UTF-8 bytes) or "tokenizers batch"
+    load_seconds: float | None = None  # reading the documents
+    tokenizer_seconds: float | None = None  # training or loading the tokenizer
+    encode_seconds: float | None = None  # encoding + writing every split
+    text_mb_per_s: float | None = None  # of encode_seconds
+    tokens_per_s: float | None = None
 
 
 class PreparedStats(Record):
@@ -197,6 +236,7 @@ class PreparedStats(Record):
     eos_token_id: int | None = None
     token_dtype: str | None = None
     splits: dict[str, SplitStats] = Field(default_factory=dict)
+    throughput: PrepareThroughput | None = None  # absent in folders prepared before it was recorded
 
 
 class Plan(Record):
@@ -540,6 +580,21 @@ TARGETS = _f(
     "text",
     "this run's prerequisites for the stage rules in `pipeline/stages.mk` (from `stages:`, `report.language`, `report.compare_to`, `hpc:`)",
 )
+MEMBERS = _f(
+    "members.json",
+    "resolve",
+    "json",
+    "experiments with `repeat:`/`sweep:` only (instead of `config.yaml`): experiment, `swept_keys`, `seeds`, its `report:` section and each member — `name` (= `run_dir`, its folder here: `seed-<n>`, `<point>` or `<point>/seed-<n>`), `point_name`, `seed`, `point` (dotted key → value), `overrides` (its `SET` items); each member folder is a complete run ([Repeats and sweeps](#repeats-and-sweeps))",
+    Members,
+)
+MEMBER_STATUS = _f(
+    "member.json",
+    "make report (member)",
+    "json",
+    "a member run of a repeat/sweep: how its `make` ended — `status` (`completed` / `failed`), `exit_code`, `goal`, the last `error:` line, `log` (`member.log`: that make's output); no times, so it changes only when the outcome does",
+    MemberStatus,
+)
+MEMBER_LOG = _f("member.log", "make report (member)", "text", "a member run's `make` output (stdout and stderr)")
 PROVENANCE = _f(
     "provenance.json",
     "every stage",
@@ -557,13 +612,13 @@ TOKENS = _f(
     "prepared/<split>.npy",
     "prepare",
     "dir",
-    "token ids (uint16/uint32) of `train`, `validation`, `test`, documents joined with EOS",
+    "token ids of `train`, `validation`, `test`, documents joined with EOS: uint16 when the vocabulary has < 65,536 tokens, else uint32; written batch by batch, read memory-mapped (`np.load(mmap_mode='r')`)",
 )
 PREPARED_STATS = _f(
     "prepared/stats.json",
     "prepare",
     "json",
-    "source, tokenizer, vocab size, documents/characters/tokens per split",
+    "source, tokenizer, vocab size, token dtype; per split documents, characters, UTF-8 bytes, tokens, seconds, MB/s of text, tokens/s; `throughput`: the encoder (`byte table` or `tokenizers batch`), seconds reading documents, building the tokenizer and encoding, MB/s of text and tokens/s",
     PreparedStats,
 )
 PREPARED_DONE = _f("prepared/DONE", "prepare", "marker", "marker for Make")

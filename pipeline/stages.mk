@@ -7,6 +7,10 @@ HELP_eval := perplexity + lm-evaluation-harness
 HELP_bench := benchmark sweep: each variant x repeat in a fresh process
 HELP_report := render reports/<EXP>/report.md (and report.<lang>.md)
 
+REPORT_CODE := $(shell find pipeline/report templates pipeline/locale -type f -not -name '*.pyc' 2>/dev/null)
+# A repeat/sweep (MEMBERS set by its targets.mk) has its own rules in the Makefile.
+ifeq ($(strip $(MEMBERS)),)
+
 DEPS_prepare ?=
 $(RUN)/prepared/DONE: $(RUN)/stamps/prepare.sha256 $(DEPS_prepare)
 	$(RUN_PY) -m pipeline prepare $(RUN)
@@ -27,9 +31,9 @@ $(RUN)/bench/DONE: $(RUN)/stamps/bench.sha256 $(DEPS_bench)
 	$(RUN_PY) -m pipeline bench $(RUN)
 _bench: $(RUN)/bench/DONE
 
-REPORT_CODE := $(shell find pipeline/report templates pipeline/locale -type f -not -name '*.pyc' 2>/dev/null)
 DEPS_report ?= $(RUN)/prepared/DONE $(RUN)/train/DONE $(RUN)/eval/DONE
 REPORT_OUTPUTS ?= $(REPORT_DIR)/report.md
-$(REPORT_OUTPUTS) &: $(RUN)/stamps/report.sha256 $(DEPS_report) $(COMPARE_INPUTS) $(REPORT_CODE) $(wildcard $(REPORT_DIR)/notes.md)
+$(REPORT_OUTPUTS) &: $(RUN)/stamps/report.sha256 $(DEPS_report) $(COMPARE_INPUTS) $(REPORT_CODE) $(wildcard $(REPORT_DIR)/notes.md $(RUN)/stamps/layout)
 	$(RUN_PY) -m pipeline report $(RUN) --out $(REPORT_DIR)
 _report: $(REPORT_OUTPUTS)
+endif

@@ -158,6 +158,10 @@ def make_fragment() -> str:
              "# DEPS_<stage>: the outputs it waits for, set per run in runs/<EXP>/stamps/targets.mk by resolve.",
              f"STAGES := {' '.join(s.name for s in STAGES)}"]  # fmt: skip
     lines += [f"HELP_{s.name} := {s.help}" for s in STAGES] + [""]
+    report = STAGE["report"]
+    lines += [f"REPORT_CODE := $(shell find {' '.join(report.code)} -type f -not -name '*.pyc' 2>/dev/null)",
+              "# A repeat/sweep (MEMBERS set by its targets.mk) has its own rules in the Makefile.",
+              "ifeq ($(strip $(MEMBERS)),)", ""]  # fmt: skip
     for stage in STAGES:
         if stage.name == "report":
             continue
@@ -165,14 +169,12 @@ def make_fragment() -> str:
                   f"$(RUN)/{stage.done}: $(RUN)/stamps/{stage.name}.sha256 $(DEPS_{stage.name})",
                   f"\t{stage.make_command.format(name=stage.name)} $(RUN)",
                   f"_{stage.name}: $(RUN)/{stage.done}", ""]  # fmt: skip
-    report = STAGE["report"]
-    lines += [f"REPORT_CODE := $(shell find {' '.join(report.code)} -type f -not -name '*.pyc' 2>/dev/null)",
-              f"DEPS_report ?= {' '.join(_deps(report, [s.name for s in STAGES if s.default]))}",
+    lines += [f"DEPS_report ?= {' '.join(_deps(report, [s.name for s in STAGES if s.default]))}",
               "REPORT_OUTPUTS ?= $(REPORT_DIR)/report.md",
               "$(REPORT_OUTPUTS) &: $(RUN)/stamps/report.sha256 $(DEPS_report) $(COMPARE_INPUTS) $(REPORT_CODE) "
-              "$(wildcard $(REPORT_DIR)/notes.md)",
+              "$(wildcard $(REPORT_DIR)/notes.md $(RUN)/stamps/layout)",
               f"\t{report.make_command.format(name='report')} $(RUN) --out $(REPORT_DIR)",
-              "_report: $(REPORT_OUTPUTS)", ""]  # fmt: skip
+              "_report: $(REPORT_OUTPUTS)", "endif", ""]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -119,6 +119,17 @@ CONFIG_CASES = [
         "data.tokenizer.path",
     ),
     ("hpc_nodes_zero", {"experiments/bad.yaml": dump(tiny_with(hpc__nodes=0))}, "hpc.nodes"),
+    ("sweep_unknown_key", {"experiments/bad.yaml": dump(tiny_with(sweep={"grid": {"train.lrr": [1]}}))}, "train.lrr"),
+    (
+        "sweep_zip_lengths",
+        {"experiments/bad.yaml": dump(tiny_with(sweep={"zip": {"train.lr": [1e-3, 2e-3], "train.steps": [4]}}))},
+        "sweep.zip.train.lr",
+    ),
+    (
+        "sweep_bad_value",
+        {"experiments/bad.yaml": dump(tiny_with(sweep={"grid": {"train.batch_size": [2, "many"]}}))},
+        "train.batch_size",
+    ),
     ("missing_file", {}, "experiments/bad.yaml"),
 ]
 
@@ -137,6 +148,7 @@ SET_CASES = [
     ("set_steps_list", ["train.steps=[1,2]"], "train.steps"),
     ("set_dup_flow", ['train="{steps: 1, steps: 2}"'], "duplicate key 'steps'"),
     ("set_task_typo", ["eval.harness.tasks=[labnote_rollin]"], "labnote_rolling"),
+    ("set_seeds_twice", ["repeat.seeds=[1,1]"], "repeat.seeds"),
 ]
 
 NAME_CASES = [
@@ -154,6 +166,8 @@ NAME_CASES = [
     ("argparse_command", ["cook"], "invalid choice"),
     ("argparse_missing", ["resolve"], "experiment"),
     ("bench_part_index", ["bench-part", "runs/tiny", "three"], "INDEX"),
+    ("member_unknown", ["resolve", "tiny", "--set", "repeat.seeds=[0]", "--member", "seed-3"], "MEMBER"),
+    ("aggregate_no_members", ["aggregate", "runs/tiny"], "members.json"),
 ]
 
 

@@ -44,3 +44,31 @@ def test_eval_harness_benchmark_at_ci_size(tmp_path: Path):
     assert record["total_s"] >= req["loglikelihood"]["seconds"] + req["generate_until"]["seconds"] > 0
     tasks = {m["task"] for m in record["metrics"]}
     assert tasks == {"bench_hellaswag", "bench_piqa", "bench_nq_open"}
+
+
+def test_batch_order_benchmark_at_ci_size(tmp_path: Path):
+    import batch_order
+
+    out = tmp_path / "batch.json"
+    record = batch_order.main(["--sequences", "20000", "--steps", "40", "--old-steps", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == record
+    assert record["steps_per_epoch"] == 20000 // 32 and record["steps"] == 40
+    for part in ("old_per_step", "indices", "indices_within_epoch", "batch", "batch_cached"):
+        assert record[part]["median_ms"] > 0 and record[part]["max_ms"] >= record[part]["median_ms"]
+    assert record["indices_epoch_start_ms"] > 0 and record["indices_amortised_ms"] > 0
+
+
+def test_prepare_throughput_benchmark_at_ci_size(tmp_path: Path):
+    import prepare_throughput
+
+    # A corpus given in the work directory is used as it is (building the default one reads gensim's sample).
+    docs = [f"document {i} é" + " word" * (i % 50) for i in range(300)]
+    (tmp_path / "corpus_0.01mb.txt").write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    out = tmp_path / "prep.json"
+    argv = ["--tokenizer", "bytes", "--mb", "0.01", "--workdir", str(tmp_path), "--out", str(out), "--in-process"]
+    record = prepare_throughput.main(argv)
+    assert json.loads(out.read_text()) == record
+    assert record["encoder"] == "byte table" and record["documents"] == 300 and record["token_dtype"] == "uint16"
+    assert record["bytes"] == sum(len(d.encode()) for d in docs)
+    assert record["tokens"] == record["bytes"] + record["documents"]  # one id per byte, EOS after each document
+    assert record["seconds"] > 0 and record["text_mb_per_s"] > 0 and record["peak_rss_mib"] > 0

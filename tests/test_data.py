@@ -3,15 +3,18 @@ with local files, and the one-line error for a dataset missing from the offline 
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SHARED, TINY, pipeline_cmd, pipeline_env, write_experiment
 
 from pipeline.config.schema import BPETokenizer, ByteTokenizer, FilesSource, HFSource
-from pipeline.data.sources import holdout_split, kjv_chapters, load_documents
-from pipeline.data.tokenizer import build_tokenizer, encode_documents
+from pipeline.data.prepare import TokenWriter, prepare_text_file
+from pipeline.data.sources import holdout_split, iter_text_documents, kjv_chapters, load_documents
+from pipeline.data.tokenizer import BatchEncoder, build_tokenizer, byte_table, encode_documents
 from pipeline.errors import DataError
 
 
@@ -81,8 +84,104 @@ def test_tokenizers_round_trip(spec, vocab):
     tok = build_tokenizer(spec, docs)
     assert len(tok) == vocab
     ids = encode_documents(tok, docs[:2])
-    assert ids.count(tok.eos_token_id) == 2
-    assert tok.decode(ids[: ids.index(tok.eos_token_id)]) == docs[0]
+    assert ids.dtype == np.uint16 and (ids == tok.eos_token_id).sum() == 2
+    assert tok.decode(ids[: int(np.argmax(ids == tok.eos_token_id))]) == docs[0]
+
+
+# Text that could trip a byte table: multi-byte UTF-8, emoji, controls, the EOS string itself, empty documents.
+TRICKY = ["hé", "", "日本語 \n\t x", "😀 a\x00b\x7f", "a<|endoftext|>b", "  ", "\r\n", "ÿ\u0100\uffff", "<|endoftext|>"]
+
+
+def reference_ids(tok, docs: list[str]) -> list[int]:
+    """What prepare wrote before it streamed: the tokenizer's own ids, EOS after each document."""
+    out: list[int] = []
+    for ids in tok(docs, add_special_tokens=False)["input_ids"]:
+        out += [*ids, tok.eos_token_id]
+    return out
+
+
+@pytest.mark.parametrize("spec, kind", [(ByteTokenizer(type="bytes"), "byte table"),
+                                        (BPETokenizer(type="bpe", vocab_size=300), "tokenizers batch")])  # fmt: skip
+def test_batch_encoder_gives_the_tokenizers_own_ids(spec, kind):
+    docs = kjv_chapters()[:40]
+    tok = build_tokenizer(spec, docs)
+    encoder = BatchEncoder(tok)
+    assert encoder.kind == kind
+    for batch in (docs, TRICKY[:4] + TRICKY[5:8], TRICKY, [TRICKY[1]]):  # with and without the EOS string
+        ids, nbytes = encoder.encode(batch)
+        assert ids.tolist() == reference_ids(tok, batch)
+        assert nbytes == sum(len(d.encode("utf-8")) for d in batch)
+    assert encode_documents(tok, TRICKY + docs[:3]).tolist() == reference_ids(tok, TRICKY + docs[:3])
+    tok.backend_tokenizer.enable_truncation(8)  # a tokenizer.json may carry truncation; prepare never truncates
+    assert encode_documents(tok, docs[:3]).tolist() == reference_ids(tok, docs[:3])
+    assert len(encode_documents(tok, docs[:3])) > 3 * 9
+
+
+def test_byte_table_only_for_plain_byte_tokenizers():
+    byte_tok = build_tokenizer(ByteTokenizer(type="bytes"), [])
+    table = byte_table(byte_tok)
+    assert table is not None and sorted(table.tolist()) == list(range(1, 257))  # EOS is 0
+    assert byte_table(build_tokenizer(BPETokenizer(type="bpe", vocab_size=300), kjv_chapters()[:20])) is None
+
+
+def test_token_writer_appends_chunks_into_one_memory_mapped_npy(tmp_path: Path):
+    path = tmp_path / "t.npy"
+    chunks = [np.arange(5, dtype=np.uint32), np.zeros(0, np.uint32), np.arange(1_000_003, dtype=np.uint32) % 70_000]
+    with TokenWriter(path, np.uint32) as out:
+        for chunk in chunks:
+            out.write(chunk)
+    back = np.load(path, mmap_mode="r")
+    assert isinstance(back, np.memmap) and back.dtype == np.uint32 and back.shape == (1_000_008,)
+    assert np.array_equal(back, np.concatenate(chunks))
+    with pytest.raises(TypeError, match="dtype int64"), TokenWriter(tmp_path / "u.npy", np.uint16) as out:
+        out.write(np.arange(3))
+
+
+def test_streamed_text_documents_equal_splitting_the_whole_file(tmp_path: Path):
+    text = "a\r\nb  \r\n \t\n\nc\x0c\n\n\n d \n e\n  \n\x0b\n f  \n\n\n" + "g" * 100_000 + "\n\nlast"
+    path = tmp_path / "t.txt"
+    path.write_bytes(text.encode("utf-8"))
+    whole = path.read_text(encoding="utf-8")  # universal newlines, as the stream reads it
+    expected = [b.strip() for b in re.split(r"\n\s*\n", whole) if b.strip()]
+    assert list(iter_text_documents(path)) == expected
+    assert expected[:3] == ["a\nb", "c", "d \n e"] and expected[-1] == "last"
+
+
+def test_prepare_text_file_streams_a_file_into_tokens(tmp_path: Path):
+    docs = ["first doc\nline two", "second doc é", "third"]
+    (tmp_path / "c.txt").write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    tok = build_tokenizer(ByteTokenizer(type="bytes"), [])
+    stats = prepare_text_file(tmp_path / "c.txt", tok, tmp_path / "out")
+    tokens = np.load(tmp_path / "out" / "train.npy", mmap_mode="r")
+    assert tokens.tolist() == reference_ids(tok, docs)
+    assert stats["documents"] == 3 and stats["tokens"] == tokens.size
+    assert stats["bytes"] == sum(len(d.encode()) for d in docs) and stats["characters"] == sum(map(len, docs))
+    assert stats["seconds"] > 0 and stats["text_mb_per_s"] > 0 and stats["tokens_per_s"] > 0
+
+
+def test_prepare_stage_writes_memory_mapped_splits_and_its_throughput(tmp_path: Path):
+    from pipeline import records
+    from pipeline.config.schema import Experiment
+    from pipeline.data.prepare import load_tokens, run_prepare
+    from pipeline.train.batches import as_sequences
+
+    cfg = Experiment.model_validate({"name": "tiny", **TINY})
+    run_prepare(cfg, tmp_path)
+    stats = records.PREPARED_STATS.read(tmp_path)
+    docs = load_documents(cfg.data.source, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.max_documents)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp_path / "prepared" / "tokenizer")
+    for split in ("train", "validation", "test"):
+        tokens = load_tokens(tmp_path, split)
+        assert isinstance(tokens, np.memmap) and tokens.dtype == np.uint16
+        assert tokens.tolist() == reference_ids(tok, docs[split])
+        assert stats.splits[split].tokens == tokens.size and stats.splits[split].documents == len(docs[split])
+        rows = as_sequences(tokens, 32)
+        assert np.shares_memory(rows, tokens)  # the rows are a view of the mapped file, not a copy
+    t = stats.throughput
+    assert t.encoder == "tokenizers batch" and t.encode_seconds > 0 and t.tokens_per_s > 0 and t.text_mb_per_s > 0
+    assert t.load_seconds >= 0 and t.tokenizer_seconds > 0
 
 
 @pytest.mark.slow  # seconds: a subprocess or a real filesystem fault; `make test` runs it

@@ -25,7 +25,9 @@ from pipeline.stages import run_targets, stage_hashes
 
 
 def to_dict(cfg: Experiment) -> dict:
-    return cfg.model_dump(mode="json")
+    # repeat:/sweep: are left out when unset: a member's config.yaml, like every run made before they existed.
+    d = cfg.model_dump(mode="json")
+    return {k: v for k, v in d.items() if v is not None or k not in ("repeat", "sweep")}
 
 
 def to_yaml(cfg: Experiment) -> str:
@@ -60,7 +62,9 @@ def data_fingerprint(cfg: Experiment) -> dict:
     return {}
 
 
-def freeze(cfg: Experiment, run: RunDir, overrides: list[str] | tuple = ()) -> dict[str, bool]:
+def freeze(
+    cfg: Experiment, run: RunDir, overrides: list[str] | tuple = (), member: str | None = None
+) -> dict[str, bool]:
     """Write config.yaml, resolve.json (how it was made) and the stage stamps; return which stamps changed."""
     write_if_changed(run.config, to_yaml(cfg))
     how = {
@@ -69,6 +73,11 @@ def freeze(cfg: Experiment, run: RunDir, overrides: list[str] | tuple = ()) -> d
         "overrides": list(overrides),
         "config_hash": config_hash(cfg),
     }
+    if member:
+        how["member"] = member
+    layout = run.root / "stamps" / "layout"
+    if layout.is_file():  # it held members before: the report must be re-rendered as a single run's
+        write_if_changed(layout, "single\n")
     write_if_changed(run.root / "resolve.json", json.dumps(how, indent=2) + "\n")
     write_if_changed(run.root / "stamps" / "targets.mk", run_targets(cfg))
     return {stage: write_if_changed(run.stamp(stage), h + "\n") for stage, h in stage_hashes(cfg).items()}

@@ -351,6 +351,56 @@ class ReportConfig(Section):
         return list(self.language) if isinstance(self.language, list) else [self.language]
 
 
+# --------------------------------------------------------------------------- repeats and sweeps
+class RepeatConfig(Section):
+    """Run the experiment once per seed (pipeline/sweep.py); `make … SEEDS="0 1 2"` sets it from the command line."""
+
+    seeds: list[int] = Field(min_length=1, description="train.seed of each member run: runs/<EXP>/seed-<n>/")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, value):
+        if len(set(value)) != len(value):
+            raise ValueError(f"repeat.seeds: name each seed once, got {value}")
+        return value
+
+
+class SweepConfig(Section):
+    """Hyperparameter points (pipeline/sweep.py): each point is a member run in runs/<EXP>/<point>/."""
+
+    grid: dict[str, list] = Field(
+        default_factory=dict, description="dotted key -> values; every combination is a point (last key fastest)"
+    )
+    zip: dict[str, list] = Field(
+        default_factory=dict, description="dotted key -> values, all the same length, taken side by side"
+    )
+
+    @model_validator(mode="after")
+    def _lists(self) -> SweepConfig:
+        for part in ("grid", "zip"):
+            for key, values in getattr(self, part).items():
+                if not values:
+                    raise ValueError(f"sweep.{part}.{key}: give at least one value")
+                if len({repr(v) for v in values}) != len(values):
+                    raise ValueError(f"sweep.{part}.{key}: name each value once, got {values}")
+        lengths = {key: len(values) for key, values in self.zip.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
+            first = next(iter(self.zip))
+            raise ValueError(f"sweep.zip.{first}: zip lists must have the same length, got {shown}")
+        both = set(self.grid) & set(self.zip)
+        if both:
+            key = sorted(both)[0]
+            raise ValueError(f"sweep.zip.{key}: given in sweep.grid too; put each key in one of them")
+        if not self.grid and not self.zip:
+            raise ValueError("sweep.grid: give at least one key to sweep (sweep.grid or sweep.zip)")
+        return self
+
+    @property
+    def keys(self) -> list[str]:
+        return [*self.grid, *self.zip]
+
+
 class ImportInfo(Section):
     """A run trained/evaluated by another tool and converted by `make import` (pipeline/importers/)."""
 
@@ -387,6 +437,8 @@ class Experiment(Section):
         default_factory=list,
         description="goals checked against the run's numbers, e.g. 'eval.perplexity < 40' (pipeline/report/expect.py)",
     )
+    repeat: RepeatConfig | None = Field(None, description="one member run per seed (runs/<EXP>/seed-<n>/)")
+    sweep: SweepConfig | None = Field(None, description="one member run per point (runs/<EXP>/<point>/)")
 
     @property
     def active_stages(self) -> list[str]:
@@ -426,12 +478,31 @@ class Experiment(Section):
         validate(self.expect, bool(self.report.compare_to))
         if "bench" in (self.stages or []) and not self.bench:
             raise ValueError("stages: 'bench' needs a bench: section")
+        if self.sweep:
+            self._check_swept_keys()
         tok = self.data.tokenizer
         if self.model.vocab_size and isinstance(tok, BPETokenizer) and self.model.vocab_size < tok.vocab_size:
             raise ValueError(
                 f"model.vocab_size: must be >= data.tokenizer.vocab_size={tok.vocab_size}, got {self.model.vocab_size}"
             )
         return self
+
+    def _check_swept_keys(self) -> None:
+        from pipeline.sweep import NOT_SWEPT, lookup
+
+        for part in ("grid", "zip"):
+            for key in getattr(self.sweep, part):
+                where = f"sweep.{part}.{key}"
+                if key in NOT_SWEPT or key.split(".")[0] in NOT_SWEPT:
+                    hint = " (use repeat.seeds)" if key == "train.seed" else ""
+                    raise ValueError(f"{where}: cannot be swept{hint}")
+                try:
+                    value = lookup(self, key)
+                except AttributeError as exc:
+                    raise ValueError(f"{where}: unknown key ({exc})") from None
+                if isinstance(value, Section):
+                    first = next(iter(type(value).model_fields))
+                    raise ValueError(f"{where}: is a section; sweep its keys, e.g. {key}.{first}")
 
     @property
     def seq_len(self) -> int:

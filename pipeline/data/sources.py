@@ -24,6 +24,7 @@ import importlib.util
 import json
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.config.schema import BuiltinSource, FilesSource, HFSource
@@ -180,13 +181,39 @@ def file_splits(source: FilesSource) -> dict[str, list[str]]:
     return {split: [d for p in getattr(source, split) for d in read_file(p, source)] for split in SPLITS}
 
 
+def iter_text_documents(path: Path) -> Iterator[str]:
+    """The blocks of a text file separated by blank lines, stripped, read line by line (a file of any size).
+
+    The same documents as `re.split(r"\\n\\s*\\n", text)`: a run of whitespace holding two newlines is exactly a
+    whitespace-only line.
+
+    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "t.txt"; _ = p.write_text("a\\nb  \\n \\t\\n\\n c\\n")
+    >>> list(iter_text_documents(p))
+    ['a\\nb', 'c']
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines: list[str] = []
+            for line in fh:
+                if line.isspace():
+                    if doc := "".join(lines).strip():
+                        yield doc
+                    lines = []
+                else:
+                    lines.append(line)
+            if doc := "".join(lines).strip():
+                yield doc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read as UTF-8 text ({exc.__class__.__name__})") from None
+
+
 def read_file(path: Path, source: FilesSource) -> list[str]:
+    if source.format == "text":
+        return list(iter_text_documents(path))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read as UTF-8 text ({exc.__class__.__name__})") from None
-    if source.format == "text":
-        return [block.strip() for block in re.split(r"\n\s*\n", text) if block.strip()]
     docs = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():

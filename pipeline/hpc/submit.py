@@ -32,13 +32,20 @@ SUBMIT = {"slurm": ["sbatch", "--parsable"], "pjm": ["pjsub"]}
 
 
 def make_command(
-    cfg: Experiment, overrides: list[str], make_args: str, target: str = "report", shell_tail: str = ""
+    cfg: Experiment,
+    overrides: list[str],
+    make_args: str,
+    target: str = "report",
+    shell_tail: str = "",
+    shell_target: str | None = None,
 ) -> str:
-    """The job's make line; `shell_tail` is appended unquoted (it may hold $VARIABLES for the job's shell)."""
+    """The job's make line; `shell_tail` is appended unquoted (it may hold $VARIABLES for the job's shell), and
+    `shell_target` replaces the target unquoted (e.g. `"member/report/${MEMBERS[$SLURM_ARRAY_TASK_ID]}"`)."""
     parts = ["make", target, f"EXP={cfg.name}", *shlex.split(make_args)]
     if overrides:
         parts.append(f"SET={' '.join(overrides)}")
-    return shlex.join(parts) + (f" {shell_tail}" if shell_tail else "")
+    line = shlex.join(parts) if shell_target is None else f"make {shell_target} {shlex.join(parts[2:])}"
+    return line + (f" {shell_tail}" if shell_tail else "")
 
 
 def render_job(
@@ -90,6 +97,7 @@ def submit(
     dry_run: bool = False,
     script: str | None = None,
     name: str | None = None,
+    submit_args: tuple[str, ...] = (),
 ) -> dict:
     project = Path.cwd().resolve()
     run = RunDir(project / "runs" / cfg.name)
@@ -99,9 +107,11 @@ def submit(
     write_text(path, script)
     path.chmod(0o777 & ~current_umask())  # executable, readable as the umask allows
     record = {"sched": sched, "script": str(path.relative_to(project)), "submitted_utc": stamp, "job_id": None}
+    command = [*SUBMIT[sched], *submit_args]
+    if submit_args:
+        record["command"] = shlex.join([*command, record["script"]])
     if dry_run:
         return record
-    command = SUBMIT[sched]
     if shutil.which(command[0]) is None:
         raise UserError(
             f"{command[0]}: not found; submit from a {sched} login node (or DRY_RUN=1 to only write "
@@ -151,3 +161,54 @@ def submit_bench_array(
         script=render_job(cfg, sched, overrides, make_args, project, make_cmd=collect, dependency=dependency),
     )
     return [array, report]
+
+
+def _members_line(members: list) -> str:
+    """The job's bash array of member directories (array task i runs member i)."""
+    return f"MEMBERS=({' '.join(shlex.quote(m.name) for m in members)})"
+
+
+def submit_members(
+    cfg: Experiment, members: list, sched: str, overrides: list[str], make_args: str, dry_run: bool = False
+) -> list[dict]:
+    """A repeat/sweep: every member as one task of a Slurm job array (a PJM bulk job), each running that member's
+    `make report` (pipeline/member.py records how it ended); with Slurm, then a job that waits for all of them
+    (afterany: failed members too) and writes the aggregate report."""
+    project, n = Path.cwd().resolve(), len(members)
+    index = {"slurm": "$SLURM_ARRAY_TASK_ID", "pjm": "$PJM_BULKNUM"}[sched]
+    task = make_command(cfg, overrides, make_args, shell_target=f'"member/report/${{MEMBERS[{index}]}}"')
+    script = render_job(
+        cfg,
+        sched,
+        overrides,
+        make_args,
+        project,
+        make_cmd=f"{_members_line(members)}\n{task}",
+        array=f"0-{n - 1}" if sched == "slurm" else None,
+        log_name="slurm-%A_%a.out",
+    )
+    bulk = ("--bulk", "--sparam", f"0-{n - 1}") if sched == "pjm" else ()
+    array = submit(cfg, sched, overrides, make_args, dry_run, script=script, name=f"{sched}-members", submit_args=bulk)
+    if sched == "pjm":
+        # PJM cannot make a job wait for a bulk job; the aggregate is one command once the bulk job has ended.
+        array["then"] = make_command(cfg, overrides, make_args, "aggregate")
+        return [array]
+    dependency = f"afterany:{array['job_id']}" if array["job_id"] else "afterany:<array job id>"
+    aggregate = submit(
+        cfg,
+        sched,
+        overrides,
+        make_args,
+        dry_run,
+        name="slurm-aggregate",
+        script=render_job(
+            cfg,
+            sched,
+            overrides,
+            make_args,
+            project,
+            make_cmd=make_command(cfg, overrides, make_args, "aggregate"),
+            dependency=dependency,
+        ),
+    )
+    return [array, aggregate]

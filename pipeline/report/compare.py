@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.dotted import flatten
+from pipeline.errors import UserError
 from pipeline.report import stats, tables
 from pipeline.report.i18n import N_, Msg
 from pipeline.report.loader import Run
@@ -321,3 +322,156 @@ def comparison(base: Run, run: Run) -> dict:
         "metrics": metric_rows(base, run),
         "no_op": no_op(base, run, diff),
     }
+
+
+# --------------------------------------------------------------------------- experiments with several seeds
+@dataclass
+class SeedGroup:
+    """One side of a noise-aware comparison: an experiment's completed member runs (one for a plain run)."""
+
+    name: str
+    runs: list[Run]
+
+
+def seed_group(exp_runs_dir, reports_dir=None) -> SeedGroup | None:
+    """`runs/<EXP>/` as a SeedGroup: the completed members of a seeds experiment (`members.json`), or the run itself;
+    None when neither exists."""
+    from pathlib import Path
+
+    from pipeline.report import aggregate
+    from pipeline.report.loader import load_run
+
+    exp_runs_dir = Path(exp_runs_dir)
+    if aggregate.is_aggregate(exp_runs_dir):
+        members, results = aggregate.load_members(exp_runs_dir, Path(reports_dir or "reports") / exp_runs_dir.name)
+        if len(aggregate.points_of(results)) > 1:
+            raise UserError(
+                f"{exp_runs_dir.name} is a sweep: its points are compared with each other in "
+                f"reports/{exp_runs_dir.name}/report.md; compare one point's run directory instead"
+            )
+        return SeedGroup(exp_runs_dir.name, [r.run for r in results if r.ok and r.run is not None])
+    if (exp_runs_dir / "config.yaml").is_file():
+        return SeedGroup(exp_runs_dir.name, [load_run(exp_runs_dir)])
+    return None
+
+
+SEED_TESTS = {
+    "Welch t": N_("Welch t over per-seed values"),
+    "McNemar (exact)": N_("McNemar (exact), paired items"),
+    "paired bootstrap": N_("paired bootstrap over items (per-item mean over seeds)"),
+}
+
+
+def seed_verdict(test: stats.Test | None, n_a: int, n_b: int, higher_better: bool) -> Msg:
+    """Within seed noise, or better/worse beyond it, from a test; with one seed on a side the noise is unknown."""
+    if test is None:
+        return N_("noise unknown: {a} and {b} seed(s), need 2 each", a=n_a, b=n_b)
+    if not test.significant:
+        return N_("within seed noise (p = {p:.3g})", p=test.p)
+    better = (test.delta > 0) == higher_better
+    return N_("better beyond noise") if better else N_("worse beyond noise")
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _same_items_test(base: SeedGroup, run: SeedGroup, task: str, metric: str, filt) -> stats.Test | None:
+    """The paired per-item test when every run of both sides scored the same items: each item's score averaged over
+    a side's seeds (McNemar when that leaves 0/1 scores, a paired bootstrap otherwise)."""
+    sides = []
+    for group in (base, run):
+        per_run = [_item_values(r.samples.get(task) or [], metric, filt) for r in group.runs]
+        if not per_run or any(not v for v in per_run):
+            return None
+        sides.append(per_run)
+    keys = set(sides[0][0])
+    if any(set(v) != keys for side in sides for v in side):
+        return None
+    order = sorted(keys, key=str)
+    means = []
+    for side in sides:
+        values = [[v[k] for v in side] for k in order]
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for row in values for x in row):
+            return None
+        means.append([float(np.mean(row)) for row in values])
+    return stats.paired(means[0], means[1])
+
+
+def seed_comparison(base: SeedGroup, run: SeedGroup) -> dict:
+    """Every headline metric of two experiments: per-seed finals by Welch's t test (mean difference, 95% CI, p);
+    lm-eval scores by the paired per-item test where both sides scored the same items, else Welch over seeds."""
+    from pipeline.report import aggregate
+
+    vals_a = [aggregate.member_values(r) for r in base.runs]
+    vals_b = [aggregate.member_values(r) for r in run.runs]
+    rows = []
+    for key, (label, higher_better, _spec) in aggregate.HEADLINE.items():
+        a = [v[key] for v in vals_a if v.get(key) is not None]
+        b = [v[key] for v in vals_b if v.get(key) is not None]
+        if a or b:
+            rows.append(_seed_row(label, a, b, higher_better, stats.welch(a, b)))
+        if key == "tokens_per_s" and rows and rows[-1]["delta"] is not None:
+            _host_load_guard(rows[-1], base, run)
+    h_a = [aggregate.harness_values(r) for r in base.runs]
+    h_b = [aggregate.harness_values(r) for r in run.runs]
+    common = set.intersection(*(set(h) for h in h_a + h_b)) if h_a and h_b else set()
+    for key in sorted(common, key=str):
+        a = [h[key]["value"] for h in h_a if h[key]["value"] is not None]
+        b = [h[key]["value"] for h in h_b if h[key]["value"] is not None]
+        higher_better = h_a[0][key]["higher_is_better"]
+        test = _same_items_test(base, run, *key) or stats.welch(a, b)
+        rows.append(_seed_row(aggregate.harness_label(key), a, b, higher_better, test))
+    diff = []
+    if base.runs and run.runs:
+        diff = [d for d in config_diff(base.runs[0].config, run.runs[0].config) if d["key"] != "train.seed"]
+    return {
+        "n_base": len(base.runs),
+        "n_run": len(run.runs),
+        "noise_known": len(base.runs) >= 2 and len(run.runs) >= 2,
+        "rows": rows,
+        "diff": diff,
+        "guards": [vars(g) for g in guards(base.runs[0], run.runs[0])] if base.runs and run.runs else [],
+    }
+
+
+def _host_load_guard(row: dict, base: SeedGroup, run: SeedGroup) -> None:
+    """Throughput measured under different load from other processes is not comparable (HOST_LOAD_LIMIT)."""
+    loads = []
+    for group in (base, run):
+        values = [v for r in group.runs if (v := host_load(r)) is not None]
+        loads.append(_mean(values) if len(values) == len(group.runs) else None)
+    la, lb = loads
+    if la is None or lb is None:
+        row["verdict"] = N_("host load unknown: no verdict")
+    elif abs(la - lb) > HOST_LOAD_LIMIT:
+        row["verdict"] = N_("not comparable: host load differs ({a:.0%} vs {b:.0%})", a=la, b=lb)
+
+
+def _seed_row(label, a: list[float], b: list[float], higher_better: bool, test: stats.Test | None) -> dict:
+    old, new = _mean(a), _mean(b)
+    row = {"metric": label, "baseline": old, "run": new, "n_base": len(a), "n_run": len(b)}
+    row.update(delta=None, low=None, high=None, p=None, test=None, verdict="—")
+    if old is None or new is None:
+        return row
+    row["delta"] = new - old
+    if test is not None:
+        row.update(low=test.low, high=test.high, p=test.p, test=SEED_TESTS.get(test.test, test.test))
+    if test is not None and test.test != "Welch t":
+        row["verdict"] = item_verdict(test, len(a), len(b), higher_better)
+    else:
+        row["verdict"] = seed_verdict(test, len(a), len(b), higher_better)
+    return row
+
+
+def item_verdict(test: stats.Test, n_a: int, n_b: int, higher_better: bool) -> Msg:
+    """A paired test over items knows the items' noise, not the seeds': with one seed on a side it says so."""
+    if not test.significant:
+        verdict = N_("within item noise (p = {p:.3g})", p=test.p)
+    elif (test.delta > 0) == higher_better:
+        verdict = N_("better beyond item noise")
+    else:
+        verdict = N_("worse beyond item noise")
+    if min(n_a, n_b) < 2:
+        return N_("{verdict}; seed noise unknown (one seed)", verdict=verdict)
+    return verdict

@@ -48,10 +48,16 @@ class Section:
 
 
 def load_baseline(run: Run, cfg: Experiment) -> Run | None:
+    """The `report.compare_to` run: `runs/<name>/`, or, when that experiment has several seeds, its member with this
+    run's seed (else its first completed member); its seed noise is compared in the experiments' aggregate reports."""
     if not cfg.report.compare_to:
         return None
-    base_dir = Path(run.root).parent / cfg.report.compare_to
-    return load_run(base_dir) if (base_dir / "config.yaml").is_file() else None
+    from pipeline.report import aggregate
+
+    base_dir = aggregate.runs_root(run) / cfg.report.compare_to
+    if aggregate.is_aggregate(base_dir):
+        base_dir = aggregate.matching_member(base_dir, cfg.train.seed)
+    return load_run(base_dir) if base_dir is not None and (base_dir / "config.yaml").is_file() else None
 
 
 def _first_last(frame, column):
@@ -150,10 +156,15 @@ def comparison(r: Report) -> dict:
         return {"compare": None}
     if r.baseline is None:
         return {"compare": {"baseline": r.cfg.report.compare_to, "missing": True}}
+    from pipeline.report import aggregate
+
+    base_exp = aggregate.runs_root(r.run) / r.cfg.report.compare_to
+    member = Path(r.baseline.root).relative_to(base_exp).as_posix() if aggregate.is_aggregate(base_exp) else None
     return {
         "compare": {
             **compare.comparison(r.baseline, r.run),
             "missing": False,
+            "baseline_member": member,
             "plot": plots.overlay_plot(r.baseline, r.run, r.report_dir, r.lang),
         }
     }

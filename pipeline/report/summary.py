@@ -49,7 +49,11 @@ def _baseline(run_dir: Path, name: str | None) -> dict | None:
     """The baseline's name and files (None while it has no run directory: the checks then run without it)."""
     if not name:
         return None
+    from pipeline.report.aggregate import is_aggregate
+
     base = Path(run_dir).parent / name
+    if is_aggregate(base):  # a seeds experiment: which member stands in depends on its members.json and runs
+        return {"name": name, "files": fingerprint(base), "aggregate": True}
     return {"name": name, "files": fingerprint(base) if (base / "config.yaml").is_file() else None}
 
 
@@ -118,6 +122,12 @@ def current(run_dir: Path) -> records.Summary:
         return cached
     now = sources(run_dir)
     run = load_run(run_dir)
-    base = now["baseline"]
-    baseline = load_run(Path(run_dir).parent / base["name"]) if base and base["files"] is not None else None
+    base, baseline = now["baseline"], None
+    if base and base["files"] is not None:
+        base_dir = Path(run_dir).parent / base["name"]
+        if base.get("aggregate"):  # the member with this run's seed, as the report's own checks pick it
+            from pipeline.report.aggregate import matching_member
+
+            base_dir = matching_member(base_dir, (run.config.get("train") or {}).get("seed"))
+        baseline = load_run(base_dir) if base_dir is not None else None
     return write(run_dir, run, baseline, now)

@@ -93,7 +93,7 @@ class Trainer:
 
         tc = cfg.train
         tokenizer = AutoTokenizer.from_pretrained(run.prepared / "tokenizer")
-        train_seq = as_sequences(load_tokens(run.root, "train"), cfg.seq_len)
+        train_seq = as_sequences(load_tokens(run.root, "train", random_access=True), cfg.seq_len)
         val_seq = as_sequences(load_tokens(run.root, "validation"), cfg.seq_len)
         plan = BatchPlan(len(train_seq), tc.batch_size, tc.grad_accum, rt.world_size, rt.rank)
         if plan.steps_per_epoch < 1:

@@ -35,7 +35,7 @@ SET_ARGS := $(if $(SET_ALL),--set "$(SET_ALL)")
 NAME_RE := ^[A-Za-z0-9][A-Za-z0-9._-]*$$
 # The stage names come from the stage table (pipeline/stages.mk, included further down once the run's targets are known).
 EXP_GOALS := $(shell sed -n 's/^STAGES := //p' pipeline/stages.mk) resolve check data clean submit import bench-part \
-             bench-collect html aggregate
+             bench-collect html aggregate peek
 bad_name = $(shell n='$(subst ','"'"',$(2))'; [[ "$$n" =~ $(NAME_RE) ]] || { [ -n "$$n" ] && w="'$$n' is not a valid name" \
   || w=empty; printf 'error: %s: %s: use letters, digits, ., _ and -, starting with a letter or digit\n' '$(1)' "$$w" >&2; \
   echo bad; })
@@ -104,7 +104,7 @@ endif
 LOCK_PY := $(if $(filter native,$(RUNTIME)),$(PY),$(PYTHON))
 LOCK = $(LOCK_PY) -m pipeline.lock $(RUN) $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 
-.PHONY: test-fast compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train gpu-wheels gpu-check submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
+.PHONY: peek test-fast compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train bench-import gpu-wheels gpu-check submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
 
 help: ## this list: every public target, one line each
 	@echo 'labnote: experiment YAML -> runs/<EXP>/ -> reports/<EXP>/report.md (EXP=… names the experiment)'
@@ -223,6 +223,11 @@ $(COMPARE_FILES) &: $(call run_files,$(EXPS)) $(REPORT_CODE) | $(HOST_STAMP)
 compare-needs-exps:
 	@echo 'error: EXPS: name at least two experiments, e.g. make compare EXPS="smoke smoke_lr"' >&2; exit 2
 
+# A live look at a run whose train stage is still at work (from another shell, or a job's periodic step): the
+# report from its logs so far into reports/<EXP>/peek/, status "running". No lock, no stamps: the stage never waits.
+peek: $(HOST_STAMP) ## the report so far while the train stage runs -> reports/<EXP>/peek/report.md (no lock)
+	@$(PY) -m pipeline peek $(RUN) --out $(REPORT_DIR)/peek
+
 # Runs trained/evaluated by other tools -> runs/<EXP>/, then `make report EXP=<EXP>` as usual:
 #   make import SRC=<dir or file> FROM=<tool> EXP=<name> [MAP="loss=col …"] [STEPS=N]   (tools: python -m pipeline import --help)
 SRC ?=
@@ -270,6 +275,11 @@ bench-eval: $(VENV_STAMP) ## time the harness path on seed-000-shaped tasks (BEN
 BENCH_TRAIN_ARGS ?= --device cuda
 bench-train: $(VENV_STAMP) ## tokens/s, MFU, overhead over a bare loop (BENCH_TRAIN_ARGS=…)
 	$(PY) benchmarks/train_throughput.py $(BENCH_TRAIN_ARGS)
+
+# Import speed: every importer on synthetic 10K / 100K-entry sources (benchmarks/synthetic_sources.py), read and
+# write timed apart; CPU only. One source, smaller: make bench-import BENCH_IMPORT_ARGS="--sizes 1000 --sources lingua"
+bench-import: $(VENV_STAMP) ## time every importer on synthetic 10K/100K-entry sources (BENCH_IMPORT_ARGS=…)
+	$(PY) benchmarks/import_scale.py $(BENCH_IMPORT_ARGS)
 
 # The one GPU check (benchmarks/gpu_check.sh, ≤ 8 min on one H100/H200). A GPU machine may have no network: on a
 # machine with one, `make gpu-wheels` downloads every pin of requirements.lock (the whole closure, torch excluded;

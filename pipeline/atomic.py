@@ -7,6 +7,7 @@ nothing written here carries a secret-looking value.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -76,3 +77,9 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of a file, read in blocks (checkpoint checksums, an import's source files)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -159,10 +159,8 @@ def cmd_aggregate(args) -> None:
     run_root = check_run_dir(args.run_dir)
     if not records.MEMBERS.at(run_root).is_file():
         raise UserError(f"{records.MEMBERS.at(run_root)}: not found; 'make resolve EXP={run_root.name}' writes it")
-    try:
-        from pipeline.report.aggregate import run_aggregate
-    except ImportError:
-        raise UserError("aggregate: not implemented (pipeline/report/aggregate.py missing)") from None
+    from pipeline.report.aggregate import run_aggregate
+
     out = Path(args.out) if args.out else Path("reports") / run_root.name
     with _locked(run_root):
         for path in run_aggregate(run_root, out):
@@ -174,6 +172,15 @@ def cmd_html(args) -> None:
 
     for report in args.reports:
         log.info("wrote %s", write_html(Path(report)))
+
+
+def cmd_peek(args) -> None:
+    from pipeline.names import check_run_dir
+    from pipeline.report.render import peek
+
+    run_dir = check_run_dir(args.run_dir)
+    for path in peek(run_dir, Path(args.out)):
+        log.info("wrote %s", path)
 
 
 def cmd_bench_part(args) -> None:
@@ -227,7 +234,7 @@ def _stage(name: str):
             main_rank = name != "report" and int(os.environ.get("RANK", "0")) == 0
             if main_rank:  # provenance first: a crash never leaves a stage marked done without its record
                 record_stage(RunDir(run_dir), name, started, None, None, config_hash(cfg))
-            func = STAGE[name].function()
+            func = STAGE[name].function(cfg)
             out = func(cfg, run_dir, Path(args.out)) if getattr(args, "out", None) else func(cfg, run_dir)
             ended = datetime.now(UTC).isoformat(timespec="seconds")
             if main_rank:
@@ -310,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("html", help="report.md -> a self-contained report.html (images inlined)")
     p.add_argument("reports", nargs="+", metavar="report.md")
     p.set_defaults(func=cmd_html)
+    p = sub.add_parser("peek", help="the report so far of a running train stage (no lock taken)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="folder for the live report, e.g. reports/<experiment>/peek")
+    p.set_defaults(func=cmd_peek)
     p = sub.add_parser("bench-part", help="one variant of a sweep (a job-array task), or 'collect' the parts")
     p.add_argument("run_dir")
     p.add_argument("index", help="variant index (0-based), or 'collect'")

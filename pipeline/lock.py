@@ -58,6 +58,18 @@ def _read_info(run_dir: Path) -> dict:
         return {}
 
 
+def holder(run_dir: Path) -> dict | None:
+    """Who holds the run's lock, read from .lock.info without touching the lock (`make peek` must never block
+    a stage); None when nobody does (no record, or a holder on this host that is gone)."""
+    info = _read_info(Path(run_dir))
+    if not info or not (Path(run_dir) / LOCK_NAME).exists():
+        return None
+    pid = info.get("pid")
+    if info.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+        return None
+    return info
+
+
 def describe(info: dict) -> str:
     if not info:
         return "another labnote command (no holder recorded: a job-array task holding it shared?)"

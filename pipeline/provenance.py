@@ -51,21 +51,29 @@ def safe_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in sorted(env.items()) if k.startswith(ENV_PREFIXES) and not SECRET.search(k)}
 
 
-def _run(cmd: list[str]) -> str | None:
+def _run(cmd: list[str], cwd: Path | None = None) -> str | None:
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=True, cwd=cwd)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout
 
 
-def git_state() -> dict:
-    commit = _run(["git", "rev-parse", "HEAD"])
+def git_toplevel(folder: Path) -> Path | None:
+    """The repository a folder belongs to, or None."""
+    top = _run(["git", "rev-parse", "--show-toplevel"], cwd=folder)
+    return Path(top.strip()).resolve() if top else None
+
+
+def git_state(cwd: Path | None = None) -> dict:
+    """This project's git state, or (`cwd`) that of the repository holding another folder (a train.command's
+    script)."""
+    commit = _run(["git", "rev-parse", "HEAD"], cwd)
     if commit is None:
         return {"commit": None, "dirty": None, "diff_sha256": None}
     # Generated reports are outputs, not code: they do not make the tree dirty.
-    status = _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports"]) or ""
-    diff = _run(["git", "diff", "HEAD", "--", ".", ":!reports"]) or ""
+    status = _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports"], cwd) or ""
+    diff = _run(["git", "diff", "HEAD", "--", ".", ":!reports"], cwd) or ""
     return {
         "commit": commit.strip(),
         "dirty": bool(status.strip()),

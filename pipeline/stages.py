@@ -13,6 +13,11 @@ Adding a stage: one `Stage(...)` entry below, plus its module with `run_<name>`;
 (('prepare',), 'train/DONE')
 >>> active_stages({"stages": None, "bench": {"variants": []}, "imported": None})
 ['prepare', 'train', 'eval', 'bench']
+
+A `train.command` trains on its own data: no prepare, and eval only when it names a checkpoint.
+
+>>> active_stages({"stages": None, "bench": None, "imported": None, "train": {"command": "python t.py"}})
+['train']
 """
 
 from __future__ import annotations
@@ -37,15 +42,21 @@ class Stage:
     default: bool = True  # in the default stage list (bench: only when the config has a bench: section)
     make_command: str = "$(RUN_PY) -m pipeline {name}"  # the Make recipe, before the run directory
     code: tuple[str, ...] = field(default=())  # files whose edits rerun it (others: `make clean`)
+    command_run: str | None = None  # "module:function" instead of `run` when the experiment gives train.command
 
     @property
     def done(self) -> str:
         """The marker Make waits for, relative to the run directory."""
         return f"{self.output}/DONE"
 
-    def function(self) -> Callable:
-        module, _, name = self.run.partition(":")
+    def function(self, cfg=None) -> Callable:
+        target = self.command_run if self.command_run and cfg is not None and cfg.train.command else self.run
+        module, _, name = target.partition(":")
         return getattr(importlib.import_module(module), name)
+
+    def needs_for(self, config: dict) -> tuple[str, ...]:
+        """`needs`, except that a train.command prepares nothing for it to need."""
+        return () if self.command_run and _command(config) else self.needs
 
 
 # --------------------------------------------------------------------------- what each stamp hashes
@@ -58,6 +69,10 @@ def _prepare_inputs(cfg, d: dict, _h: dict) -> dict:
 
 
 def _train_inputs(cfg, d: dict, h: dict) -> dict:
+    if cfg.train.command:  # the command as it runs, with its placeholders' values; no model or data of ours
+        from pipeline.train.external import Expanded
+
+        return {"train": d["train"], "command": Expanded(cfg).stamp()}
     return {"prepare": h["prepare"], "model": d["model"], "train": d["train"], "seq_len": cfg.seq_len}
 
 
@@ -91,6 +106,7 @@ STAGES: tuple[Stage, ...] = (
         _train_inputs,
         needs=("prepare",),
         make_command="$(TRAIN_CMD)",
+        command_run="pipeline.train.external:run_external",
     ),  # fmt: skip
     Stage(
         "eval",
@@ -131,7 +147,13 @@ def active_stages(config: dict) -> list[str]:
         return []
     if config.get("stages") is not None:
         return list(config["stages"])
+    if _command(config):
+        return ["train"] + (["eval"] if (config.get("train") or {}).get("checkpoint") else [])
     return [s.name for s in STAGES if s.default] + (["bench"] if config.get("bench") else [])
+
+
+def _command(config: dict) -> bool:
+    return bool((config.get("train") or {}).get("command"))
 
 
 def stage_hashes(cfg) -> dict[str, str]:
@@ -145,8 +167,9 @@ def stage_hashes(cfg) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- Make
-def _deps(stage: Stage, active: list[str]) -> list[str]:
-    return [f"$(RUN)/{STAGE[n].done}" for n in stage.needs + tuple(a for a in stage.after if a in active)]
+def _deps(stage: Stage, active: list[str], config: dict | None = None) -> list[str]:
+    needs = stage.needs_for(config or {})
+    return [f"$(RUN)/{STAGE[n].done}" for n in needs + tuple(a for a in stage.after if a in active)]
 
 
 def make_fragment() -> str:
@@ -185,18 +208,31 @@ def report_files(cfg) -> list[str]:
     return [f"report{'' if lang == 'en' else '.' + lang}.md" for lang in languages]
 
 
-def run_targets(cfg) -> str:
+def _failed_command(cfg, run_root) -> bool:
+    """A train.command whose last run failed: its train/DONE records the failure for the report, and the next
+    `make` runs the command again (FORCE) instead of taking that DONE as done."""
+    if not cfg.train.command or run_root is None:
+        return False
+    from pipeline import records
+
+    return records.TRAIN_DONE.read(run_root).status == "failed"
+
+
+def run_targets(cfg, run_root=None) -> str:
     """runs/<EXP>/stamps/targets.mk: this run's prerequisites for the rules in stages.mk."""
-    active = cfg.active_stages
+    active, config = cfg.active_stages, {"train": cfg.train.model_dump()}
     lines = ["# written by `python -m pipeline resolve` from pipeline/stages.py; do not edit"]
+    rerun = _failed_command(cfg, run_root)
     for stage in STAGES[:-1]:
-        lines.append(f"DEPS_{stage.name} := {' '.join(_deps(stage, active))}".rstrip())
+        deps = _deps(stage, active, config) + (["FORCE"] if stage.name == "train" and rerun else [])
+        lines.append(f"DEPS_{stage.name} := {' '.join(deps)}".rstrip())
     report = [f"$(RUN)/{STAGE[n].done}" for n in active] + (["$(RUN)/import/import.json"] if cfg.imported else [])
     lines.append(f"DEPS_report := {' '.join(report)}".rstrip())
     lines.append(f"REPORT_OUTPUTS := {' '.join(f'$(REPORT_DIR)/{f}' for f in report_files(cfg))}")
     hpc, base = cfg.hpc, cfg.report.compare_to
-    lines += [f"TRAIN_NNODES := {hpc.nodes}", f"TRAIN_NPROC := {max(1, hpc.gpus_per_node)}",
-              f"RDZV_PORT := {hpc.rdzv_port}"]  # fmt: skip
+    # A train.command is launched once; starting its processes (torchrun, srun) is the command's own business.
+    nodes, nproc = (1, 1) if cfg.train.command else (hpc.nodes, max(1, hpc.gpus_per_node))
+    lines += [f"TRAIN_NNODES := {nodes}", f"TRAIN_NPROC := {nproc}", f"RDZV_PORT := {hpc.rdzv_port}"]
     # The baseline's stamps and outputs: re-running (or re-configuring) the baseline re-renders this report.
     watched = f"runs/{base}/stamps/*.sha256 runs/{base}/*/DONE runs/{base}/import/import.json" if base else ""
     lines.append(f"COMPARE_INPUTS := {f'$(wildcard {watched})' if base else ''}".rstrip())

@@ -72,3 +72,13 @@ def test_prepare_throughput_benchmark_at_ci_size(tmp_path: Path):
     assert record["bytes"] == sum(len(d.encode()) for d in docs)
     assert record["tokens"] == record["bytes"] + record["documents"]  # one id per byte, EOS after each document
     assert record["seconds"] > 0 and record["text_mb_per_s"] > 0 and record["peak_rss_mib"] > 0
+
+
+def test_import_benchmark_at_ci_size(tmp_path: Path):
+    import import_scale
+
+    out = tmp_path / "import.json"
+    assert import_scale.main(["--sizes", "200", "--sources", "lingua", "lingua-stdout", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["source"], r["entries"]) for r in rows] == [("lingua", 200), ("lingua-stdout", 200)]
+    assert all(r["metrics_rows"] == r["metrics_lines_written"] == 200 and r["cpu_s"] > 0 for r in rows)

@@ -267,7 +267,24 @@ def expecting(*lines: str, ppl: float = 30.0) -> Run:
     return run
 
 
+def command_run(exit_code: int, tail: list[str]) -> Run:
+    """A train.command run that stopped at step 20 of 40 with `exit_code` (train/DONE as external.py writes it)."""
+    status = "completed" if exit_code == 0 else "failed"
+    done = {"status": status, "steps_done": 20, "steps_planned": 40, "external": True, "exit_code": exit_code,
+            "stderr_tail": tail}  # fmt: skip
+    config = {"name": "t", "train": {"steps": 40, "command": "python t.py"}}
+    return make_run(steps=40, metrics=metric_rows(range(2, 21, 2)), done=done, config=config)
+
+
 FIRES = {
+    "command_failed": [
+        (
+            lambda: command_run(3, ["Traceback (most recent call last):", "ValueError: loss exploded"]),
+            "error",
+            ["exited with code 3 after 20 of 40 steps", "last stderr line: `ValueError: loss exploded`"],
+        ),
+        (lambda: command_run(137, []), "error", ["code 137", "last stderr line: —"]),
+    ],
     "device_fallback": [
         (lambda: trained_on(requested="cuda"), "error", ["ran on cpu although train.device is cuda", "too old"]),
         (lambda: trained_on(gpus_per_node=1), "error", ["asked for 1 GPU(s) per node"]),
@@ -523,6 +540,7 @@ FIRES = {
 
 # rule name -> runs on which it must stay quiet (the healthy run plus the edge just inside its threshold)
 QUIET = {
+    "command_failed": [healthy, lambda: command_run(0, [])],  # exited 0: incomplete is run_incomplete's to say
     "device_fallback": [
         healthy,
         trained_on,  # auto, nothing visible: the CPU was the right choice

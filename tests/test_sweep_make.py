@@ -4,7 +4,6 @@ SCHED=slurm` of smoke_lr_sweep as a job array plus its afterany aggregate job on
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -27,9 +26,6 @@ SMALL = (
     "train.eval_every=2 train.eval_batches=2 train.checkpoint_every=4 eval.harness.tasks=[] "
     "eval.perplexity.max_batches=2 eval.perplexity.batch_size=4"
 )
-# Until the aggregate report (pipeline/report/aggregate.py, written alongside) is there, the CLI says so.
-HAVE_AGGREGATE = importlib.util.find_spec("pipeline.report.aggregate") is not None
-NOT_IMPLEMENTED = "error: aggregate: not implemented"
 
 
 def make(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -47,9 +43,7 @@ def final_loss(run: Path) -> float:
 
 
 def check_aggregate(proc: subprocess.CompletedProcess, report: Path, member_reports: list[str]) -> None:
-    if not HAVE_AGGREGATE:
-        assert NOT_IMPLEMENTED in proc.stderr
-        return
+    assert proc.returncode == 0 or "members failed" in proc.stderr, proc.stderr[-2000:]
     text = report.read_text()
     for rel in member_reports:  # each member's own report is linked from the aggregate
         assert rel in text, rel
@@ -58,7 +52,7 @@ def check_aggregate(proc: subprocess.CompletedProcess, report: Path, member_repo
 def test_seeds_through_make(tmp_path: Path):
     project = project_copy(tmp_path)
     first = make(project, "report", "EXP=smoke", "SEEDS=0 1 2", "JOBS=2", f"SET={SMALL}")
-    assert first.returncode == (0 if HAVE_AGGREGATE else 2), first.stderr[-3000:]
+    assert first.returncode == 0, first.stderr[-3000:]
     top = project / "runs" / "smoke"
     assert not (top / "config.yaml").exists()  # the experiment is its members; each is a complete run
     losses = []
@@ -80,16 +74,16 @@ def test_seeds_through_make(tmp_path: Path):
     assert first_two[1].started_utc <= first_two[0].ended_utc
     assert prov[0].env["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
     check_aggregate(first, project / "reports" / "smoke" / "report.md", [f"seed-{s}/report.md" for s in (0, 1, 2)])
+    assert "±" in (project / "reports" / "smoke" / "report.md").read_text()  # headline metrics as mean ± 95% CI
 
     # Fewer seeds: no member reruns; the aggregate is redone over the two (its member list changed).
     again = make(project, "report", "EXP=smoke", "SEEDS=0 1", "JOBS=2", f"SET={SMALL}")
     assert "-m pipeline train" not in again.stdout and "-m pipeline prepare" not in again.stdout
     assert "-m pipeline aggregate runs/smoke" in again.stdout
     assert [m.name for m in records.MEMBERS.read(top).members] == ["seed-0", "seed-1"]
-    if HAVE_AGGREGATE:
-        assert again.returncode == 0, again.stderr[-3000:]
-        same = make(project, "report", "EXP=smoke", "SEEDS=0 1", f"SET={SMALL}")
-        assert same.returncode == 0 and "-m pipeline aggregate" not in same.stdout  # nothing changed: nothing redone
+    assert again.returncode == 0, again.stderr[-3000:]
+    same = make(project, "report", "EXP=smoke", "SEEDS=0 1", f"SET={SMALL}")
+    assert same.returncode == 0 and "-m pipeline aggregate" not in same.stdout  # nothing changed: nothing redone
 
 
 def test_failing_member_does_not_sink_the_sweep(tmp_path: Path):
@@ -141,8 +135,5 @@ def test_sweep_as_a_slurm_job_array(slurm, tmp_path: Path):  # noqa: F811
         lrs.append(load_resolved(top / name).train.lr)
     assert lrs == [1e-3, 3e-3, 1e-2]
     logs = "\n".join(p.read_text() for p in (top / "jobs").glob("slurm-*.out"))
-    if HAVE_AGGREGATE:
-        assert final.state == "COMPLETED", logs[-3000:]
-        check_aggregate(proc, project / "reports" / "smoke_lr_sweep" / "report.md", ["lr-1e-3/report.md"])
-    else:
-        assert NOT_IMPLEMENTED in logs
+    assert final.state == "COMPLETED", logs[-3000:]
+    check_aggregate(proc, project / "reports" / "smoke_lr_sweep" / "report.md", ["lr-1e-3/report.md"])

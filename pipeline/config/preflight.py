@@ -30,6 +30,8 @@ def preflight(cfg: Experiment, run=None) -> None:
     if cfg.imported:
         return
     _tasks(cfg)
+    if cfg.train.command:  # its own data, device and checkpoints: nothing of ours to check beyond the tasks
+        return
     _paths(cfg)
     _device(cfg)
     if run is not None:

@@ -79,7 +79,7 @@ def freeze(
     if layout.is_file():  # it held members before: the report must be re-rendered as a single run's
         write_if_changed(layout, "single\n")
     write_if_changed(run.root / "resolve.json", json.dumps(how, indent=2) + "\n")
-    write_if_changed(run.root / "stamps" / "targets.mk", run_targets(cfg))
+    write_if_changed(run.root / "stamps" / "targets.mk", run_targets(cfg, run.root))
     return {stage: write_if_changed(run.stamp(stage), h + "\n") for stage, h in stage_hashes(cfg).items()}
 
 

@@ -88,7 +88,14 @@ class ImportedSource(Section):
     name: str | None = Field(None, description="dataset as the source's own config names it, if it does")
 
 
-Source = Annotated[BuiltinSource | HFSource | FilesSource | ImportedSource, Field(discriminator="type")]
+class CommandSource(Section):
+    """Set for a `train.command` run without a data section: the command reads its own data."""
+
+    type: Literal["command"]
+    name: str | None = Field(None, description="the dataset, in your words (shown in the report)")
+
+
+Source = Annotated[BuiltinSource | HFSource | FilesSource | ImportedSource | CommandSource, Field(discriminator="type")]
 
 
 class BPETokenizer(Section):
@@ -111,8 +118,14 @@ class ImportedTokenizer(Section):
     name: str | None = Field(None, description="tokenizer as the source's own config names it, if it does")
 
 
+class CommandTokenizer(Section):
+    type: Literal["command"]
+    name: str | None = Field(None, description="a `train.command` run: its tokenizer, in your words")
+
+
 Tokenizer = Annotated[
-    BPETokenizer | PretrainedTokenizer | ByteTokenizer | ImportedTokenizer, Field(discriminator="type")
+    BPETokenizer | PretrainedTokenizer | ByteTokenizer | ImportedTokenizer | CommandTokenizer,
+    Field(discriminator="type"),
 ]
 
 
@@ -132,6 +145,23 @@ class DataConfig(Section):
 
 
 # --------------------------------------------------------------------------- train
+class ExternalLogs(Section):
+    """Where a `train.command` writes its metrics, read by the importer named in `from` (pipeline/importers/)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+    from_: str = Field(alias="from", description="an importer's FROM= name: jsonl, hf-trainer, lightning, …")
+    path: str = Field(description="the file or folder that importer reads; placeholders as in train.command")
+
+    @field_validator("from_")
+    @classmethod
+    def _known_importer(cls, value: str) -> str:
+        from pipeline.importers import ADAPTERS  # here, not at the top: the importers import this module
+
+        if value not in ADAPTERS:
+            raise ValueError(f"expected one of {', '.join(map(repr, ADAPTERS))}, got {value!r}")
+        return value
+
+
 class TrainConfig(Section):
     steps: PositiveInt | None = Field(None, description="optimizer steps; exactly one of steps/epochs")
     epochs: PositiveInt | None = None
@@ -153,9 +183,26 @@ class TrainConfig(Section):
     checkpoint_every: PositiveInt = Field(100, description="steps between checkpoints (the last step always saves)")
     keep_checkpoints: PositiveInt = Field(2, description="newest N checkpoints kept on disk")
     stop_on_nonfinite: bool = Field(True, description="stop when the loss becomes NaN/Inf")
+    command: str | None = Field(
+        None,
+        description="your own trainer as the train stage: a shell command run from the project root, with "
+        "{run}, {exp}, {seed} and any resolved config key ({train.lr}) filled in (pipeline/train/external.py)",
+    )
+    logs: ExternalLogs | None = Field(None, description="with train.command: where its metrics appear")
+    checkpoint: str | None = Field(
+        None, description="with train.command: a Hugging Face model folder it writes; the eval stage evaluates it"
+    )
 
     @model_validator(mode="after")
     def _steps_xor_epochs(self) -> TrainConfig:
+        if self.command is None and (self.logs or self.checkpoint):
+            raise ValueError("train.command: train.logs and train.checkpoint describe a command; give it")
+        if self.command is not None:
+            if self.logs is None:
+                raise ValueError("train.logs: required with train.command, e.g. {from: jsonl, path: ...}")
+            if self.steps is not None and self.epochs is not None:
+                raise ValueError("train.steps: give at most one of train.steps or train.epochs")
+            return self  # the planned length is optional: the command's logs may state it
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("train.steps: give exactly one of train.steps or train.epochs")
         if self.warmup_steps and self.steps and self.warmup_steps >= self.steps:
@@ -444,7 +491,18 @@ class Experiment(Section):
     def active_stages(self) -> list[str]:
         from pipeline.stages import active_stages
 
-        return active_stages({"imported": self.imported, "stages": self.stages, "bench": self.bench})
+        return active_stages(
+            {"imported": self.imported, "stages": self.stages, "bench": self.bench, "train": self.train.model_dump()}
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _command_needs_no_data(cls, tree):
+        # A train.command reads its own data: without a data section, the config says so instead of guessing one.
+        train = tree.get("train") if isinstance(tree, dict) else None
+        if isinstance(train, dict) and train.get("command") is not None and tree.get("data") is None:
+            tree = {**tree, "data": {"source": {"type": "command"}, "tokenizer": {"type": "command"}}}
+        return tree
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Experiment:
@@ -471,6 +529,16 @@ class Experiment(Section):
                 raise ValueError("model.vocab_size: required when the bench runs without the prepare stage")
             if self.bench.workload != "generate" and self.bench.seq_len > positions:
                 raise ValueError(f"bench.seq_len: must be <= model.max_seq_len={positions}, got {self.bench.seq_len}")
+        if self.train.command is not None:
+            from pipeline.train.external import check_placeholders
+
+            check_placeholders(self)
+            if "prepare" in self.active_stages:
+                raise ValueError("stages: a train.command trains on its own data; leave 'prepare' out")
+            if "eval" in self.active_stages and not self.train.checkpoint:
+                raise ValueError("stages: 'eval' needs train.checkpoint (the model folder the command writes)")
+        elif self.data.source.type == "command" or self.data.tokenizer.type == "command":
+            raise ValueError("data.source.type: 'command' is for experiments with train.command")
         if (self.imported is None) != (self.data.source.type != "imported"):
             raise ValueError("data.source.type: 'imported' is written by `make import` only, together with imported:")
         from pipeline.report.expect import validate

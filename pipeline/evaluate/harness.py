@@ -159,12 +159,13 @@ def _task_error(exc: Exception, tasks: list[str]) -> str:
     )
 
 
-def run_harness(cfg: Experiment, run_dir: Path) -> Path | None:
+def run_harness(cfg: Experiment, run_dir: Path, model_dir: Path | None = None, step: int | None = None) -> Path | None:
+    """lm-eval on the run's checkpoint, or on `model_dir` (a train.command's own HF model folder, at `step`)."""
     hc = cfg.eval.harness
     if not hc.tasks:
         return None
     run = RunDir(run_dir)
-    path = pick_checkpoint(run, cfg.eval.checkpoint)
+    path = model_dir or pick_checkpoint(run, cfg.eval.checkpoint)
     device = pick_device(cfg.train.device)
     precision = hc.precision or cfg.train.precision
     lm = timed_lm_class()(
@@ -185,7 +186,7 @@ def run_harness(cfg: Experiment, run_dir: Path) -> Path | None:
     records.TASKS.write_rows(run.root, rows)
     timing = {
         "checkpoint": path.name,
-        "step": int(path.name),
+        "step": int(path.name) if step is None else step,
         "device": str(device),
         "dtype": TORCH_DTYPES[precision],
         "batch_size": hc.batch_size,

@@ -18,6 +18,7 @@ from pipeline.errors import UserError
 from pipeline.importers.adapter import Adapter, registry
 from pipeline.importers.common import Imported
 from pipeline.importers.hf_trainer import HFTrainer
+from pipeline.importers.jsonl_metrics import JsonlMetrics
 from pipeline.importers.lightning import Lightning
 from pipeline.importers.lingua import Lingua
 from pipeline.importers.lm_eval import LmEval
@@ -33,6 +34,7 @@ ADAPTERS: dict[str, type[Adapter]] = registry(
     WandbOffline,
     TensorBoard,
     LmEval,
+    JsonlMetrics,
 )
 AUTO = "auto"  # FROM=auto: the first adapter, in registry order, whose layout SRC has (`Adapter.detect`)
 

@@ -12,6 +12,7 @@ are exactly the ones a report must describe.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import re
@@ -129,14 +130,14 @@ def extra_row(step: int | None, source: str, values: dict, **labels) -> dict | N
 def find_key(tree, names: tuple[str, ...]):
     """The first value under any of `names` at any depth of a config (e.g. `cfg.trainer.max_steps`), with its
     dotted path; (None, None) when absent."""
-    stack = [("", tree)]
+    stack = collections.deque([("", tree)])  # breadth first: the shallowest match wins
     while stack:
-        prefix, node = stack.pop(0)
+        prefix, node = stack.popleft()
         if isinstance(node, dict):
             for k, v in node.items():
                 if k in names and v is not None and not isinstance(v, (dict, list)):
                     return v, prefix + str(k)
-            stack += [(f"{prefix}{k}.", v) for k, v in node.items() if isinstance(v, dict)]
+            stack.extend((f"{prefix}{k}.", v) for k, v in node.items() if isinstance(v, dict))
     return None, None
 
 
@@ -197,9 +198,12 @@ def read_yaml(path: Path) -> dict:
     return obj
 
 
-def number(value, where: str) -> float | int | None:
-    """A recorded number as is (ints stay ints); None/NaN strings pass as missing; anything else raises."""
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+def number(value, where: str, key: str | None = None) -> float | int | None:
+    """A recorded number as is (ints stay ints); None/NaN strings pass as missing; anything else raises, naming
+    `where` (and `key`: given apart, the message is built only on an error, not once per value read)."""
+    if value is None or type(value) in (int, float):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # a subclass (numpy's float64)
         return value
     if isinstance(value, str):
         for parse in (int, float):  # "10" stays an int, "4.2865" / "nan" become floats
@@ -207,13 +211,13 @@ def number(value, where: str) -> float | int | None:
                 return parse(value)
             except ValueError:
                 continue
-    raise SourceError(f"{where}: expected a number, got {value!r}")
+    raise SourceError(f"{where}{f': {key}' if key is not None else ''}: expected a number, got {value!r}")
 
 
 def required_step(obj: dict, key: str, where: str) -> int:
     if key not in obj:
         raise SourceError(f"{where}: no '{key}' (the step number every record needs)")
-    step = number(obj[key], f"{where}: {key}")
+    step = number(obj[key], where, key)
     if step is None or (isinstance(step, float) and (not math.isfinite(step) or not step.is_integer())) or step < 0:
         raise SourceError(f"{where}: {key}: expected a step number >= 0, got {obj[key]!r}")
     return int(step)

@@ -70,7 +70,7 @@ def _train_row(entry: dict, where: str, imp: Imported) -> tuple[dict, dict]:
             usual = next(k for k, v in TRAIN_KEYS.items() if v == FALLBACK[key])
             ours = FALLBACK[key] if usual not in entry else None
         if ours:
-            row[ours] = number(value, f"{where}: {key}")
+            row[ours] = number(value, where, key)
         else:
             rest[key] = value
     return row, imp.numbers(rest)
@@ -88,7 +88,7 @@ def _eval_rows(entry: dict, prefix: str, where: str, imp: Imported) -> tuple[lis
         metric = key[len(dataset) + 1 :] if dataset else key
         per.setdefault(dataset, {})[metric] = number(value, f"{where}: {prefix}{key}") if is_number(value) else value
     validation, extra = [], []
-    epoch = number(entry.get("epoch"), f"{where}: epoch")
+    epoch = number(entry.get("epoch"), where, "epoch")
     for dataset, metrics in per.items():
         ours = {EVAL_KEYS[m]: v for m, v in metrics.items() if m in EVAL_KEYS}
         if ours and step is not None and prefix == "eval_":
@@ -107,12 +107,12 @@ def _eval_rows(entry: dict, prefix: str, where: str, imp: Imported) -> tuple[lis
 
 
 def state_records(path: Path, imp: Imported) -> list[tuple[str, dict]]:
-    """The `log_history` entries, each with the line its object starts on; the state's counters into `imp`."""
+    """The `log_history` entries, each named `<path>: log_history[i]` (`HFTrainer.rows` adds the line on an error);
+    the state's counters into `imp`."""
     state = read_json(path)
     history = state.get("log_history")
     if not isinstance(history, list):
         raise SourceError(f"{path}: no 'log_history' list (expected the Trainer's trainer_state.json)")
-    lines = array_lines(path.read_text(encoding="utf-8"), "log_history")
     imp.steps_planned = state.get("max_steps") or None
     if isinstance(state.get("global_step"), int):
         imp.steps_done = state["global_step"]
@@ -128,10 +128,22 @@ def state_records(path: Path, imp: Imported) -> list[tuple[str, dict]]:
                 f"EarlyStoppingCallback: no improvement in {counter} evaluations (patience {patience}) "
                 f"at step {imp.steps_done} of {imp.steps_planned}"
             )
-    return [
-        (f"{path}:{lines[i]}: log_history[{i}]" if i < len(lines) else f"{path}: log_history[{i}]", entry)
-        for i, entry in enumerate(history)
-    ]
+    return [(f"{path}: log_history[{i}]", entry) for i, entry in enumerate(history)]
+
+
+ENTRY = re.compile(r"(.*): log_history\[(\d+)\]")
+
+
+def located(where: str, lines: dict[str, list[int]]) -> str:
+    """`<path>: log_history[i]` -> `<path>:<line>: log_history[i]`: the line the entry's object starts on, from one
+    pass over the file (`array_lines`), made only when a message needs it (`lines` keeps it per file)."""
+    match = ENTRY.fullmatch(where)
+    if not match:
+        return where
+    path, i = match.group(1), int(match.group(2))
+    if path not in lines:
+        lines[path] = array_lines(Path(path).read_text(encoding="utf-8"), "log_history")
+    return f"{path}:{lines[path][i]}: log_history[{i}]" if i < len(lines[path]) else where
 
 
 def read_model_config(path: Path, imp: Imported) -> None:
@@ -199,6 +211,13 @@ class HFTrainer(Adapter):
         return state_records(path, imp)
 
     def rows(self, record, where: str, imp: Imported) -> Rows:
+        try:
+            return self._rows(record, where, imp)
+        except SourceError as exc:
+            self._lines = getattr(self, "_lines", {})
+            raise SourceError(str(exc).replace(where, located(where, self._lines), 1)) from None
+
+    def _rows(self, record, where: str, imp: Imported) -> Rows:
         if not isinstance(record, dict):
             raise SourceError(f"{where}: expected an object, got {type(record).__name__}")
         if "train_runtime" in record:  # the end-of-training summary: shown verbatim, not a row

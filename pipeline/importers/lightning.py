@@ -25,6 +25,7 @@ they are listed (check `several_runs_in_source`) and the newest is read, or the 
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from pathlib import Path
 
@@ -97,6 +98,13 @@ def same_run_config(a: dict, b: dict) -> bool:
 
 
 def first_and_last_step(path: Path) -> tuple[int | None, int | None]:
+    """A metrics.csv's first and highest step: read once per file version (grouping and the runs list share it)."""
+    stat = path.stat()
+    return _first_and_last_step(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _first_and_last_step(path: Path, _mtime_ns: int, _size: int) -> tuple[int | None, int | None]:
     first = last = None
     with open(path, newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -213,9 +221,9 @@ class Lightning(Adapter):
         yield from merged.values()
 
     def rows(self, record: dict, where: str, imp: Imported) -> Rows:
-        row = {ours: number(record[col] or None, f"{where}: {col}") for ours, col in self.columns.items()}
+        row = {ours: number(record[col] or None, where, col) for ours, col in self.columns.items()}
         step = required_step(record, "step", where) + 1  # Lightning's step counts from 0
-        epoch = number(record.get("epoch") or None, f"{where}: epoch")
+        epoch = number(record.get("epoch") or None, where, "epoch")
         out = Rows()
         if row.get("loss") is not None:
             out.metrics = {"step": step, "epoch": epoch, **{k: v for k, v in row.items() if k not in VALIDATION}}
@@ -227,7 +235,7 @@ class Lightning(Adapter):
             if col in used or text == "":
                 continue
             try:
-                value = number(text, f"{where}: {col}")
+                value = number(text, where, col)
             except SourceError:  # a column of ours must parse (an error naming the line); any other is counted
                 imp.drop(col, "not a number")
                 continue

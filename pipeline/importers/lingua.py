@@ -80,7 +80,7 @@ def _metrics_row(obj: dict, where: str) -> dict | None:
     if obj.get("acc_step", 0) not in (0, None):
         return None  # a gradient-accumulation micro-step (logging.acc_freq): not an optimizer step
     for key, (ours, factor) in METRICS.items():
-        value = number(obj.get(key), f"{where}: {key}")
+        value = number(obj.get(key), where, key)
         row[ours] = value * factor if value is not None and factor != 1 else value
     rest = {k: v for k, v in obj.items() if k not in METRICS and k not in BOOKKEEPING}
     if rest:
@@ -94,7 +94,7 @@ def _metrics_row(obj: dict, where: str) -> dict | None:
 def _stdout_row(record: dict, where: str) -> dict:
     row = {"step": record["step"]}
     for key, ours in STDOUT.items():
-        row[ours] = number(record["stdout"].get(key), f"{where}: {key}")
+        row[ours] = number(record["stdout"].get(key), where, key)
     return row
 
 
@@ -151,6 +151,18 @@ def stdout_records(path: Path) -> list[tuple[str, dict]]:
     return records
 
 
+def eval_series(results: dict) -> dict:
+    """One evaluation's scores as series: lm-eval's `{task: {"acc,none": v, "acc_stderr,none": se}}` (a line of
+    metrics.eval.jsonl, or stdout's `All evaluation results:`) -> `{"task/acc": v}`, stderrs left out."""
+    return {
+        f"{task}/{key.split(',')[0]}": v
+        for task, metrics in results.items()
+        if isinstance(metrics, dict)
+        for key, v in metrics.items()
+        if "," in key and "_stderr" not in key
+    }
+
+
 def read_evals(dump: Path, imp: Imported) -> None:
     """The newest evaluation: its lm-eval result object when evals/<step>/results.json exists, else the line."""
     path = dump / "metrics.eval.jsonl"
@@ -168,13 +180,7 @@ def read_evals(dump: Path, imp: Imported) -> None:
     else:
         result = {"results": {k: v for k, v in last.items() if isinstance(v, dict)}}
     for n, obj in lines:  # every evaluation's numbers, as series (the newest one's become task rows below)
-        values = {
-            f"{task}/{key.split(',')[0]}": v
-            for task, metrics in obj.items()
-            if isinstance(metrics, dict)
-            for key, v in metrics.items()
-            if "," in key and "_stderr" not in key
-        }
+        values = eval_series(obj)
         if row := extra_row(required_step(obj, "global_step", f"{path}:{n}"), "eval", imp.numbers(values)):
             imp.extra.append(row)
     imp.lm_eval = result
@@ -299,17 +305,9 @@ class Lingua(Adapter):
             if not isinstance(results, dict):
                 continue
             last = (event, results)
-            if not (stdout.parent / "metrics.eval.jsonl").is_file():
-                values = {
-                    f"{task}/{key.split(',')[0]}": v
-                    for task, metrics in results.items()
-                    if isinstance(metrics, dict)
-                    for key, v in metrics.items()
-                    if "," in key and "_stderr" not in key
-                }
-                step = event["after_step"]
-                if row := extra_row(step, "eval", values):
-                    imp.extra.append(row)
+            dump_has_evals = (stdout.parent / "metrics.eval.jsonl").is_file()  # read_evals takes them from there
+            if not dump_has_evals and (row := extra_row(event["after_step"], "eval", eval_series(results))):
+                imp.extra.append(row)
         if last and not imp.tasks:
             event, results = last
             imp.lm_eval = {"results": results}

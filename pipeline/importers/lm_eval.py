@@ -22,6 +22,7 @@ options (pipeline/evaluate/results.py); otherwise they stay unknown.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import UTC, datetime
@@ -54,13 +55,24 @@ def utc(date) -> str | None:
     return date
 
 
-def _is_results(path: Path) -> bool:
-    if path.stat().st_size > 64 << 20:
-        return False
+def _parsed(path: Path):
+    """A JSON file's object, parsed once however often detect, locate and their sort key ask; None if unreadable."""
+    stat = path.stat()
+    return _parse(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(path: Path, _mtime_ns: int, size: int):
+    if size > 64 << 20:
+        return None
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
+        return None
+
+
+def _is_results(path: Path) -> bool:
+    obj = _parsed(path)
     return (
         isinstance(obj, dict)
         and isinstance(obj.get("results"), dict)
@@ -72,10 +84,8 @@ def _is_results(path: Path) -> bool:
 def _when(path: Path) -> tuple:
     if match := TIMESTAMP.search(path.name):
         return (match.group(0), str(path))
-    try:
-        date = utc(json.loads(path.read_text(encoding="utf-8")).get("date")) or ""
-    except (OSError, json.JSONDecodeError):
-        date = ""
+    obj = _parsed(path)
+    date = (utc(obj.get("date")) if isinstance(obj, dict) else None) or ""
     return (str(date).replace(":", "-"), str(path))
 
 

@@ -42,7 +42,7 @@ def raw_records(path: Path) -> list[bytes]:
     data = path.read_bytes()
     if len(data) < HEADER.size or HEADER.unpack_from(data)[:2] != (b":W&B", 0xBEE1):
         raise SourceError(f"{path}: not a W&B transaction log (no ':W&B' header)")
-    out, pending, pos = [], b"", HEADER.size
+    out, pending, pos = [], [], HEADER.size  # pending: the parts of a record split over blocks, joined once
     while pos + RECORD.size <= len(data):
         room = BLOCK - pos % BLOCK
         if room < RECORD.size:  # the block's tail is padding
@@ -59,12 +59,12 @@ def raw_records(path: Path) -> list[bytes]:
         if kind == FULL:
             out.append(body)
         elif kind == FIRST:
-            pending = body
+            pending = [body]
         elif kind == MIDDLE:
-            pending += body
+            pending.append(body)
         elif kind == LAST:
-            out.append(pending + body)
-            pending = b""
+            out.append(b"".join([*pending, body]))
+            pending = []
     return out
 
 

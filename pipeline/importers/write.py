@@ -7,7 +7,7 @@ trained is never overwritten.
 
 from __future__ import annotations
 
-import hashlib
+import collections
 import os
 import shutil
 from datetime import UTC, datetime
@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline import records
-from pipeline.atomic import write_text
+from pipeline.atomic import sha256_file, write_text
 from pipeline.config.load import EXPERIMENTS_DIR, RUNS_DIR, imported_config_path
 from pipeline.config.resolve import freeze
 from pipeline.config.schema import Experiment
@@ -92,14 +92,6 @@ def validated_config(imp: Imported, name: str) -> Experiment:
     raise SourceError(f"{imp.source}: the recovered config does not validate")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def train_status(imp: Imported) -> str:
     """completed / partial / failed_before_first_step / unknown (no planned length), or what the source itself
     says ended the run (early_stopped, failed) where an adapter recorded it."""
@@ -139,13 +131,13 @@ def write_outputs(imp: Imported, run: RunDir, steps_from: str | None) -> None:
 
 def extra_series(rows: list[dict]) -> dict[str, int]:
     """Each carried series without a key of ours -> its row count (the report lists them)."""
-    counts: dict[str, int] = {}
-    for row in rows:
-        for k in row:
-            if k not in ("step", "source", "dataset", "segment"):
-                label = f"{row['source']}/{k}" + (f" ({row['dataset']})" if row.get("dataset") else "")
-                counts[label] = counts.get(label, 0) + 1
-    return counts
+    counts = collections.Counter(
+        (row["source"], k, row.get("dataset"))
+        for row in rows
+        for k in row
+        if k not in ("step", "source", "dataset", "segment")
+    )
+    return {f"{source}/{k}" + (f" ({dataset})" if dataset else ""): n for (source, k, dataset), n in counts.items()}
 
 
 def import_record(imp: Imported, steps_from: str | None) -> dict:
@@ -156,7 +148,8 @@ def import_record(imp: Imported, steps_from: str | None) -> dict:
         "source_absolute": str(imp.source.resolve()),
         "imported_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": [
-            {"path": rel(p, root), "bytes": p.stat().st_size, "sha256": _sha256(p)} for p in dict.fromkeys(imp.files)
+            {"path": rel(p, root), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in dict.fromkeys(imp.files)
         ],
         "provides": imp.provides,
         "steps_planned": imp.steps_planned,

@@ -27,11 +27,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from pydantic import Field  # noqa: E402
 
 from pipeline import records  # noqa: E402
 from pipeline.atomic import write_text  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
+from pipeline.records import Member, Members, MemberStatus  # noqa: E402
 from pipeline.report import stats, tables  # noqa: E402
 from pipeline.report.checks import SEVERITY_ORDER, Finding  # noqa: E402
 from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix  # noqa: E402
@@ -39,42 +39,8 @@ from pipeline.report.loader import Run, load_run  # noqa: E402
 from pipeline.report.plots import plot_language  # noqa: E402
 from pipeline.report.render import TEMPLATES, environment  # noqa: E402
 
-
-# --------------------------------------------------------------------------- members.json, member.json
-# Provisional records of the orchestration's files (the other half of issue #19 declares them in pipeline/records.py
-# as MEMBERS / MEMBER_STATUS with the same fields; once merged, these names point there).
-class Member(records.Record):
-    name: str | None = None  # == run_dir: the member path, e.g. lr-1e-3/seed-2
-    run_dir: str | None = None  # relative to runs/<EXP>/
-    point_name: str | None = None  # lr-1e-3_bs-16; None for seeds only
-    seed: int | None = None
-    point: dict = Field(default_factory=dict)  # dotted key -> value of this sweep point ({} for seeds only)
-    overrides: list[str] = Field(default_factory=list)  # the SET strings this member adds
-
-
-class Members(records.Record):
-    experiment: str | None = None
-    description: str | None = None
-    swept_keys: list[str] = Field(default_factory=list)
-    seeds: list[int] = Field(default_factory=list)
-    report: dict = Field(default_factory=dict)  # the experiment's report: section (language, title, compare_to)
-    members: list[Member] = Field(default_factory=list)
-
-
-class MemberStatus(records.Record):
-    status: str | None = None  # completed / failed
-    exit_code: int | None = None
-    goal: str | None = None
-    error: str | None = None  # the member make's last error line
-    log: str | None = None  # relative to the member directory
-
-
-MEMBERS = getattr(records, "MEMBERS", None) or records.RunFile(
-    "members.json", "resolve", "json", "seeds and sweeps: the member runs (name, run_dir, seed, point)", Members
-)
-MEMBER_STATUS = getattr(records, "MEMBER_STATUS", None) or records.RunFile(
-    "member.json", "member", "json", "a member run's outcome: status, exit code, last error line", MemberStatus
-)
+# members.json and member.json are declared in pipeline/records.py (written by the orchestration, pipeline/sweep.py).
+MEMBERS, MEMBER_STATUS = records.MEMBERS, records.MEMBER_STATUS
 
 
 def is_aggregate(exp_runs_dir: Path) -> bool:

@@ -57,6 +57,24 @@ def run_incomplete(run: Run) -> Finding | None:
     return None
 
 
+def command_failed(run: Run) -> Finding | None:
+    """A train.command that exited non-zero: its exit code, how far it got and its last stderr line."""
+    if not run.done.external or run.done.status != "failed":
+        return None
+    last = (run.done.stderr_tail or [""])[-1]
+    return Finding(
+        "command_failed",
+        "error",
+        N_(
+            "train.command exited with code {code} after {done:,d} of {planned} steps; last stderr line: {last}",
+            code=run.done.exit_code,
+            done=run.steps_done,
+            planned="?" if run.steps_planned is None else f"{run.steps_planned:,d}",
+            last=f"`{last}`" if last else "—",
+        ),
+    )
+
+
 def nonfinite_loss(run: Run) -> Finding | None:
     bad = []
     for label, frame, col in (
@@ -709,6 +727,7 @@ class Rule:
 
 RULES: list[Rule] = [
     Rule(run_incomplete, N_("run completeness")),
+    Rule(command_failed, N_("training command exit code")),
     Rule(planned_steps_unknown, N_("planned steps recorded")),
     Rule(nonfinite_loss, N_("non-finite loss")),
     Rule(loss_not_decreasing, N_("loss decrease")),

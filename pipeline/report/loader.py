@@ -60,6 +60,7 @@ class Run:
     segments: list[dict] = field(default_factory=list)
     imported: records.ImportRecord = field(default_factory=records.ImportRecord.missing)
     problems: list[str] = field(default_factory=list)
+    running: bool = False  # `make peek`: the train stage is still at work (its lock is held)
 
     def __setattr__(self, name: str, value) -> None:
         # Runs built or changed by hand (tests, tools) may use plain dicts or None: they become typed records.
@@ -95,6 +96,8 @@ class Run:
         """completed / partial / failed / not started, from the data, never from the config alone."""
         if "train" not in self.stages:  # a sweep-only (or imported eval-only) run: done when its results exist
             return "completed" if self.bench or len(self.harness) else "not started"
+        if self.running and not self.done:
+            return "running"
         if self.done.status in ("stopped_nonfinite", "failed"):
             return "failed"
         if self.done.status in ("failed_before_first_step", "early_stopped"):
@@ -106,6 +109,8 @@ class Run:
             return "unknown"  # the source does not say how long the run was meant to be
         if self.done.status == "completed" and planned and self.steps_done >= planned:
             return "completed"
+        if self.done.status == "completed" and planned is None and self.done.external:
+            return "completed"  # a train.command that exited 0, with no planned length given anywhere
         return "partial"
 
 

@@ -15,6 +15,7 @@ from tabulate import tabulate
 
 from pipeline.atomic import write_text
 from pipeline.config.schema import Experiment
+from pipeline.errors import UserError
 from pipeline.report import sections, summary
 from pipeline.report.i18n import HEADLINE, IMPORT_HEADLINE, NO, SEVERITY, STATUS, YES, suffix, translate, translations
 from pipeline.report.loader import load_run
@@ -101,14 +102,18 @@ def environment(templates: Path = TEMPLATES, lang: str = "en") -> Environment:
     return env
 
 
-def render(run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = TEMPLATES) -> list[Path]:
+def render(
+    run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = TEMPLATES, running: bool = False
+) -> list[Path]:
     """Every language of `report.language`: English to report.md, another language to report.<lang>.md
-    (its plots get the same suffix). Returns the report files written, in the order of the config."""
+    (its plots get the same suffix). Returns the report files written, in the order of the config.
+    `running`: a live look (`make peek`) at a train stage still at work."""
     since = summary.sources(run_dir)  # before reading: a write meanwhile leaves the summary visibly stale
     run = load_run(run_dir)
+    run.running = running
     report_dir.mkdir(parents=True, exist_ok=True)
     baseline = sections.load_baseline(run, cfg)
-    table = sections.IMPORTED if run.imported else sections.NATIVE
+    table = sections.IMPORTED if run.imported else sections.EXTERNAL if cfg.train.command else sections.NATIVE
     template = "imported.md.j2" if run.imported else "report.md.j2"
     written = []
     for lang in cfg.report.languages:
@@ -118,10 +123,40 @@ def render(run_dir: Path, cfg: Experiment, report_dir: Path, templates: Path = T
         out = report_dir / f"report{suffix(lang)}.md"
         write_text(out, text)
         written.append(out)
-    summary.write(run_dir, run, baseline, since)  # the run's `make index` row, so the index reads no log again
+    if not running:  # a peek takes no lock and writes nothing into the run
+        summary.write(run_dir, run, baseline, since)  # the run's `make index` row: the index reads no log again
     return written
+
+
+class CommandFailed(UserError):
+    """The report is written, and it describes a train.command that failed: `make report` must not succeed."""
+
+    exit_code = 1
 
 
 def run_report(cfg: Experiment, run_dir: Path, report_dir: Path | None = None) -> list[Path]:
     """The report stage: `reports/<EXP>/` unless another folder is given (`--out`)."""
-    return render(run_dir, cfg, report_dir or REPORTS_DIR / Path(run_dir).name)
+    from pipeline import records
+
+    written = render(run_dir, cfg, report_dir or REPORTS_DIR / Path(run_dir).name)
+    done = records.TRAIN_DONE.read(Path(run_dir))
+    if cfg.train.command and done.status == "failed":
+        planned = "?" if done.steps_planned is None else f"{done.steps_planned:,d}"
+        raise CommandFailed(
+            f"train.command exited with code {done.exit_code} after {done.steps_done or 0:,d} of {planned} steps; "
+            f"the report says so: {written[0]}"
+        )
+    return written
+
+
+def peek(run_dir: Path, report_dir: Path) -> list[Path]:
+    """`make peek`: the report from what the train stage has logged so far, into `report_dir`
+    (reports/<EXP>/peek/), while the stage runs. Takes no lock and writes nothing in the run directory, so the
+    running stage never waits for it; "running" = the run's lock is held and train/DONE is not there yet."""
+    from pipeline import records
+    from pipeline.config.resolve import load_resolved
+    from pipeline.lock import holder
+
+    cfg = load_resolved(Path(run_dir))
+    running = holder(Path(run_dir)) is not None and not records.TRAIN_DONE.at(Path(run_dir)).is_file()
+    return render(Path(run_dir), cfg, report_dir, running=running)

@@ -231,6 +231,18 @@ def imported_training(r: Report) -> dict:
     }
 
 
+def command(r: Report) -> dict:
+    """A train.command run: what ran, how it ended, its logs and its script's repository (provenance)."""
+    fact = r.run.provenance.train_command
+    logs = r.cfg.train.logs
+    return {
+        "train_command": fact or {},
+        "command_logs": {"from": logs.from_ if logs else None, "path": fact.logs if fact else None},
+        "stderr_tail": r.run.done.stderr_tail or [],
+        "script_git": (fact.script_git if fact else None) or {},
+    }
+
+
 def source(r: Report) -> dict:
     """The source's files and its own config, verbatim (dotted keys)."""
     src_cfg = r.run.root / "import" / "source_config.yaml"
@@ -260,6 +272,22 @@ NATIVE: list[Section] = [
     Section("harness", harness),
     Section("bench", bench),
     Section("artifacts", artifacts),
+    Section("reproduce"),
+]
+
+# A run trained by its own command (train.command): no model or data of ours to describe.
+EXTERNAL: list[Section] = [
+    Section("status"),
+    Section("summary", summary),
+    Section("expectations", expectations),
+    Section("notes", notes),
+    Section("comparison", comparison),
+    Section("checks"),
+    Section("command", command),
+    Section("environment"),
+    Section("training", training),
+    Section("validation"),
+    Section("harness", harness),
     Section("reproduce"),
 ]
 

@@ -8,7 +8,6 @@ A checkpoint is built in `<step>.tmp/` and renamed into place, and counts as com
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.atomic import atomic_dir
+from pipeline.atomic import atomic_dir, sha256_file
 from pipeline.redact import scrub
 from pipeline.rundir import RunDir
 
@@ -54,17 +53,9 @@ def save_checkpoint(run: RunDir, step: int, model, tokenizer, train_state: dict,
 CHECKSUMS = "checksums.json"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_checksums(folder: Path) -> None:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUMS)
-    sums = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+    sums = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files}
     (folder / CHECKSUMS).write_text(json.dumps(sums, indent=1) + "\n", encoding="utf-8")
 
 
@@ -89,7 +80,7 @@ def verify(folder: Path) -> str | None:
         size = path.stat().st_size
         if size != want.get("bytes"):
             return f"{rel} has {size:,d} bytes, {want.get('bytes'):,d} were written"
-        if _sha256(path) != want.get("sha256"):
+        if sha256_file(path) != want.get("sha256"):
             return f"{rel} does not match its sha256"
     return None
 

@@ -19,6 +19,11 @@ One rule for damage, used by the report loader, the importers and resume alike:
 [(1, {'step': 1, 'loss': 'nan'})]
 >>> problems
 ['train/m.jsonl: last line (truncated write?) is not valid JSON and was skipped']
+
+`read_frame` returns the same rows as a pandas DataFrame and is the one for long logs: pyarrow parses the file in
+blocks, and any file the fast path cannot vouch for (a parse error, a non-object line, two objects on a line, a
+blank line, a missing `key`, a nested value) is read again line by line, so the rows and problems are always
+`read_lenient`'s.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pandas as pd
 
 from pipeline.redact import scrub
 
@@ -147,3 +154,126 @@ def read_lenient(path: Path, problems: list[str], label: str, key: str | None = 
         else:
             out.append((line.lineno, line.obj))
     return out
+
+
+def _tail(path: Path, size: int) -> tuple[int, bytes]:
+    """(offset just past the last newline, the bytes after it): the last line when the file does not end in one."""
+    with open(path, "rb") as fh:
+        end, tail = size, b""
+        while end > 0:
+            start = max(0, end - (1 << 16))
+            fh.seek(start)
+            block = fh.read(end - start)
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                return start + cut + 1, block[cut + 1 :] + tail
+            tail, end = block + tail, start
+        return 0, tail
+
+
+class _Prefix:
+    """The first `limit` bytes of a file, as a file object pyarrow reads in blocks (never the whole file at once)."""
+
+    def __init__(self, path: Path, limit: int):
+        self.fh, self.left = open(path, "rb"), limit  # noqa: SIM115 - closed by read_frame
+        self.lines = 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self.fh.read(n)
+        self.left -= len(data)
+        self.lines += data.count(b"\n")
+        return data
+
+    @property
+    def closed(self) -> bool:
+        return self.fh.closed
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+BLOCK = 1 << 22  # bytes pyarrow parses at a time
+
+
+def _arrow_table(path: Path, end: int):
+    """(pyarrow table of the file's first `end` bytes, newlines in them), or (None, 0) where pyarrow refuses it.
+    The streaming reader holds one block at a time (a third of read_json's peak memory) but fixes the columns
+    from its first block; a key first seen later sends the file to read_json."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    options = pj.ReadOptions(block_size=BLOCK)
+    for whole in (False, True):
+        source = _Prefix(path, end)
+        try:
+            if whole:
+                table = pj.read_json(source, read_options=options)
+            else:
+                table = pa.Table.from_batches(list(pj.open_json(source, read_options=options)))
+            table.validate(full=True)  # pyarrow takes bytes that are not UTF-8 into strings; the line reader does not
+            return table, source.lines
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            continue
+        finally:
+            source.close()
+    return None, 0
+
+
+def _fast_frame(path: Path, key: str | None) -> tuple[pd.DataFrame, bool] | None:
+    """(rows, whether a torn last line was dropped) parsed by pyarrow, or None when this file needs the line-by-line
+    reader for its result to be read_lenient's."""
+    import pyarrow as pa
+
+    size = path.stat().st_size
+    body_end, tail = _tail(path, size)
+    last, torn = None, False
+    if tail.strip():
+        try:
+            last = json.loads(tail.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            torn = True  # the torn-line rule: a last line without its newline that does not parse
+        else:
+            if not isinstance(last, dict) or (key is not None and key not in last):
+                return None
+    frames = []
+    if body_end:
+        table, lines = _arrow_table(path, body_end)
+        if table is None:
+            return None
+        # One row per line: pyarrow skips blank lines and splits `{..}{..}`, which the line reader reports.
+        if table.num_rows != lines:
+            return None
+        if any(pa.types.is_nested(f.type) for f in table.schema):
+            return None
+        if key is not None and (key not in table.column_names or table.column(key).null_count):
+            return None  # a row without the key is a problem (and `"key": null` is not absent): the line reader says
+        frames.append(table.to_pandas(split_blocks=True, self_destruct=True))  # frees each column once converted
+        del table
+    if last is not None:
+        frames.append(pd.DataFrame([last]))
+    if not frames:
+        return pd.DataFrame(), torn
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return frame, torn
+
+
+def read_frame(path: Path, problems: list[str], label: str, key: str | None = None) -> pd.DataFrame:
+    """`read_lenient`'s rows as a DataFrame in file order (a column per key any row has), and the same problems.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.jsonl"
+    >>> _ = path.write_text('{"step": 1, "loss": 2.5}\\n{"step": 2, "loss": "nan"}\\n{"step": 3, "lo')
+    >>> problems = []
+    >>> read_frame(path, problems, "m.jsonl", "step").to_dict("list")
+    {'step': [1, 2], 'loss': [2.5, 'nan']}
+    >>> problems
+    ['m.jsonl: last line (truncated write?) is not valid JSON and was skipped']
+    """
+    fast = _fast_frame(path, key)
+    if fast is None:
+        return pd.DataFrame([obj for _, obj in read_lenient(path, problems, label, key)])
+    frame, torn = fast
+    if torn:
+        problems.append(f"{label}: last line (truncated write?) is not valid JSON and was skipped")
+    return frame

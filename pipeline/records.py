@@ -406,6 +406,30 @@ class ImportRecord(Record):
     recovered: dict = Field(default_factory=dict)
 
 
+class Summary(Record):
+    """A run's row of `make index`, computed from its files and cached beside them (pipeline/report/summary.py)."""
+
+    sources: dict = Field(default_factory=dict)  # what it was computed from: code, the run's and baseline's files
+    name: str | None = None
+    status: str | None = None
+    has_train: bool | None = None
+    n_errors: int | None = None
+    n_warnings: int | None = None
+    steps_done: int | None = None
+    steps_planned: int | None = None
+    ended_utc: str | None = None
+    commit: str | None = None
+    device: str | None = None
+    params: int | None = None
+    shape: str | None = None
+    batch: int | None = None
+    lr: float | None = None
+    best_val_ppl: float | None = None
+    best_val_acc: float | None = None
+    test_ppl: float | None = None
+    train_s: float | None = None
+
+
 # JSONL rows: the keys and their units are the README's "train/metrics.jsonl keys".
 class MetricRow(Record):
     step: int
@@ -543,6 +567,13 @@ class RunFile(Generic[R]):
         if not path.is_file():
             return []
         return [obj for _, obj in jsonl.read_lenient(path, problems, self.path, key)]
+
+    def frame(self, run_root: Path, problems: list[str], key: str | None = "step"):
+        """`rows` as a pandas DataFrame (read in blocks by pyarrow: the reader for long logs), same problems."""
+        import pandas as pd
+
+        path = self.at(run_root)
+        return jsonl.read_frame(path, problems, self.path, key) if path.is_file() else pd.DataFrame()
 
     def append(self, run_root: Path, row: dict) -> None:
         self._check_row(row)
@@ -806,6 +837,14 @@ IMPORT_CONFIG = _f(
     "the config derived from the source (stands in for `experiments/<EXP>.yaml`)",
 )
 IMPORT_SOURCE_CONFIG = _f("import/source_config.yaml", "import", "yaml", "the tool's own config, verbatim")
+
+SUMMARY = _f(
+    "summary.json",
+    "report, make index",
+    "json",
+    "the run's `make index` row (status, checks by severity, steps, date, commit, device, key metrics) with the size, mtime and inode of every file it was computed from, the baseline's and a hash of the report code; recomputed whenever any of them differs, so `make index` parses no log whose summary is current",
+    Summary,
+)
 
 FILES: tuple[RunFile, ...] = tuple(v for v in dict(globals()).values() if isinstance(v, RunFile))
 

@@ -15,9 +15,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from pipeline import records  # noqa: E402
 from pipeline.atomic import write_text  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
-from pipeline.report import compare, tables  # noqa: E402
+from pipeline.report import compare, summary, tables  # noqa: E402
 from pipeline.report.aggregate import (  # noqa: E402
     aggregate_checks,
     is_aggregate,
@@ -29,39 +30,46 @@ from pipeline.report.aggregate import (  # noqa: E402
 )
 from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix  # noqa: E402
 from pipeline.report.loader import Run, load_run  # noqa: E402
-from pipeline.report.plots import plot_language  # noqa: E402
+from pipeline.report.plots import envelope, plot_language  # noqa: E402
 from pipeline.report.render import TEMPLATES, environment  # noqa: E402
 
 
-def summary_row(run: Run, reports: Path, link_from: Path, lang: str = SOURCE_LANGUAGE) -> dict:
-    cfg, prov = run.config, run.provenance
-    ends = [s.ended_utc for s in prov.stages.values() if s.ended_utc]
-    best = tables.best_validation(run) or {}
-    train_cfg, model = cfg.get("train") or {}, cfg.get("model") or {}
-    report = reports / run.name / f"report{suffix(lang)}.md"
+def summary_row(summary: records.Summary, reports: Path, link_from: Path, lang: str = SOURCE_LANGUAGE) -> dict:
+    """One row of the index or a comparison, from the run's summary (pipeline/report/summary.py)."""
+    s = summary
+    report = reports / s.name / f"report{suffix(lang)}.md"
     if not report.is_file():  # no report in this language: link the English one
-        report = reports / run.name / "report.md"
-    ppl = run.perplexity.perplexity
+        report = reports / s.name / "report.md"
     return {
-        "experiment": run.name,
-        "status": STATUS.get(run.status, run.status),
-        "checks": worst_finding(run),
-        "steps": f"{run.steps_done}/{run.steps_planned or '—'}" if "train" in run.stages else "—",
-        "date": max(ends)[:16].replace("T", " ") if ends else None,
-        "commit": str(prov.git.commit or "—")[:10],
-        "device": compare._device(run) if prov else None,
-        "params": run.done.parameters.total,
-        "shape": f"{model.get('dim')}×{model.get('layers')}",
-        "batch": (train_cfg.get("batch_size") or 0) * (train_cfg.get("grad_accum") or 1) * (run.done.world_size or 1),
-        "lr": train_cfg.get("lr"),
-        "best_val_ppl": best.get("val_perplexity"),
-        "best_val_acc": best.get("val_accuracy"),
-        "test_ppl": ppl if isinstance(ppl, (int, float)) else None,
-        "train_s": tables.train_time(run).get("total_s"),
+        "experiment": s.name,
+        "status": STATUS.get(s.status, s.status),
+        "checks": checks_column(s),
+        "steps": f"{s.steps_done}/{s.steps_planned or '—'}" if s.has_train else "—",
+        "date": s.ended_utc[:16].replace("T", " ") if s.ended_utc else None,
+        "commit": str(s.commit or "—")[:10],
+        "device": s.device,
+        "params": s.params,
+        "shape": s.shape,
+        "batch": s.batch,
+        "lr": s.lr,
+        "best_val_ppl": s.best_val_ppl,
+        "best_val_acc": s.best_val_acc,
+        "test_ppl": s.test_ppl,
+        "train_s": s.train_s,
         "link": str(Path("..") / report.relative_to(reports.parent))
         if report.is_file() and link_from != reports
-        else (f"{run.name}/{report.name}" if report.is_file() else None),
+        else (f"{s.name}/{report.name}" if report.is_file() else None),
     }
+
+
+def checks_column(s: records.Summary) -> Msg:
+    """The index's checks column: the worst severity and how many findings have it (the report's own checks,
+    with its `compare_to` baseline when that run exists)."""
+    if s.n_errors:
+        return N_("❌ {n} error(s)", n=s.n_errors)
+    if s.n_warnings:
+        return N_("⚠️ {n} warning(s)", n=s.n_warnings)
+    return N_("✅ none")
 
 
 def aggregate_row(exp_runs_dir: Path, reports: Path, lang: str = SOURCE_LANGUAGE) -> dict:
@@ -75,7 +83,7 @@ def aggregate_row(exp_runs_dir: Path, reports: Path, lang: str = SOURCE_LANGUAGE
     report = reports / exp_runs_dir.name / f"report{suffix(lang)}.md"
     if not report.is_file():
         report = reports / exp_runs_dir.name / "report.md"
-    row = summary_row(ok[0].run, reports, reports, lang) if ok else {}
+    row = run_row(ok[0].run, reports, reports, lang) if ok else {}
     if len(points) == 1 and ok:
         row = seeds_row(row, compare.SeedGroup(exp_runs_dir.name, [r.run for r in ok]))
     elif len(points) > 1:
@@ -142,6 +150,12 @@ def worst_finding(run: Run) -> Msg:
     return N_("✅ none")
 
 
+def run_row(run: Run, reports: Path, link_from: Path, lang: str = SOURCE_LANGUAGE) -> dict:
+    """`summary_row` of a loaded run (an aggregate's member); its checks as `worst_finding` counts them."""
+    row = summary_row(records.Summary.model_validate(summary.summarise(run, None)), reports, link_from, lang)
+    return {**row, "checks": worst_finding(run)}
+
+
 def run_dirs(runs: Path, names: list[str] | None = None) -> list[Path]:
     if names:  # a run, or an experiment with several seeds (members.json, pipeline/report/aggregate.py)
         missing = [n for n in names if not (runs / n / "config.yaml").is_file() and not is_aggregate(runs / n)]
@@ -155,7 +169,7 @@ def run_dirs(runs: Path, names: list[str] | None = None) -> list[Path]:
 
 def build_index(runs: Path = Path("runs"), reports: Path = Path("reports"), lang: str = SOURCE_LANGUAGE) -> Path:
     rows = [
-        aggregate_row(d, reports, lang) if is_aggregate(d) else summary_row(load_run(d), reports, reports, lang)
+        aggregate_row(d, reports, lang) if is_aggregate(d) else summary_row(summary.current(d), reports, reports, lang)
         for d in run_dirs(runs)
     ]
     text = environment(TEMPLATES, lang).get_template("index.md.j2").render(rows=rows)
@@ -180,7 +194,7 @@ def build_compare(
     loaded = [g.runs[0] for g in groups]  # a seeds experiment: its first member stands for config and environment
     out_dir = reports / "compare"
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [seeds_row(summary_row(g.runs[0], reports, out_dir, lang), g) for g in groups]
+    rows = [seeds_row(run_row(g.runs[0], reports, out_dir, lang), g) for g in groups]
     base = rows[0]
     for row in rows:
         row["params_ratio"] = row["params"] / base["params"] if row["params"] and base["params"] else None
@@ -212,8 +226,7 @@ def _overlay(loaded: list[Run], path: Path, _) -> str:
     for r in loaded:
         frame, col = (r.validation, "val_loss") if len(r.validation) else (r.metrics, "loss")
         ax.plot(
-            frame["step"],
-            frame[col],
+            *envelope(frame["step"], frame[col]),
             "o-",
             ms=3,
             label=(_("{name} (validation)") if col == "val_loss" else _("{name} (training)")).format(name=r.name),

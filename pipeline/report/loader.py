@@ -6,6 +6,10 @@ it is recorded in `Run.problems` and the checks turn it into a finding.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,22 +142,26 @@ def _number_segments(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_rows(spec: records.RunFile, run_root: Path, columns: list[str], problems: list[str],
-              raw: list | None = None, rows: list[dict] | None = None) -> pd.DataFrame:  # fmt: skip
+              raw: list | None = None, frame: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """Rows sorted by step, one per step (a step logged twice keeps its last value); `raw`, when given,
-    receives the frame in file order before that. Damaged lines: the one rule in pipeline/jsonl.py. `rows`:
+    receives the frame in file order before that. Damaged lines: the one rule in pipeline/jsonl.py. `frame`:
     the file's rows when the caller has read them already."""
-    frame = pd.DataFrame(spec.rows(run_root, problems) if rows is None else rows)
+    frame = spec.frame(run_root, problems) if frame is None else frame
     for col in columns:
         if col not in frame:
             frame[col] = pd.Series(dtype="float64")
-        # Non-finite values are written as the strings "nan"/"inf"; to_numeric maps them back.
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+        elif not pd.api.types.is_numeric_dtype(frame[col]):
+            # Non-finite values are written as the strings "nan"/"inf"; to_numeric maps them back.
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
     if len(frame):
         if "segment" in columns:
             frame = _number_segments(frame)
         if raw is not None:
             raw.append(frame)
-        frame = frame.sort_values("step", kind="stable").drop_duplicates("step", keep="last").reset_index(drop=True)
+        steps = frame["step"]
+        if not (steps.is_monotonic_increasing and steps.is_unique):  # else already one row per step, in order: no copy
+            frame = frame.sort_values("step", kind="stable").drop_duplicates("step", keep="last")
+            frame = frame.reset_index(drop=True)
     return frame
 
 
@@ -167,14 +175,16 @@ def read_tasks(run_root: Path, problems: list[str]) -> pd.DataFrame:
 def read_validation(root: Path, problems: list[str]) -> dict:
     """`validation`: the rows without a `dataset` (or, when every row names one, the first set's), so curves and
     checks read one curve; `validation_sets`: every other eval set's rows (imports with several eval sets)."""
-    rows = records.VALIDATION.rows(root, problems)
-    sets = sorted({r.get("dataset") for r in rows if r.get("dataset")})
+    rows = records.VALIDATION.frame(root, problems)
+    named = rows["dataset"].map(lambda d: isinstance(d, str) and d != "") if "dataset" in rows else None
+    sets = sorted(set(rows["dataset"][named])) if named is not None else []
     if not sets:
-        return {"validation": read_rows(records.VALIDATION, root, VALIDATION_COLUMNS, problems, rows=rows)}
-    main = None if any(not r.get("dataset") for r in rows) else sets[0]
+        return {"validation": read_rows(records.VALIDATION, root, VALIDATION_COLUMNS, problems, frame=rows)}
+    main = None if not named.all() else sets[0]
 
     def frame(name):
-        sel = pd.DataFrame([r for r in rows if r.get("dataset") == name], columns=VALIDATION_COLUMNS)
+        which = rows["dataset"].isna() if name is None else rows["dataset"] == name
+        sel = rows[which].reindex(columns=VALIDATION_COLUMNS).reset_index(drop=True)
         for col in VALIDATION_COLUMNS:
             if col != "dataset":
                 sel[col] = pd.to_numeric(sel[col], errors="coerce")
@@ -183,7 +193,56 @@ def read_validation(root: Path, problems: list[str]) -> dict:
     return {"validation": frame(main), "validation_sets": {name: frame(name) for name in sets if name != main}}
 
 
+# Not part of what a run's files say: locks, the scheduler's folders, earlier outputs and the summary cache itself.
+UNREAD = (".lock", ".lock.info", "jobs", "archive", "logs", "summary.json")
+
+
+def fingerprint(run_dir: Path) -> list[list]:
+    """(path, size, mtime in ns, inode) of every file of the run the loader can read, sorted: any write into the
+    run (an append, an atomic replace, a new or deleted file) changes it. Cheap: stat calls only."""
+    root, out = Path(run_dir), []
+    for folder, dirs, files in os.walk(root):
+        rel = Path(folder).relative_to(root)
+        if rel == Path("."):
+            dirs[:] = [d for d in dirs if d not in UNREAD]
+            files = [f for f in files if f not in UNREAD and not f.startswith(".summary.json.")]
+        for name in files:
+            path = Path(folder) / name
+            with contextlib.suppress(FileNotFoundError):  # a file removed meanwhile: the next look sees it gone
+                st = path.stat()
+                out.append([str(rel / name), st.st_size, st.st_mtime_ns, st.st_ino])
+    return sorted(out)
+
+
+_CACHE: OrderedDict[Path, tuple[list, Run]] = OrderedDict()
+CACHE_RUNS = 4  # loaded runs kept per process (a 1M-step run's frames are ≈ 150 MB)
+
+
 def load_run(run_dir: Path) -> Run:
+    """The run, read once per process: a second call returns (a copy of) the same Run while none of its files
+    changed (`fingerprint`), so `make index`, `make compare` and `compare_to` baselines parse each log once."""
+    key = Path(run_dir).resolve()
+    stamp = fingerprint(key)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == stamp:
+        _CACHE.move_to_end(key)
+        return _copy(hit[1], Path(run_dir))
+    run = _load_run(Path(run_dir))
+    _CACHE[key] = (stamp, run)
+    while len(_CACHE) > CACHE_RUNS:
+        _CACHE.popitem(last=False)
+    return _copy(run, Path(run_dir))
+
+
+def _copy(run: Run, root: Path) -> Run:
+    # The frames and records are shared (report code copies a frame before changing it); the list is the caller's.
+    out = copy.copy(run)
+    object.__setattr__(out, "root", root)
+    object.__setattr__(out, "problems", list(run.problems))
+    return out
+
+
+def _load_run(run_dir: Path) -> Run:
     run, problems, raw = RunDir(Path(run_dir)), [], []
     config = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run.config.is_file() else {}
     checkpoints = [

@@ -16,7 +16,7 @@ from tabulate import tabulate
 from pipeline.atomic import write_text
 from pipeline.config.schema import Experiment
 from pipeline.errors import UserError
-from pipeline.report import sections
+from pipeline.report import sections, summary
 from pipeline.report.i18n import HEADLINE, IMPORT_HEADLINE, NO, SEVERITY, STATUS, YES, suffix, translate, translations
 from pipeline.report.loader import load_run
 
@@ -108,6 +108,7 @@ def render(
     """Every language of `report.language`: English to report.md, another language to report.<lang>.md
     (its plots get the same suffix). Returns the report files written, in the order of the config.
     `running`: a live look (`make peek`) at a train stage still at work."""
+    since = summary.sources(run_dir)  # before reading: a write meanwhile leaves the summary visibly stale
     run = load_run(run_dir)
     run.running = running
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -122,6 +123,8 @@ def render(
         out = report_dir / f"report{suffix(lang)}.md"
         write_text(out, text)
         written.append(out)
+    if not running:  # a peek takes no lock and writes nothing into the run
+        summary.write(run_dir, run, baseline, since)  # the run's `make index` row: the index reads no log again
     return written
 
 

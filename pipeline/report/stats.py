@@ -20,7 +20,15 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
+
+
+def _sps():
+    # Imported on first use: scipy.stats costs about a second of start-up that a report without a comparison
+    # never needs.
+    from scipy import stats
+
+    return stats
+
 
 LEVEL = 0.95
 ALPHA = 1 - LEVEL
@@ -65,7 +73,7 @@ def mcnemar(a, b, iters: int = BOOTSTRAP, seed: int = SEED) -> Test:
     """Binary paired scores (0/1): exact McNemar p = two-sided binomial test of b01 vs b10; CI by paired bootstrap."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     gained, lost = int(np.sum((x == 0) & (y == 1))), int(np.sum((x == 1) & (y == 0)))
-    p = 1.0 if gained + lost == 0 else float(sps.binomtest(gained, gained + lost, 0.5).pvalue)
+    p = 1.0 if gained + lost == 0 else float(_sps().binomtest(gained, gained + lost, 0.5).pvalue)
     boot = paired_bootstrap(x, y, iters, seed)
     return Test("McNemar (exact)", boot.delta, boot.low, boot.high, p, boot.n)
 
@@ -81,8 +89,8 @@ def unpaired_from_se(a: float, se_a: float, b: float, se_b: float) -> Test:
     """Different items, only standard errors known: normal approximation."""
     se = math.sqrt(se_a**2 + se_b**2)
     delta = b - a
-    z = sps.norm.ppf(1 - ALPHA / 2)
-    p = float(2 * sps.norm.sf(abs(delta) / se)) if se > 0 else (1.0 if delta == 0 else 0.0)
+    z = _sps().norm.ppf(1 - ALPHA / 2)
+    p = float(2 * _sps().norm.sf(abs(delta) / se)) if se > 0 else (1.0 if delta == 0 else 0.0)
     return Test("unpaired (normal, stderr)", delta, delta - z * se, delta + z * se, p, 0)
 
 
@@ -92,7 +100,7 @@ def t_interval(values) -> tuple[float, float, float] | None:
     if x.size < 2:
         return None
     mean, sem = float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
-    half = float(sps.t.ppf(1 - ALPHA / 2, x.size - 1) * sem)
+    half = float(_sps().t.ppf(1 - ALPHA / 2, x.size - 1) * sem)
     return mean, mean - half, mean + half
 
 
@@ -108,8 +116,8 @@ def welch(a, b) -> Test | None:
     if se == 0:
         return Test("Welch t", delta, delta, delta, 1.0 if delta == 0 else 0.0, int(min(x.size, y.size)))
     df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
-    p = float(sps.ttest_ind(y, x, equal_var=False).pvalue)
-    half = float(sps.t.ppf(1 - ALPHA / 2, df) * se)
+    p = float(_sps().ttest_ind(y, x, equal_var=False).pvalue)
+    half = float(_sps().t.ppf(1 - ALPHA / 2, df) * se)
     return Test("Welch t", delta, delta - half, delta + half, p, int(min(x.size, y.size)))
 
 

@@ -57,7 +57,7 @@ def median_of(run: Run, column: str) -> float | None:
     """Median over the steady steps (first row after each start excluded), for summary lines."""
     if column not in run.metrics:
         return None
-    values = run.metrics[run.metrics["step"].isin(_steady_steps(run))][column].dropna()
+    values = run.metrics.loc[_steady(run), column].dropna()
     return float(values.median()) if len(values) else None
 
 
@@ -75,7 +75,7 @@ def throughput(run: Run) -> dict:
     frame = run.metrics
     if not len(frame) or frame["tokens_per_s"].isna().all():
         return {}
-    steady = frame[frame["step"].isin(_steady_steps(run))]
+    steady = frame[_steady(run)]
     if "interval_event" in steady:  # an interval holding an evaluation/checkpoint is that pause, not the speed
         steady = steady[steady["interval_event"].isna()]
     tps = steady["tokens_per_s"].dropna()
@@ -97,9 +97,9 @@ def _first_steps(run: Run) -> set[int]:
     return {int(run.metrics["step"].iloc[0])} if len(run.metrics) else set()
 
 
-def _steady_steps(run: Run) -> list[int]:
-    first = _first_steps(run)
-    return [int(s) for s in run.metrics["step"] if int(s) not in first]
+def _steady(run: Run) -> pd.Series:
+    """Which metric rows are steady: every row but those at a segment's first step."""
+    return ~run.metrics["step"].isin(_first_steps(run))
 
 
 def best_validation(run: Run) -> dict | None:

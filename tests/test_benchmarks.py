@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
+@pytest.mark.slow
 def test_eval_harness_benchmark_at_ci_size(tmp_path: Path):
     import eval_harness
 
@@ -37,6 +37,7 @@ def test_eval_harness_benchmark_at_ci_size(tmp_path: Path):
     )
     assert json.loads(out.read_text()) == record
     # item counts keep the seed's proportions: 10,042 / 1,838 / 3,610 scaled by 0.002
+    assert record["seed"] == 0
     assert record["items"] == {"bench_hellaswag": 20, "bench_piqa": 4, "bench_nq_open": 7}
     req = record["requests"]
     assert req["loglikelihood"]["requests"] == 20 * 4 + 4 * 2
@@ -44,3 +45,32 @@ def test_eval_harness_benchmark_at_ci_size(tmp_path: Path):
     assert record["total_s"] >= req["loglikelihood"]["seconds"] + req["generate_until"]["seconds"] > 0
     tasks = {m["task"] for m in record["metrics"]}
     assert tasks == {"bench_hellaswag", "bench_piqa", "bench_nq_open"}
+
+
+def test_eval_harness_stops_with_one_line_when_its_default_device_is_absent(capsys):
+    import eval_harness
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA works here: the default device is present")
+    with pytest.raises(SystemExit) as stop:
+        eval_harness.main([])  # the default --device cuda
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --device cuda: torch cannot use CUDA here")
+    with pytest.raises(SystemExit) as stop:
+        eval_harness.main(["--device", "no-such-device"])
+    assert stop.value.code == 2 and "not a torch device" in capsys.readouterr().err
+
+
+def test_eval_harness_model_is_seeded(tmp_path: Path):
+    import eval_harness
+    from safetensors.torch import load_file
+
+    weights = [
+        load_file(eval_harness.build_model(tmp_path / name, "tiny", None, seed) / "model.safetensors")
+        for name, seed in (("a", 0), ("b", 0), ("c", 1))
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(weights[0][k].equal(weights[1][k]) for k in weights[0])  # same seed: the same model
+    assert not all(weights[0][k].equal(weights[2][k]) for k in weights[0])  # another seed: another model

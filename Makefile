@@ -93,7 +93,7 @@ endif
 LOCK_PY := $(if $(filter native,$(RUNTIME)),$(PY),$(PYTHON))
 LOCK = $(LOCK_PY) -m pipeline.lock $(RUN) $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 
-.PHONY: test-fast compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train gpu-wheels gpu-check submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
+.PHONY: test-fast compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train bench-scale gpu-wheels gpu-check submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
 
 help: ## this list: every public target, one line each
 	@echo 'labnote: experiment YAML -> runs/<EXP>/ -> reports/<EXP>/report.md (EXP=… names the experiment)'
@@ -217,11 +217,18 @@ BENCH_ARGS ?= --device cuda --batch-size 64
 bench-eval: $(VENV_STAMP) ## time the harness path on seed-000-shaped tasks (BENCH_ARGS=…)
 	$(PY) benchmarks/eval_harness.py $(BENCH_ARGS)
 
-# Train-stage speed: pipeline step vs a bare PyTorch loop, tokens/s and MFU. GPU (debug_3 shape, bf16,
-# compile): make bench-train; CPU-sized: make bench-train BENCH_TRAIN_ARGS="--shape tiny --device cpu"
+# Train-stage speed: the stage's whole step path vs a bare PyTorch loop, interleaved; tokens/s, MFU, paired
+# overhead with its 95% CI. GPU (debug_3 shape, bf16, compile): make bench-train; CPU (smoke shape):
+# make bench-train BENCH_TRAIN_ARGS="--shape smoke --device cpu --threads 1"
 BENCH_TRAIN_ARGS ?= --device cuda
-bench-train: $(VENV_STAMP) ## tokens/s, MFU, overhead over a bare loop (BENCH_TRAIN_ARGS=…)
+bench-train: $(VENV_STAMP) ## tokens/s, MFU, paired overhead (95% CI) over a bare loop (BENCH_TRAIN_ARGS=…)
 	$(PY) benchmarks/train_throughput.py $(BENCH_TRAIN_ARGS)
+
+# Time and peak memory per stage part at growing input sizes, with each part's growth exponent (log-log slope).
+# Quick sizes by default (minutes); SCALE_ARGS=--full for the issue's (10M-1B tokens, 1M log lines, 100K entries).
+SCALE_ARGS ?= --quick
+bench-scale: $(HOST_STAMP) ## time + peak memory per stage part vs input size, growth exponents (SCALE_ARGS=--full)
+	$(PY) benchmarks/scale.py $(SCALE_ARGS)
 
 # The one GPU check (benchmarks/gpu_check.sh, ≤ 8 min on one H100/H200). A GPU machine may have no network: on a
 # machine with one, `make gpu-wheels` downloads every pin of requirements.lock (the whole closure, torch excluded;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One GPU check, ≤ 8 min on one H100/H200: bench-train at the debug_3 shape (tokens/s, MFU, paired overhead vs
 # the bare loop over 200 steps), bench-eval at seed 000's sizes, the gpu_check_sweep (teacher_speed's
-# fp32/bf16/LoRA/QLoRA variants, 3 repeats: bf16 < fp32 and QLoRA < LoRA peak memory) and a torch.compile + bf16 smoke training run. Writes one
-# JSON of results (and prints a table).
+# fp32/bf16/LoRA/QLoRA variants, 3 repeats: bf16 < fp32 and QLoRA < LoRA peak memory) and a torch.compile + bf16
+# smoke training run. Writes one JSON of results (and prints a table).
 #
 #   benchmarks/gpu_check.sh [--out DIR]        on the GPU machine (DIR default: benchmarks/results/gpu_check)
 #   benchmarks/gpu_check.sh --cpu-dry-run      the same code paths on CPU at tiny sizes (CI, < 1 min)

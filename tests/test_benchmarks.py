@@ -74,3 +74,29 @@ def test_eval_harness_model_is_seeded(tmp_path: Path):
     assert weights[0].keys() == weights[1].keys()
     assert all(weights[0][k].equal(weights[1][k]) for k in weights[0])  # same seed: the same model
     assert not all(weights[0][k].equal(weights[2][k]) for k in weights[0])  # another seed: another model
+
+
+def test_scale_growth_exponent_recovers_known_powers():
+    import scale
+
+    sizes = [10_000, 100_000, 1_000_000]
+    assert scale.growth_exponent(sizes, [2e-6 * n for n in sizes]) == pytest.approx(1.0)
+    assert scale.growth_exponent(sizes, [3e-9 * n**2 for n in sizes]) == pytest.approx(2.0)
+    assert scale.growth_exponent(sizes, [0.5, 0.5, 0.5]) == pytest.approx(0.0, abs=1e-12)
+    assert scale.growth_exponent(sizes[:1], [1.0]) is None  # one size: no slope
+
+
+def test_scale_measures_a_part_in_its_own_process(tmp_path: Path, capsys):
+    """The cheapest part end to end: each size measured in a child process, its peak RSS its own, one table."""
+    import scale
+
+    results = scale.main(["--parts", "batch_plan", "--sizes", "1e7,1e8", "--out", str(tmp_path / "s.json")])
+    assert [r["size"] for r in results] == [10**7, 10**8] and all("error" not in r for r in results)
+    for r in results:
+        assert r["steps"] == min(1000, r["size"] // 2048 // 32) and r["time_s"] > 0
+        assert r["peak_rss_mib"] >= r["base_rss_mib"] > 0
+    assert json.loads((tmp_path / "s.json").read_text()) == results
+    table = capsys.readouterr().out
+    assert "| batch_plan | 10,000,000 | tokens (seq 2048) |" in table and "ms/step" in table
+    with pytest.raises(SystemExit):
+        scale.main(["--parts", "no_such_part"])

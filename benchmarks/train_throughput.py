@@ -24,6 +24,7 @@ Prints a table and writes a JSON record (--out). Results go in benchmarks/README
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import math
@@ -160,7 +161,9 @@ class BareLoop:
 
         trainer = pipeline.trainer
         tc, device = cfg.train, trainer.rt.device
-        self.cfg, self.device, self.plan = cfg, device, trainer.plan
+        # Its own copy of the plan (same batches): sharing one would make the loops evict each other's cached
+        # epoch order at an epoch boundary.
+        self.cfg, self.device, self.plan = cfg, device, copy.copy(trainer.plan)
         self.seq, self.val = trainer.train_seq, trainer.val_seq
         self.model = build_model(cfg.model, trainer.model.config.vocab_size, trainer.model.config.eos_token_id)
         self.model.load_state_dict(pipeline.initial)

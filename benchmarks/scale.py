@@ -201,7 +201,6 @@ PARTS: dict[str, Part] = {
 def child(part: str, spec_path: Path) -> None:
     """Measure one call: wall time and this process's peak RSS (and its RSS before the call: imports)."""
     import importlib
-    import resource
 
     for module in ("pipeline.cli", *PARTS[part].warm):
         importlib.import_module(module)
@@ -210,8 +209,15 @@ def child(part: str, spec_path: Path) -> None:
     t0 = time.perf_counter()
     extra = PARTS[part].run(spec) or {}
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its
+    # parent's peak whenever that was larger.
+    peak = _status_kib("VmHWM") / 1024
     print(json.dumps({"seconds": seconds, "peak_rss_mib": peak, "base_rss_mib": base, **extra}))
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
 
 
 def _rss_mib() -> float:

@@ -86,6 +86,7 @@ def test_scale_growth_exponent_recovers_known_powers():
     assert scale.growth_exponent(sizes[:1], [1.0]) is None  # one size: no slope
 
 
+@pytest.mark.slow  # two child processes
 def test_scale_measures_a_part_in_its_own_process(tmp_path: Path, capsys):
     """The cheapest part end to end: each size measured in a child process, its peak RSS its own, one table."""
     import scale

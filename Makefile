@@ -104,7 +104,7 @@ endif
 LOCK_PY := $(if $(filter native,$(RUNTIME)),$(PY),$(PYTHON))
 LOCK = $(LOCK_PY) -m pipeline.lock $(RUN) $(if $(findstring n,$(firstword -$(MAKEFLAGS))),--dry-run)
 
-.PHONY: peek test-fast compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train bench-import gpu-wheels gpu-check submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
+.PHONY: peek test-fast compare-needs-exps lint format help venv resolve test clean data check bench-eval bench-train bench-import bench-scale gpu-wheels gpu-check submit index compare import bench-part bench-collect sif container-test FORCE stages.mk
 
 help: ## this list: every public target, one line each
 	@echo 'labnote: experiment YAML -> runs/<EXP>/ -> reports/<EXP>/report.md (EXP=… names the experiment)'
@@ -270,16 +270,22 @@ BENCH_ARGS ?= --device cuda --batch-size 64
 bench-eval: $(VENV_STAMP) ## time the harness path on seed-000-shaped tasks (BENCH_ARGS=…)
 	$(PY) benchmarks/eval_harness.py $(BENCH_ARGS)
 
-# Train-stage speed: pipeline step vs a bare PyTorch loop, tokens/s and MFU. GPU (debug_3 shape, bf16,
-# compile): make bench-train; CPU-sized: make bench-train BENCH_TRAIN_ARGS="--shape tiny --device cpu"
+# Train-stage speed: the stage's whole step path vs a bare PyTorch loop, interleaved; tokens/s, MFU, paired
+# overhead with its 95% CI. GPU (debug_3 shape, bf16, compile): make bench-train; CPU (smoke shape):
+# make bench-train BENCH_TRAIN_ARGS="--shape smoke --device cpu --threads 1"
 BENCH_TRAIN_ARGS ?= --device cuda
-bench-train: $(VENV_STAMP) ## tokens/s, MFU, overhead over a bare loop (BENCH_TRAIN_ARGS=…)
+bench-train: $(VENV_STAMP) ## tokens/s, MFU, paired overhead (95% CI) over a bare loop (BENCH_TRAIN_ARGS=…)
 	$(PY) benchmarks/train_throughput.py $(BENCH_TRAIN_ARGS)
 
 # Import speed: every importer on synthetic 10K / 100K-entry sources (benchmarks/synthetic_sources.py), read and
 # write timed apart; CPU only. One source, smaller: make bench-import BENCH_IMPORT_ARGS="--sizes 1000 --sources lingua"
 bench-import: $(VENV_STAMP) ## time every importer on synthetic 10K/100K-entry sources (BENCH_IMPORT_ARGS=…)
 	$(PY) benchmarks/import_scale.py $(BENCH_IMPORT_ARGS)
+# Time and peak memory per stage part at growing input sizes, with each part's growth exponent (log-log slope).
+# Quick sizes by default (minutes); SCALE_ARGS=--full for the issue's (10M-1B tokens, 1M log lines, 100K entries).
+SCALE_ARGS ?= --quick
+bench-scale: $(HOST_STAMP) ## time + peak memory per stage part vs input size, growth exponents (SCALE_ARGS=--full)
+	$(PY) benchmarks/scale.py $(SCALE_ARGS)
 
 # The one GPU check (benchmarks/gpu_check.sh, ≤ 8 min on one H100/H200). A GPU machine may have no network: on a
 # machine with one, `make gpu-wheels` downloads every pin of requirements.lock (the whole closure, torch excluded;

@@ -118,13 +118,15 @@ def build_tasks(root: Path, scale: float, seed: int = 0) -> dict[str, int]:
     return counts
 
 
-def build_model(root: Path, shape: str, checkpoint: str | None) -> Path:
+def build_model(root: Path, shape: str, checkpoint: str | None, seed: int = 0) -> Path:
     if checkpoint:
         return Path(checkpoint)
     from pipeline.config.schema import ByteTokenizer, ModelConfig
     from pipeline.data.tokenizer import build_tokenizer
     from pipeline.model import build_model as build
+    from pipeline.train.runtime import seed_everything
 
+    seed_everything(seed)  # the random weights, and so the generations' lengths and the timings, repeat
     tok = build_tokenizer(ByteTokenizer(type="bytes"), [])
     model = build(ModelConfig(**SHAPES[shape]), len(tok), tok.eos_token_id)
     path = root / "model"
@@ -142,8 +144,13 @@ def main(argv=None) -> dict:
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--batch-size", default="64")
     p.add_argument("--max-gen-toks", type=int, default=None, help="default: lm-eval's (256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random model's weights")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
+    why = device_missing(args.device)
+    if why:
+        print(f"error: --device {args.device}: {why}", file=sys.stderr)
+        raise SystemExit(2)
 
     from pipeline.config.schema import HarnessTask
     from pipeline.evaluate.harness import evaluate_tasks, normalise, timed_lm_class
@@ -151,7 +158,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         counts = build_tasks(root, args.scale)
-        model_dir = build_model(root, args.shape, args.checkpoint)
+        model_dir = build_model(root, args.shape, args.checkpoint, args.seed)
         batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
         lm = timed_lm_class()(
             pretrained=str(model_dir),
@@ -176,6 +183,7 @@ def main(argv=None) -> dict:
         "dtype": args.dtype,
         "batch_size": args.batch_size,
         "scale": args.scale,
+        "seed": args.seed,
         "items": counts,
         "total_s": round(total, 2),
         "requests": {k: {"seconds": round(v["seconds"], 2), "requests": v["requests"]} for k, v in lm.timing.items()},
@@ -189,6 +197,23 @@ def main(argv=None) -> dict:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def device_missing(device: str) -> str | None:
+    """Why `device` cannot run here (one line), or None: the default is cuda, absent on a CPU machine."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as exc:
+        return f"not a torch device ({str(exc).splitlines()[0]})"
+    if kind == "cuda":
+        from pipeline.gpu import cuda_status
+
+        status = cuda_status()
+        if not status["usable"]:
+            return f"torch cannot use CUDA here ({status['reason']}); on a CPU machine pass --device cpu"
+    return None
 
 
 def _gpu_name() -> str | None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# One GPU check, ≤ 8 min on one H100/H200: bench-train at the debug_3 shape (tokens/s, MFU, overhead vs the
-# bare loop), bench-eval at seed 000's sizes, the gpu_check_sweep (teacher_speed's fp32/bf16/LoRA/QLoRA variants,
-# 3 repeats: bf16 < fp32 and QLoRA < LoRA peak memory) and a torch.compile + bf16 smoke training run. Writes one
-# JSON of results (and prints a table).
+# One GPU check, ≤ 8 min on one H100/H200: bench-train at the debug_3 shape (tokens/s, MFU, paired overhead vs
+# the bare loop over 200 steps), bench-eval at seed 000's sizes, the gpu_check_sweep (teacher_speed's
+# fp32/bf16/LoRA/QLoRA variants, 3 repeats: bf16 < fp32 and QLoRA < LoRA peak memory) and a torch.compile + bf16
+# smoke training run. Writes one JSON of results (and prints a table).
 #
 #   benchmarks/gpu_check.sh [--out DIR]        on the GPU machine (DIR default: benchmarks/results/gpu_check)
 #   benchmarks/gpu_check.sh --cpu-dry-run      the same code paths on CPU at tiny sizes (CI, < 1 min)
@@ -47,7 +47,7 @@ if [ "$DRY" = 1 ]; then
   SMOKE_SET="train.device=cpu train.compile=true train.precision=bf16 train.steps=2 train.warmup_steps=1 train.log_every=1 train.eval_every=2 train.eval_batches=1 train.checkpoint_every=2 train.batch_size=4 model.dim=32 model.layers=1 model.heads=2 data.max_documents=200 data.tokenizer.vocab_size=300"
 else
   DEVICE=cuda
-  TRAIN_ARGS=(--device cuda --steps 30 --warmup 5)
+  TRAIN_ARGS=(--device cuda --steps 200 --warmup 5)
   EVAL_ARGS=(--device cuda --batch-size 64)
   SWEEP_SET="train.device=cuda"
   SMOKE_SET="train.device=cuda train.compile=true train.precision=bf16 train.steps=300"

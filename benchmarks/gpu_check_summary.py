@@ -62,7 +62,8 @@ def collect(out: Path, device: str, seconds: float | None) -> dict:
             "mfu_datasheet_peak": train["pipeline"]["mfu_datasheet_peak"],
             "measured_peak_flops_per_s": train["peak"]["measured"]["flops_per_s"],
             "peak_memory_gib": train["pipeline"]["peak_memory_gib"],
-            "overhead_vs_bare": train["overhead_vs_bare"],
+            "overhead_vs_bare": train["overhead"]["overhead"],
+            "overhead_ci95": [train["overhead"]["ci_low"], train["overhead"]["ci_high"]],
         },  # fmt: skip
         "bench_eval": harness
         and {
@@ -114,7 +115,11 @@ def table(r: dict) -> str:
         ("device", f"{r['device']} {r['gpu'] or ''}".strip()),
         ("bench-train tokens/s (bare)", f"{tps} ({bare})"),
         ("bench-train MFU measured / datasheet", mfu),
-        ("bench-train overhead vs bare", fmt(bt.get("overhead_vs_bare"), "+.1%")),
+        (
+            "bench-train overhead vs bare (95% CI)",
+            f"{fmt(bt.get('overhead_vs_bare'), '+.1%')} "
+            f"({' .. '.join(fmt(x, '+.1%') for x in bt.get('overhead_ci95') or [None, None])})",
+        ),
         ("bench-eval total s (items)", f"{fmt(be.get('total_s'))} ({items:,})"),
     ]
     for name, v in (r["sweep"] or {}).items():

@@ -1,16 +1,22 @@
-"""Time the train stage's step: tokens/s, MFU, peak memory, and the pipeline's overhead over a bare loop.
+"""The train stage's whole step path against a bare PyTorch loop: tokens/s, MFU, peak memory, paired overhead.
 
 Seed 000 trained a 103M byte-level Llama (dim 1024, 8 layers, 8 heads, seq 2048, batch 32, bf16,
-torch.compile) at ~470K tokens/s on one H100. This script builds a model of that shape with random weights,
-runs the pipeline's own `Trainer.train_step` on random token batches, and a bare PyTorch loop (forward,
-backward, clip, AdamW, zero_grad) with the same initial weights, batches, precision and compile setting, in
-the same process on the same device. Each loop warms up alone (its peak memory is read then); the measured
-steps alternate between the two loops. Warm-up steps are discarded, the device is synchronised before every
-clock read, and step times are medians. MFU uses `pipeline.train.flops` against the matmul peak measured here
-once (`pipeline.train.peak`) and against the datasheet's dense BF16 peak.
+torch.compile) at ~470K tokens/s on one H100. This script prepares a scratch run with the real prepare stage
+(or copies `--prepared-from RUN`'s prepared data), builds the train stage's own `Trainer` on it and advances
+its real loop (`Trainer.fit_steps`, the loop `make train` runs) one step at a time: each step takes its batch
+from the prepared token file, trains, logs at `train.log_every`, validates at `train.eval_every` and writes a
+checkpoint at `train.checkpoint_every`, as configured. The bare loop starts from a copy of the same initial
+weights and does what a hand-written loop must: the same batches' rows from the same token file, forward,
+backward, clip, AdamW, and at the same intervals a loss read, a forward pass over the same validation
+batches and a `torch.save` of model and optimizer. The two loops take turns step by step (who goes first
+alternates), with the device synchronised around every step, so drift and neighbour load hit both alike.
 
-    python benchmarks/train_throughput.py --device cuda                      # debug_3 shape, bf16, compile
-    python benchmarks/train_throughput.py --shape tiny --device cpu          # CPU-sized, seconds on 2 cores
+The overhead is the paired ratio: the mean over steps of log(pipeline step time / bare step time), back-
+transformed, with a 95% t interval over the pairs; the ratio of total times (every validation and checkpoint
+included: their cost amortised) comes with a paired bootstrap interval.
+
+    python benchmarks/train_throughput.py --device cuda                       # debug_3 shape, bf16, compile
+    python benchmarks/train_throughput.py --shape smoke --device cpu          # experiments/smoke.yaml on CPU
 
 Prints a table and writes a JSON record (--out). Results go in benchmarks/README.md with the device named.
 """
@@ -18,10 +24,14 @@ Prints a table and writes a JSON record (--out). Results go in benchmarks/README
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
+import math
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,95 +41,177 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-# debug_3 as experiments/debug_3.yaml has it: Lingua's SwiGLU width and untied output layer (seed 000's 103M).
+REPO = Path(__file__).resolve().parents[1]
+# Each shape is an experiment file plus SET overrides (the data must prepare offline). debug_3 keeps
+# experiments/debug_3.yaml's model and train sections (the seed's 103M, bf16, compile) on a builtin corpus.
 SHAPES = {
-    "debug_3": {
-        "dim": 1024,
-        "layers": 8,
-        "heads": 8,
-        "seq_len": 2048,
-        "batch_size": 32,
-        "ffn_dim": 2816,
-        "tie_embeddings": False,
-    },
-    "tiny": {"dim": 64, "layers": 2, "heads": 4, "seq_len": 128, "batch_size": 4},
+    "debug_3": ("debug_3", "data.source.type=builtin data.source.name=gensim-wiki"),
+    "smoke": ("smoke", ""),
+    # CI size: seconds on 2 cores
+    "tiny": (
+        "smoke",
+        "model.dim=64 model.layers=2 model.heads=4 train.batch_size=4 train.warmup_steps=2 data.tokenizer.type=bytes "
+        "data.source.type=builtin data.source.name=kjv data.max_documents=60",
+    ),
 }
 
 
-def experiment(shape: dict, device: str, precision: str, compile_: bool, steps: int):
-    from pipeline.config.schema import Experiment
+def experiment(shape: str, device: str, precision: str, compile_: bool, steps: int, extra: list[str] = ()):
+    from pipeline.config.load import load_experiment
 
-    return Experiment(
-        name="bench_train",
-        data={"source": {"type": "builtin", "name": "kjv"}, "seq_len": shape["seq_len"]},
-        model={
-            "arch": "llama",
-            "dim": shape["dim"],
-            "layers": shape["layers"],
-            "heads": shape["heads"],
-            "max_seq_len": shape["seq_len"],
-            **{k: shape[k] for k in ("ffn_dim", "tie_embeddings") if k in shape},
-        },
-        train={
-            "steps": steps,
-            "batch_size": shape["batch_size"],
-            "lr": 3e-4,
-            "precision": precision,
-            "compile": compile_,
-            "device": device,
-        },
-    )
+    name, overrides = SHAPES[shape]
+    settings = [f"train.device={device}", f"train.precision={precision}", f"train.compile={compile_}"]
+    return load_experiment(name, [overrides, *settings, f"train.steps={steps}", *extra], root=REPO / "experiments")
 
 
-def pipeline_loop(cfg, rt, vocab: int, eos: int):
-    """The real `Trainer.train_step`, on a Trainer built by its own constructor.
+# ---------------------------------------------------------------------------- statistics (tests/test_bench_train.py)
+def paired_overhead(pipeline_s, bare_s, confidence: float = 0.95) -> dict:
+    """Overhead from paired step times: exp(mean log(p_i / b_i)) - 1 and its t interval over the pairs.
 
-    `Trainer(cfg, rt, vocab, eos)` builds the model, optimizer, scheduler, scaler and (compiled) step
-    model exactly as the train stage does; only `Trainer.from_run` would add a prepared run's tokenizer
-    and token files, which a benchmark on random batches does not have. Timing the pipeline's own step
-    (not a copy here that could drift from loop.py) keeps the benchmark measuring the right thing.
+    Pairing removes what both steps of a pair share (the machine's load at that moment); the log makes the
+    ratio symmetric and the mean of logs is what a t interval is exact for when the log-ratios are normal.
     """
-    from pipeline.train.loop import Trainer
+    from scipy import stats
 
-    trainer = Trainer(cfg, rt, vocab, eos)
-    trainer.step_model.train()
-    return lambda batch: trainer.train_step([batch])[0], trainer.model
-
-
-def bare_loop(cfg, device: torch.device, vocab: int, eos: int):
-    """What a hand-written training loop does per step, with none of the pipeline's machinery."""
-    from pipeline.evaluate.scoring import DTYPES
-    from pipeline.model import build_model
-    from pipeline.train.runtime import seed_everything
-
-    tc = cfg.train
-    seed_everything(tc.seed)  # the same initial weights as the pipeline's model: the first losses must agree
-    model = build_model(cfg.model, vocab, eos).to(device)
-    runner = torch.compile(model) if tc.compile else model
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay, fused=device.type == "cuda"
-    )
-    runner.train()
-
-    def step(batch: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=DTYPES[tc.precision], enabled=tc.precision != "fp32"):
-            loss = runner(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    return step, model
+    r = np.log(np.asarray(pipeline_s, dtype=float) / np.asarray(bare_s, dtype=float))
+    n, mean = r.size, float(r.mean())
+    sd = float(r.std(ddof=1)) if n > 1 else math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n) if n > 1 else math.nan
+    return {
+        "pairs": n,
+        "mean_log_ratio": mean,
+        "sd_log_ratio": sd,
+        "overhead": math.expm1(mean),
+        "ci_low": math.expm1(mean - half),
+        "ci_high": math.expm1(mean + half),
+        "confidence": confidence,
+    }
 
 
-def warm_up(builder, batches: torch.Tensor, device: torch.device) -> dict:
-    """Build one loop and run its untimed steps (compilation, optimizer state) with only it on the device.
+def total_overhead(pipeline_s, bare_s, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict:
+    """sum(p) / sum(b) - 1 (rare slow steps, validation and checkpoints, weigh by their time) with a paired
+    percentile bootstrap interval (pairs resampled together, a fixed seed: the same data give the same interval)."""
+    p, b = np.asarray(pipeline_s, dtype=float), np.asarray(bare_s, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, p.size, size=(resamples, p.size))
+    boot = p[idx].sum(axis=1) / b[idx].sum(axis=1) - 1
+    alpha = (1 - confidence) / 2
+    return {
+        "pairs": int(p.size),
+        "overhead": float(p.sum() / b.sum() - 1),
+        "ci_low": float(np.quantile(boot, alpha)),
+        "ci_high": float(np.quantile(boot, 1 - alpha)),
+        "confidence": confidence,
+    }
 
-    Its peak memory is read here, above what was allocated before it was built, because once both loops
-    are live the device's peak counter can no longer tell them apart. (A CPU has no such counter: there
-    it is the process's peak resident set size, the same for both loops.)
-    """
+
+def step_kinds(steps: list[int], tc) -> list[str]:
+    """What the configured intervals make each step do besides training (the stage's `fit_steps` rules)."""
+    last = max(steps)
+    kinds = []
+    for s in steps:
+        kind = "train"
+        if s % tc.checkpoint_every == 0 or s == last:
+            kind = "checkpoint"
+        elif s % tc.eval_every == 0:
+            kind = "validation"
+        elif s % tc.log_every == 0:
+            kind = "log"
+        kinds.append(kind)
+    return kinds
+
+
+# ---------------------------------------------------------------------------- the two loops
+def prepare_run(cfg, work: Path, prepared_from: Path | None) -> Path:
+    """A scratch run directory with prepared data (never runs/: the benchmark writes checkpoints)."""
+    from pipeline.data.prepare import run_prepare
+
+    run_dir = work / "run"
+    if prepared_from is not None:
+        shutil.copytree(prepared_from / "prepared", run_dir / "prepared")
+    else:
+        run_prepare(cfg, run_dir)
+    return run_dir
+
+
+class PipelineLoop:
+    """The train stage itself: `Trainer.from_run` on the scratch run and its `fit_steps` generator."""
+
+    def __init__(self, cfg, run_dir: Path, rt, peak: dict):
+        from pipeline.rundir import RunDir
+        from pipeline.train.loop import Trainer
+
+        self.trainer = Trainer.from_run(cfg, RunDir(run_dir), rt, peak)
+        # The weights before any step, for the bare loop to start from (on the CPU: not in the device's peak).
+        self.initial = {k: v.detach().to("cpu", copy=True) for k, v in self.trainer.model.state_dict().items()}
+        self.steps = self.trainer.fit_steps("benchmark")
+
+    def step(self) -> int:
+        return next(self.steps)
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class BareLoop:
+    """A hand-written loop over the same rows of the same token file, from a copy of the same initial weights."""
+
+    def __init__(self, cfg, pipeline: PipelineLoop, work: Path):
+        from pipeline.model import build_model
+
+        trainer = pipeline.trainer
+        tc, device = cfg.train, trainer.rt.device
+        # Its own copy of the plan (same batches): sharing one would make the loops evict each other's cached
+        # epoch order at an epoch boundary.
+        self.cfg, self.device, self.plan = cfg, device, copy.copy(trainer.plan)
+        self.seq, self.val = trainer.train_seq, trainer.val_seq
+        self.model = build_model(cfg.model, trainer.model.config.vocab_size, trainer.model.config.eos_token_id)
+        self.model.load_state_dict(pipeline.initial)
+        self.model.to(device)
+        self.runner = torch.compile(self.model) if tc.compile else self.model
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tc.betas,
+                                           weight_decay=tc.weight_decay, fused=device.type == "cuda")  # fmt: skip
+        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[tc.precision]
+        self.path, self.index, self.last, self.first_loss = work / "bare.pt", 0, tc.steps, None
+        self.runner.train()
+
+    def _rows(self, rows) -> torch.Tensor:
+        return torch.from_numpy(self.seq[np.sort(rows)].astype(np.int64)).to(self.device)
+
+    def step(self) -> int:
+        tc = self.cfg.train
+        micro = [self._rows(rows) for rows in self.plan.indices(tc.seed, self.index)]
+        self.index += 1
+        step = self.index
+        for batch in micro:
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                loss = self.runner(input_ids=batch, labels=batch).loss / len(micro)
+            loss.backward()
+        if self.first_loss is None:
+            self.first_loss = loss.detach() * len(micro)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        last = step == self.last
+        if step % tc.log_every == 0 or last:
+            loss.item()  # what a loop reads to print its loss
+        if step % tc.eval_every == 0 or last:
+            self.model.eval()
+            with torch.no_grad():
+                rows = self.val[: tc.eval_batches * tc.batch_size]
+                for i in range(0, len(rows), tc.batch_size):
+                    batch = torch.from_numpy(rows[i : i + tc.batch_size].astype(np.int64)).to(self.device)
+                    with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                        self.model(input_ids=batch, labels=batch).loss.item()
+            self.model.train()
+        if step % tc.checkpoint_every == 0 or last:
+            torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}, self.path)
+        return step
+
+
+def memory_after(build, warmup: int, device: torch.device) -> tuple[object, float]:
+    """Build one loop and run its warm-up steps alone; its peak memory is read then, because once both loops
+    are live the device's peak counter cannot tell them apart (a CPU has only the process's peak RSS)."""
     from pipeline.train.runtime import Runtime, peak_memory_gib
 
     gc.collect()
@@ -128,80 +220,92 @@ def warm_up(builder, batches: torch.Tensor, device: torch.device) -> dict:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-    step, model = builder()
-    losses = [step(batch) for batch in batches]
+    loop = build()
+    for _ in range(warmup):
+        loop.step()
     Runtime(device).synchronize()
-    memory = (
-        (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else peak_memory_gib(device)
-    )
-    return {"step": step, "model": model, "losses": losses, "memory_gib": memory}
+    gib = (torch.cuda.max_memory_allocated(device) - base) / 2**30 if device.type == "cuda" else peak_memory_gib(device)
+    return loop, gib
 
 
-def run_interleaved(loops: dict, batches: torch.Tensor, device: torch.device) -> dict[str, list[float]]:
-    """Step times per loop, the loops taking turns on each batch and alternating who goes first.
-
-    Taking turns spreads clock, thermal and neighbour-load drift evenly over both loops, so their ratio
-    (the pipeline's overhead) is not biased by which one ran first or later.
-    """
+def run_interleaved(loops: dict, steps: int, device: torch.device, seed: int = 0) -> dict:
+    """Step times per loop, taking turns; the order within each pair is drawn at random (seeded) so a
+    position effect (caches warmed by the step before) cancels out over the pairs."""
     from pipeline.train.runtime import Runtime
 
     sync = Runtime(device).synchronize
-    names, times = list(loops), {name: [] for name in loops}
-    for i, batch in enumerate(batches):
-        for name in names if i % 2 == 0 else names[::-1]:
+    names = list(loops)
+    times, done = {name: [] for name in names}, {name: [] for name in names}
+    first = np.random.default_rng(seed).integers(0, 2, size=steps)
+    for i in range(steps):
+        for name in names if first[i] == 0 else names[::-1]:
             sync()
             t0 = time.perf_counter()
-            loops[name]["losses"].append(loops[name]["step"](batch))
+            done[name].append(loops[name].step())
             sync()
             times[name].append(time.perf_counter() - t0)
-    return times
+    assert done[names[0]] == done[names[1]], "the loops went out of step"
+    return {"times": times, "steps": done[names[0]]}
 
 
-def summarise(loop: dict, times: list[float], tokens_per_step: int, fpt: int, peaks: dict) -> dict:
+def loop_summary(times: list[float], tokens_per_step: int, fpt: int, peaks: dict, memory: float) -> dict:
     from pipeline.train.flops import achieved_flops, mfu
 
-    median, losses = statistics.median(times), [loss.item() for loss in loop["losses"]]
-    achieved = achieved_flops(fpt, tokens_per_step / median)
+    total = sum(times)
+    achieved = achieved_flops(fpt, tokens_per_step * len(times) / total)
     return {
         "steps": len(times),
-        "warmup": len(losses) - len(times),
         "tokens_per_step": tokens_per_step,
-        "tokens_per_s": tokens_per_step / median,
-        "step_time_median_s": median,
+        "tokens_per_s": tokens_per_step * len(times) / total,
+        "step_time_mean_s": total / len(times),
+        "step_time_median_s": statistics.median(times),
         "step_time_p10_s": float(np.percentile(times, 10)),
         "step_time_p90_s": float(np.percentile(times, 90)),
-        "step_time_std_s": statistics.pstdev(times),
         "achieved_flops_per_s": achieved,
         "mfu_measured_peak": mfu(achieved, peaks["measured"]["flops_per_s"]),
         "mfu_datasheet_peak": mfu(achieved, peaks["datasheet_flops_per_s"]),
-        "peak_memory_gib": loop["memory_gib"],
-        "first_loss": losses[0],
-        "last_loss": losses[-1],
+        "peak_memory_gib": memory,
         "step_times_s": times,
     }
 
 
-def print_table(record: dict) -> None:
-    def pct(x):
-        return f"{100 * x:.1f}%" if x is not None else "n/a"
+def by_kind(kinds: list[str], pipe: list[float], bare: list[float]) -> dict:
+    out = {}
+    for kind in ("train", "log", "validation", "checkpoint"):
+        sel = [i for i, k in enumerate(kinds) if k == kind]
+        if sel:
+            p, b = [pipe[i] for i in sel], [bare[i] for i in sel]
+            out[kind] = {"steps": len(sel), "pipeline_mean_s": statistics.fmean(p), "bare_mean_s": statistics.fmean(b),
+                         **({"paired": paired_overhead(p, b)} if len(sel) > 1 else {})}  # fmt: skip
+    return out
 
-    print(
-        f"{'loop':<10}{'tokens/s':>12}{'step ms':>10}{'p10-p90 ms':>16}{'MFU meas.':>11}{'MFU sheet':>11}"
-        f"{'peak GiB':>10}"
-    )
+
+def print_table(r: dict) -> None:
+    def pct(x):
+        return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:+.2f}%"
+
+    print(f"{'loop':<10}{'tokens/s':>12}{'mean ms':>10}{'median ms':>11}{'p10-p90 ms':>16}{'MFU meas.':>11}"
+          f"{'peak GiB':>10}")  # fmt: skip
     for name in ("pipeline", "bare"):
-        r = record[name]
-        spread = f"{1e3 * r['step_time_p10_s']:.1f}-{1e3 * r['step_time_p90_s']:.1f}"
-        print(
-            f"{name:<10}{r['tokens_per_s']:>12,.0f}{1e3 * r['step_time_median_s']:>10.1f}{spread:>16}"
-            f"{pct(r['mfu_measured_peak']):>11}{pct(r['mfu_datasheet_peak']):>11}{r['peak_memory_gib']:>10.2f}"
-        )
-    peak, sheet = record["peak"]["measured"], record["peak"]["datasheet_flops_per_s"]
-    print(f"overhead of the pipeline over the bare loop: {100 * record['overhead_vs_bare']:+.1f}%")
-    print(
-        f"peak: measured {peak['flops_per_s'] / 1e12:.2f} TFLOP/s ({peak['dtype']}, n={peak['n']}) on "
-        f"{peak['name']}; datasheet {f'{sheet / 1e12:.1f} TFLOP/s' if sheet else 'none'}"
-    )
+        x = r[name]
+        spread = f"{1e3 * x['step_time_p10_s']:.1f}-{1e3 * x['step_time_p90_s']:.1f}"
+        mfu = "n/a" if x["mfu_measured_peak"] is None else f"{100 * x['mfu_measured_peak']:.1f}%"
+        print(f"{name:<10}{x['tokens_per_s']:>12,.0f}{1e3 * x['step_time_mean_s']:>10.2f}"
+              f"{1e3 * x['step_time_median_s']:>11.2f}{spread:>16}{mfu:>11}{x['peak_memory_gib']:>10.2f}")  # fmt: skip
+    conf = f"{100 * r['overhead']['confidence']:.0f}%"
+    print(f"\n{'overhead of the pipeline over the bare loop':<44}{'estimate':>10}{conf + ' CI':>22}{'pairs':>7}")
+    rows = [("paired (mean log-ratio, t), all steps", r["overhead"]),
+            ("total time (bootstrap), all steps", r["overhead_total"])]  # fmt: skip
+    rows += [(f"paired, {k} steps ({v['pipeline_mean_s'] * 1e3:.1f} vs {v['bare_mean_s'] * 1e3:.1f} ms)", v["paired"])
+             for k, v in r["by_kind"].items() if "paired" in v]  # fmt: skip
+    for label, o in rows:
+        ci = f"{pct(o['ci_low'])} .. {pct(o['ci_high'])}"
+        print(f"{label:<44}{pct(o['overhead']):>10}{ci:>22}{o['pairs']:>7}")
+    print(f"goal <= +3.00% (paired, all steps): {'met' if r['overhead']['ci_high'] <= 0.03 else 'NOT met'} "
+          f"(upper CI bound {pct(r['overhead']['ci_high'])})")  # fmt: skip
+    peak, sheet = r["peak"]["measured"], r["peak"]["datasheet_flops_per_s"]
+    print(f"peak: measured {peak['flops_per_s'] / 1e12:.2f} TFLOP/s ({peak['dtype']}, n={peak['n']}) on "
+          f"{peak['name']}; datasheet {f'{sheet / 1e12:.1f} TFLOP/s' if sheet else 'none'}")  # fmt: skip
 
 
 def main(argv=None) -> dict:
@@ -210,31 +314,38 @@ def main(argv=None) -> dict:
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="default: bf16 on cuda, fp32 on cpu")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="default: on for cuda, off for cpu")
-    p.add_argument("--batch-size", type=int, help="default: the shape's")
-    p.add_argument("--steps", type=int, default=20, help="measured steps per loop")
+    p.add_argument("--steps", type=int, default=200, help="measured pairs of steps (>= 2)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per loop, >= 1 (compilation happens here)")
+    p.add_argument("--set", action="append", default=[], help="more overrides, e.g. train.log_every=1")
+    p.add_argument("--prepared-from", type=Path, help="a run directory whose prepared/ to copy instead of preparing")
     p.add_argument("--peak-seconds", type=float, help="matmul peak measurement time (default 3 s GPU, 1 s CPU)")
+    p.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's; 1 is steadier on a shared VM)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    if args.steps < 1 or args.warmup < 1:
-        p.error("--steps and --warmup must be >= 1 (the first step compiles and allocates optimizer state)")
+    if args.steps < 2 or args.warmup < 1:
+        p.error("--steps must be >= 2 and --warmup >= 1 (the first step compiles and allocates optimizer state)")
+    from pipeline.errors import UserError
 
-    from pipeline.config.schema import ByteTokenizer
-    from pipeline.data.tokenizer import build_tokenizer
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run(args) -> dict:
     from pipeline.evaluate.scoring import DTYPES
     from pipeline.model import parameter_counts
-    from pipeline.train.flops import flops_per_token
     from pipeline.train.peak import datasheet_peak, device_name, measure_matmul_peak
     from pipeline.train.runtime import Runtime, pick_device
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     gpu = args.device == "cuda"
     precision = args.precision or ("bf16" if gpu else "fp32")
     compile_ = gpu if args.compile is None else args.compile
-    shape = {**SHAPES[args.shape], **({"batch_size": args.batch_size} if args.batch_size else {})}
-    cfg = experiment(shape, args.device, precision, compile_, args.warmup + args.steps)
+    cfg = experiment(args.shape, args.device, precision, compile_, args.warmup + args.steps, args.set)
     rt = Runtime(pick_device(args.device))
-    tok = build_tokenizer(ByteTokenizer(type="bytes"), [])
-    vocab, eos = len(tok), tok.eos_token_id
     name = device_name(rt.device)
     # A GPU's peak is measured in the training dtype; a CPU's in fp32 (its bf16 is mostly emulated, a peak
     # far below what autocast reaches). The datasheet peak is a bf16 tensor-core figure: none for fp32 or CPU.
@@ -242,20 +353,22 @@ def main(argv=None) -> dict:
         "measured": measure_matmul_peak(rt.device, DTYPES[precision] if gpu else None, args.peak_seconds),
         "datasheet_flops_per_s": datasheet_peak(name) if gpu and precision == "bf16" else None,
     }
-    gen = torch.Generator().manual_seed(0)
-    batches = torch.randint(
-        0, vocab, (args.warmup + args.steps, shape["batch_size"], shape["seq_len"]), generator=gen
-    ).to(rt.device)
-    warm, timed = batches[: args.warmup], batches[args.warmup :]
-    loops = {
-        "pipeline": warm_up(lambda: pipeline_loop(cfg, rt, vocab, eos), warm, rt.device),
-        "bare": warm_up(lambda: bare_loop(cfg, rt.device, vocab, eos), warm, rt.device),
-    }
-    times = run_interleaved(loops, timed, rt.device)
-    counts = parameter_counts(loops["pipeline"]["model"])
-    fpt = flops_per_token(counts, shape["layers"], shape["dim"], shape["seq_len"])
-    tokens = shape["batch_size"] * shape["seq_len"]
-    pipe, bare = (summarise(loops[k], times[k], tokens, fpt, peaks) for k in ("pipeline", "bare"))
+    with tempfile.TemporaryDirectory(prefix="labnote-bench-train-") as tmp:
+        work = Path(tmp)
+        run_dir = prepare_run(cfg, work, args.prepared_from)
+        peak = {
+            "flops_per_s": peaks["measured"]["flops_per_s"],
+            "datasheet_flops_per_s": peaks["datasheet_flops_per_s"],
+        }
+        pipe_loop, pipe_mem = memory_after(lambda: PipelineLoop(cfg, run_dir, rt, peak), args.warmup, rt.device)
+        trainer = pipe_loop.trainer
+        bare_loop, bare_mem = memory_after(lambda: BareLoop(cfg, pipe_loop, work), args.warmup, rt.device)
+        measured = run_interleaved({"pipeline": pipe_loop, "bare": bare_loop}, args.steps, rt.device)
+        step1 = [r["loss"] for r in _rows(trainer.metrics.path) if r["step"] == 1]
+        counts = parameter_counts(trainer.model)
+        tokens = trainer.tokens_per_step
+    times, steps = measured["times"], measured["steps"]
+    kinds = step_kinds(steps, cfg.train)
     record = {
         "benchmark": "train_throughput",
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -264,22 +377,32 @@ def main(argv=None) -> dict:
         "torch": torch.__version__,
         "cpu_threads": torch.get_num_threads(),
         "shape_name": args.shape,
-        "shape": shape,
+        "shape": {"dim": cfg.model.dim, "layers": cfg.model.layers, "heads": cfg.model.heads,
+                  "seq_len": cfg.seq_len, "batch_size": cfg.train.batch_size, "grad_accum": cfg.train.grad_accum},
+        "intervals": {k: getattr(cfg.train, k) for k in ("log_every", "eval_every", "checkpoint_every")},
         "precision": precision,
         "compile": compile_,
-        "vocab_size": vocab,
+        "vocab_size": trainer.model.config.vocab_size,
         "parameters": counts,
-        "flops_per_token": fpt,
+        "flops_per_token": trainer.flops_per_token,
         "peak": peaks,
-        "pipeline": pipe,
-        "bare": bare,
-        "overhead_vs_bare": pipe["step_time_median_s"] / bare["step_time_median_s"] - 1,
+        "warmup": args.warmup,
+        "measured_steps": steps,
+        "step_kinds": kinds,
+        "pipeline": loop_summary(times["pipeline"], tokens, trainer.flops_per_token, peaks, pipe_mem),
+        "bare": loop_summary(times["bare"], tokens, trainer.flops_per_token, peaks, bare_mem),
+        # Step 1's loss of both loops (the pipeline logs it when train.log_every=1): the same weights and batch.
+        "first_step_loss": {"pipeline": step1[0] if step1 else None, "bare": bare_loop.first_loss.item()},
+        "overhead": paired_overhead(times["pipeline"], times["bare"]),
+        "overhead_total": total_overhead(times["pipeline"], times["bare"]),
+        "by_kind": by_kind(kinds, times["pipeline"], times["bare"]),
         "memory_kind": "cuda_max_allocated" if gpu else "cpu_process_peak_rss",
-    }
+    }  # fmt: skip
     print_table(record)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        from pipeline.atomic import write_json
+
+        write_json(args.out, record)
     return record
 
 

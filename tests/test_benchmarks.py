@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
+@pytest.mark.slow
 def test_eval_harness_benchmark_at_ci_size(tmp_path: Path):
     import eval_harness
 
@@ -37,6 +37,7 @@ def test_eval_harness_benchmark_at_ci_size(tmp_path: Path):
     )
     assert json.loads(out.read_text()) == record
     # item counts keep the seed's proportions: 10,042 / 1,838 / 3,610 scaled by 0.002
+    assert record["seed"] == 0
     assert record["items"] == {"bench_hellaswag": 20, "bench_piqa": 4, "bench_nq_open": 7}
     req = record["requests"]
     assert req["loglikelihood"]["requests"] == 20 * 4 + 4 * 2
@@ -82,3 +83,57 @@ def test_import_benchmark_at_ci_size(tmp_path: Path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["source"], r["entries"]) for r in rows] == [("lingua", 200), ("lingua-stdout", 200)]
     assert all(r["metrics_rows"] == r["metrics_lines_written"] == 200 and r["cpu_s"] > 0 for r in rows)
+def test_eval_harness_stops_with_one_line_when_its_default_device_is_absent(capsys):
+    import eval_harness
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA works here: the default device is present")
+    with pytest.raises(SystemExit) as stop:
+        eval_harness.main([])  # the default --device cuda
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --device cuda: torch cannot use CUDA here")
+    with pytest.raises(SystemExit) as stop:
+        eval_harness.main(["--device", "no-such-device"])
+    assert stop.value.code == 2 and "not a torch device" in capsys.readouterr().err
+
+
+def test_eval_harness_model_is_seeded(tmp_path: Path):
+    import eval_harness
+    from safetensors.torch import load_file
+
+    weights = [
+        load_file(eval_harness.build_model(tmp_path / name, "tiny", None, seed) / "model.safetensors")
+        for name, seed in (("a", 0), ("b", 0), ("c", 1))
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(weights[0][k].equal(weights[1][k]) for k in weights[0])  # same seed: the same model
+    assert not all(weights[0][k].equal(weights[2][k]) for k in weights[0])  # another seed: another model
+
+
+def test_scale_growth_exponent_recovers_known_powers():
+    import scale
+
+    sizes = [10_000, 100_000, 1_000_000]
+    assert scale.growth_exponent(sizes, [2e-6 * n for n in sizes]) == pytest.approx(1.0)
+    assert scale.growth_exponent(sizes, [3e-9 * n**2 for n in sizes]) == pytest.approx(2.0)
+    assert scale.growth_exponent(sizes, [0.5, 0.5, 0.5]) == pytest.approx(0.0, abs=1e-12)
+    assert scale.growth_exponent(sizes[:1], [1.0]) is None  # one size: no slope
+
+
+@pytest.mark.slow  # two child processes
+def test_scale_measures_a_part_in_its_own_process(tmp_path: Path, capsys):
+    """The cheapest part end to end: each size measured in a child process, its peak RSS its own, one table."""
+    import scale
+
+    results = scale.main(["--parts", "batch_plan", "--sizes", "1e7,1e8", "--out", str(tmp_path / "s.json")])
+    assert [r["size"] for r in results] == [10**7, 10**8] and all("error" not in r for r in results)
+    for r in results:
+        assert r["steps"] == min(1000, r["size"] // 2048 // 32) and r["time_s"] > 0
+        assert r["peak_rss_mib"] >= r["base_rss_mib"] > 0
+    assert json.loads((tmp_path / "s.json").read_text()) == results
+    table = capsys.readouterr().out
+    assert "| batch_plan | 10,000,000 | tokens (seq 2048) |" in table and "ms/step" in table
+    with pytest.raises(SystemExit):
+        scale.main(["--parts", "no_such_part"])

@@ -183,6 +183,8 @@ class ExternalLogs(Section):
         if value not in ADAPTERS:
             raise ValueError(f"expected one of {', '.join(map(repr, ADAPTERS))}, got {value!r}")
         return value
+
+
 ValidationMetric = Literal["val_loss", "val_perplexity", "val_accuracy"]  # train/validation.jsonl keys
 # Better is lower, except for accuracy (pipeline/train/lifecycle.py).
 

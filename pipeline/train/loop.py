@@ -182,6 +182,8 @@ class Trainer:
     def save(self, step: int, train_hash: str, name: str | None = None) -> None:
         if not self.rt.is_main:
             return
+        self.metrics.sync()  # the logs' lines up to this checkpoint are on disk before it is
+        self.validation.sync()
         state = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -285,6 +287,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self, train_hash: str) -> dict:
+        steps = self.fit_steps(train_hash)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def fit_steps(self, train_hash: str):
+        """The train stage's loop, one optimizer step per `next()` (it yields the step done, and returns the
+        summary): benchmarks/train_throughput.py times each step of this very loop against a bare one."""
         tc = self.cfg.train
         start = self.resume(train_hash)
         if self.rt.is_main and start:
@@ -353,6 +365,7 @@ class Trainer:
                 self.save(step, train_hash)
             if status != "completed" or self.stop_requested:
                 break
+            yield step
             t_data = time.perf_counter()
         bar.close()
         if self.mirror is not None:

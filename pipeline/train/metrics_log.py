@@ -1,8 +1,10 @@
 """Append-only JSON-lines logs (`metrics.jsonl`, `validation.jsonl`) that survive a kill.
 
-Each line is written whole and fsynced (`pipeline.jsonl.append`); on resume the log is cut back to the
-checkpoint's step, and torn or damaged lines (the rule is in `pipeline/jsonl.py`) are dropped and logged,
-so no step appears twice.
+Each line is written whole (`pipeline.jsonl.append`: a killed process leaves at most a torn last line) and the
+log is fsynced at each checkpoint (`sync`), not per line, which would cost the step path an fsync every log
+interval; on resume the log is cut back to the checkpoint's step (so the lines a machine crash could lose are
+the ones a resume drops anyway), and torn or damaged lines (the rule is in `pipeline/jsonl.py`) are dropped
+and logged, so no step appears twice.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ class JsonlLog:
 
     def append(self, record: dict) -> None:
         if self.enabled:
-            jsonl.append(self.path, record)
+            jsonl.append(self.path, record, sync=False)
+
+    def sync(self) -> None:
+        if self.enabled:
+            jsonl.fsync(self.path)
 
     def last_record(self) -> dict | None:
         if not self.path.is_file():

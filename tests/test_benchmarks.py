@@ -83,6 +83,8 @@ def test_import_benchmark_at_ci_size(tmp_path: Path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["source"], r["entries"]) for r in rows] == [("lingua", 200), ("lingua-stdout", 200)]
     assert all(r["metrics_rows"] == r["metrics_lines_written"] == 200 and r["cpu_s"] > 0 for r in rows)
+
+
 def test_eval_harness_stops_with_one_line_when_its_default_device_is_absent(capsys):
     import eval_harness
     import torch

@@ -48,7 +48,7 @@ def cmd_resolve(args) -> None:
     from pipeline.rundir import RunDir
 
     overrides = split_overrides(args.set)
-    cfg = load_experiment(args.experiment, overrides)
+    cfg = load_experiment(args.experiment, args.set)  # it splits SET itself: split items would be split twice
     run = RunDir.for_experiment(args.experiment) if args.run_dir is None else RunDir(args.run_dir)
     members = sweep.expand(cfg, overrides)
     if args.member:
@@ -89,7 +89,7 @@ def cmd_submit(args) -> None:
     from pipeline.rundir import RunDir
 
     overrides = split_overrides(args.set)
-    cfg = load_experiment(args.experiment, overrides)
+    cfg = load_experiment(args.experiment, args.set)  # it splits SET itself: split items would be split twice
     run = RunDir.for_experiment(args.experiment)
     members = sweep.expand(cfg, overrides)
     if members:

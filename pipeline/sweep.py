@@ -25,6 +25,8 @@ last dotted component.
 
 from __future__ import annotations
 
+import shlex
+
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -160,7 +162,8 @@ def expand(cfg, overrides: Sequence[str] = (), load=None) -> list[Member]:
         for seed in seeds:
             member_sets = [*sets, f"train.seed={seed}"]
             try:
-                member_cfg = load(cfg.name, [*base, *member_sets])
+                # One SET string, shell-quoted: load_experiment splits it once (a value may hold spaces or braces).
+                member_cfg = load(cfg.name, [shlex.join([*base, *member_sets])])
             except ConfigError as exc:
                 shown = ", ".join(member_sets)
                 raise ConfigError(f"sweep: the member with {shown}: {exc}") from None

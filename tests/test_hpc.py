@@ -99,7 +99,15 @@ def test_unparseable_submit_output_is_an_error():
 
 
 def test_make_command_quotes_overrides(tmp_path: Path):
-    assert make_command(cfg(tmp_path), ["report.title=A B"], "") == "make report EXP=job 'SET=report.title=A B'"
+    """The job's SET= is split again by load_experiment: a value with spaces or quotes comes back as one item."""
+    import shlex
+
+    from pipeline.config.load import split_overrides
+
+    items = ["report.title=A B", "report.redact=[\"it's\"]", "train.lr=0.1"]
+    words = shlex.split(make_command(cfg(tmp_path), items, ""))
+    assert words[:3] == ["make", "report", "EXP=job"] and words[3].startswith("SET=")
+    assert split_overrides([words[3].removeprefix("SET=")]) == items
 
 
 def test_dry_run_writes_the_script_into_the_run_dir(tmp_path: Path):

@@ -43,7 +43,7 @@ def make_command(
     `shell_target` replaces the target unquoted (e.g. `"member/report/${MEMBERS[$SLURM_ARRAY_TASK_ID]}"`)."""
     parts = ["make", target, f"EXP={cfg.name}", *shlex.split(make_args)]
     if overrides:
-        parts.append(f"SET={' '.join(overrides)}")
+        parts.append(f"SET={shlex.join(overrides)}")  # split again by the job's load_experiment
     line = shlex.join(parts) if shell_target is None else f"make {shell_target} {shlex.join(parts[2:])}"
     return line + (f" {shell_tail}" if shell_tail else "")
 

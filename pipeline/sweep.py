@@ -25,9 +25,8 @@ last dotted component.
 
 from __future__ import annotations
 
-import shlex
-
 import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import product

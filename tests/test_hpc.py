@@ -104,7 +104,7 @@ def test_make_command_quotes_overrides(tmp_path: Path):
 
     from pipeline.config.load import split_overrides
 
-    items = ["report.title=A B", "report.redact=[\"it's\"]", "train.lr=0.1"]
+    items = ["report.title=A B", 'report.redact=["it\'s"]', "train.lr=0.1"]
     words = shlex.split(make_command(cfg(tmp_path), items, ""))
     assert words[:3] == ["make", "report", "EXP=job"] and words[3].startswith("SET=")
     assert split_overrides([words[3].removeprefix("SET=")]) == items

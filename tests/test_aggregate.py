@@ -174,6 +174,7 @@ def _sweep_line(text: str, point: str) -> str:
     return next(line for line in text.splitlines() if line.startswith("| ") and f"| {point} " in line)
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_sweep_marks_the_best_and_the_points_welch_cannot_tell_from_it(tmp_path):
     finals = {1e-3: [3.00, 3.02, 2.98], 3e-3: [3.01, 3.05, 2.99], 1e-2: [3.60, 3.62, 3.58]}
     exp = sweep(tmp_path, finals)

@@ -101,6 +101,7 @@ def test_eval_harness_stops_with_one_line_when_its_default_device_is_absent(caps
     assert stop.value.code == 2 and "not a torch device" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_eval_harness_model_is_seeded(tmp_path: Path):
     import eval_harness
     from safetensors.torch import load_file

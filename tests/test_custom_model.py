@@ -63,6 +63,7 @@ def test_a_bad_custom_builder_is_one_line_at_preflight(custom: str, message: str
         preflight(experiment({"custom": custom}))
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_extra_model_keys_need_custom_and_the_exit_code_is_2(tmp_path: Path):
     with pytest.raises(ValueError, match=r"model.expansion: unknown key; extra keys are allowed only with model"):
         Experiment.model_validate({"name": "x", **TINY, "model": {**TINY["model"], "expansion": 2}})

@@ -217,6 +217,7 @@ def test_peek_shows_running_with_the_steps_so_far_and_touches_nothing(tmp_path):
     assert "**Status: ✅ completed** — 40 of 40" in (root / "reports/byo/peek/report.md").read_text()
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_a_command_that_is_not_found_is_one_line(tmp_path):
     root = project(tmp_path, "LR={train.lr} no-such-trainer --out {run}")
     proc = resolve_and_train(root)
@@ -227,6 +228,7 @@ def test_a_command_that_is_not_found_is_one_line(tmp_path):
     assert not (root / "runs/byo/train/DONE").exists()
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_logs_that_never_appear_are_one_line(tmp_path):
     root = project(tmp_path, "python -c pass")
     proc = resolve_and_train(root)
@@ -280,6 +282,7 @@ def test_podman_runs_the_train_stage_in_the_container(tmp_path):
     assert cfg["train"]["logs"] == {"from": "jsonl", "path": "{run}/external/metrics.jsonl"}
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_the_examples_validate(tmp_path):
     for name in ("byo_plain", "byo_hf_trainer", "byo_lightning"):
         proc = subprocess.run(pipeline_cmd("resolve", name, "--check"), cwd=REPO, env=pipeline_env(),

@@ -87,6 +87,7 @@ def test_driver_too_old_reason_comes_from_torch_on_one_line(monkeypatch):
     assert choice["used"] == "cpu" and choice["nvidia_visible"] and "too old" in choice["cuda_unusable_reason"]
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_train_with_cuda_on_a_cpu_machine_stops_before_any_work(tiny_project: Path):
     """The real command: exit 2, one error line, and nothing of the train stage written."""
     env = pipeline_env()

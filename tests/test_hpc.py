@@ -110,6 +110,7 @@ def test_make_command_quotes_overrides(tmp_path: Path):
     assert split_overrides([words[3].removeprefix("SET=")]) == items
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_dry_run_writes_the_script_into_the_run_dir(tmp_path: Path):
     write_experiment(tmp_path, "tiny", TINY)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
@@ -137,6 +138,7 @@ def test_dry_run_writes_the_script_into_the_run_dir(tmp_path: Path):
     assert (tmp_path / "runs" / "tiny" / "config.yaml").is_file()  # the job reads the same frozen config
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_missing_sbatch_is_one_clear_line(tmp_path: Path):
     write_experiment(tmp_path, "tiny", TINY)
     env = {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
@@ -154,6 +156,7 @@ def _snapshot(run_dir: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_dry_run_and_check_leave_an_existing_run_as_it_was(tmp_path: Path):
     """A dry run writes only its job script; `check` writes nothing: a run's config (which comparisons read)
     never gains the hpc.* keys of a job that was only rendered."""

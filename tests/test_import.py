@@ -94,6 +94,7 @@ def test_lingua_dump_numbers_equal_the_source(workdir):
         assert row["FLOP/s"] == format(s["speed/FLOPS"], ".3e")
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_lingua_checks_incomplete_chance_and_warmup_excluded(workdir):
     run_dir, report = import_and_render(fx.lingua_dump(workdir / "out"), "lingua", "l")
     found = rules(run_dir)
@@ -116,6 +117,7 @@ def test_lingua_checks_incomplete_chance_and_warmup_excluded(workdir):
     assert tasks["piqa"]["chance"] == "0.5000" and tasks["hellaswag"]["chance"] == "0.2500"
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_lingua_resumed_run_has_segments(workdir):
     """Killed after logging step 80, resumed from the step-50 checkpoint into the same metrics.jsonl."""
     first = fx.LINGUA_STEPS[:8]
@@ -135,6 +137,7 @@ def test_lingua_resumed_run_has_segments(workdir):
     assert "steps 10, 60" in throughput and "20,000" not in throughput and "21,600" not in throughput
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_lingua_stdout_lines(workdir):
     src = fx.lingua_stdout(workdir / "slurm-3849979.out")
     run_dir, report = import_and_render(src, "lingua", "from_stdout", steps_planned=1000)
@@ -163,6 +166,7 @@ def test_hf_trainer_log_history(workdir):
     assert re.search(r"(✅|⚠️|❌) completed", report) and "run_incomplete" not in rules(run_dir)
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_hf_trainer_unfinished_run_reads_newest_checkpoint(workdir):
     out = workdir / "hf_out"
     fx.hf_output_dir(out / "checkpoint-200", logged=200, with_summary=False)
@@ -330,6 +334,7 @@ def test_reimport_replaces_an_imported_run(workdir):
     assert sorted(p.name for p in (workdir / "runs").iterdir()) == ["again"]  # no temp or old dirs left
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_imported_run_has_no_stages_to_run(workdir):
     run_dir = run_import(fx.lingua_dump(workdir / "out"), "lingua", "imp")
     freeze(load_experiment("imp"), RunDir(run_dir))
@@ -359,6 +364,7 @@ def test_make_import_then_make_report(tmp_path):
     assert "インポート" in (root / "reports" / "seed000" / "report.ja.md").read_text()
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_japanese_imported_report_has_the_same_numbers(workdir):
     from test_report_lang import NUMBER, TIMESTAMP
 

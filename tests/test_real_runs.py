@@ -122,6 +122,7 @@ def test_lm_eval_groups_and_unix_date(workdir):
     assert "### Groups" in report
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_lm_eval_math_hard_all_zero_fires_and_limit1_does_not(workdir):
     _, _, found = imported("lm-eval-kt-solar-mathhard")
     assert "all_zero_generative" in found and "7 generative task(s)" in found["all_zero_generative"]

@@ -493,6 +493,7 @@ def test_number_regex_reads_formatted_numbers_not_identifiers():
     assert NUMBER.findall(text) == ["-1,234.5678", "1.23e-04", "45%", "+0.0123", "4", "7.3192", "5.2495", "300"]
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_every_section_renders_with_identical_numbers(full_run: Path, tmp_path: Path):
     en, ja = render_both(full_run, tmp_path / "reports")
     counted = assert_same_numbers(en, ja)
@@ -512,6 +513,7 @@ def test_every_section_renders_with_identical_numbers(full_run: Path, tmp_path: 
     assert headings(ja) == JA_HEADINGS
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_japanese_wording_and_translated_findings(full_run: Path, tmp_path: Path):
     en, ja = render_both(full_run, tmp_path / "reports")
     for heading in EN_HEADINGS + ["## Comparison with"]:
@@ -551,6 +553,7 @@ def test_japanese_wording_and_translated_findings(full_run: Path, tmp_path: Path
     assert "slurm ジョブ 3849979" in ja and "未コミットの変更あり" in ja
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 @pytest.mark.parametrize("state", ["partial", "failed", "not started"])
 def test_unfinished_runs_get_the_right_status_word(tmp_path: Path, state: str):
     run_dir = build_run(tmp_path)
@@ -589,6 +592,7 @@ def test_comparison_section(tmp_path: Path):
     assert headings(ja) == JA_HEADINGS[:1] + ["## `base` との比較"] + JA_HEADINGS[1:]
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_language_list_renders_side_by_side_files(full_run: Path, tmp_path: Path):
     cfg = load_resolved(full_run)
     cfg = cfg.model_copy(update={"report": cfg.report.model_copy(update={"language": ["en", "ja"]})})
@@ -601,6 +605,7 @@ def test_language_list_renders_side_by_side_files(full_run: Path, tmp_path: Path
     assert (out / "loss.png").is_file() and (out / "loss.ja.png").is_file()
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_no_cjk_font_keeps_english_plot_labels_and_says_so(full_run: Path, tmp_path: Path, monkeypatch):
     from pipeline.report import plots
 
@@ -628,6 +633,7 @@ def test_index_and_compare_have_the_same_numbers_in_both_languages(tmp_path: Pat
     assert (reports / "compare" / "pair.ja.png").is_file()
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_html_is_self_contained(full_run: Path, tmp_path: Path):
     from pipeline.report.html import write_html
 
@@ -644,6 +650,7 @@ def test_html_is_self_contained(full_run: Path, tmp_path: Path):
     assert 'id="チェック"' in (out / "report.ja.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_numeric_table_columns_are_right_aligned(full_run: Path, tmp_path: Path):
     en, _ = render_both(full_run, tmp_path / "reports")
     lines = en.split("\n## Training\n", 1)[1].splitlines()
@@ -658,6 +665,7 @@ def test_numeric_table_columns_are_right_aligned(full_run: Path, tmp_path: Path)
     assert not marks["task"].endswith(":") and marks["value"].endswith(":")  # text left, numbers right
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_a_completed_run_with_an_error_check_is_never_a_bare_tick(full_run: Path, tmp_path: Path):
     ppl = json.loads((full_run / "eval" / "perplexity.json").read_text())
     (full_run / "eval" / "perplexity.json").write_text(json.dumps({**ppl, "nan_count": 2}))  # nonfinite_loss: error

@@ -53,6 +53,7 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path: Path):
     assert len(warnings) == 1 and f"pid {dead.pid}" in warnings[0] and "gone" in warnings[0]
 
 
+@pytest.mark.slow  # several seconds: kept out of make test-fast
 def test_shared_holders_coexist_but_exclude_an_exclusive_one(tmp_path: Path):
     run = tmp_path / "x"
     with run_lock(run, shared=True):

@@ -34,10 +34,15 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pipeline.redact import scrub
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and pyarrow (≈ 1 s of start-up) are imported by the frame reader only: the trainer appends lines and
+# the importers read them without either.
 
 
 class JsonlError(ValueError):
@@ -238,6 +243,7 @@ def _arrow_table(path: Path, end: int):
 def _fast_frame(path: Path, key: str | None) -> tuple[pd.DataFrame, bool] | None:
     """(rows, whether a torn last line was dropped) parsed by pyarrow, or None when this file needs the line-by-line
     reader for its result to be read_lenient's."""
+    import pandas as pd
     import pyarrow as pa
 
     size = path.stat().st_size
@@ -285,6 +291,8 @@ def read_frame(path: Path, problems: list[str], label: str, key: str | None = No
     >>> problems
     ['m.jsonl: last line (truncated write?) is not valid JSON and was skipped']
     """
+    import pandas as pd
+
     fast = _fast_frame(path, key)
     if fast is None:
         return pd.DataFrame([obj for _, obj in read_lenient(path, problems, label, key)])

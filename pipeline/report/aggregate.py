@@ -20,24 +20,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from pipeline import records
+from pipeline.atomic import write_text
+from pipeline.errors import UserError
+from pipeline.records import Member, Members, MemberStatus
+from pipeline.report import stats, tables
+from pipeline.report.checks import SEVERITY_ORDER, Finding
+from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix
+from pipeline.report.loader import Run, load_run
+from pipeline.report.plots import plot_language, pyplot, save
+from pipeline.report.render import TEMPLATES, environment
 
-from pipeline import records  # noqa: E402
-from pipeline.atomic import write_text  # noqa: E402
-from pipeline.errors import UserError  # noqa: E402
-from pipeline.records import Member, Members, MemberStatus  # noqa: E402
-from pipeline.report import stats, tables  # noqa: E402
-from pipeline.report.checks import SEVERITY_ORDER, Finding  # noqa: E402
-from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix  # noqa: E402
-from pipeline.report.loader import Run, load_run  # noqa: E402
-from pipeline.report.plots import plot_language  # noqa: E402
-from pipeline.report.render import TEMPLATES, environment  # noqa: E402
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and matplotlib only where a frame or a figure is built (see loader.py and plots.pyplot: `make index`
+# imports this module for its row helpers).
 
 # members.json and member.json are declared in pipeline/records.py (written by the orchestration, pipeline/sweep.py).
 MEMBERS, MEMBER_STATUS = records.MEMBERS, records.MEMBER_STATUS
@@ -412,6 +414,8 @@ def aggregate_checks(results: list[MemberResult], points: list[Point]) -> list[F
 # --------------------------------------------------------------------------- plots
 def _curve_band(members: list[MemberResult], frame_of, column: str) -> pd.DataFrame | None:
     """Mean, min and max of `column` over the members at the steps every member logged."""
+    import pandas as pd
+
     frames = []
     for m in members:
         frame = frame_of(m.run)
@@ -435,6 +439,7 @@ def curves_plot(point: Point, path: Path, lang: str) -> str | None:
     if train is None and val is None:
         return None
     _, rc, _note = plot_language(lang)
+    plt = pyplot()
     with plt.rc_context(rc):
         fig, ax = plt.subplots(figsize=(7, 4))
         for band, colour, label in ((train, "#4c72b0", _("training loss")), (val, "#dd8452", _("validation loss"))):
@@ -449,10 +454,7 @@ def curves_plot(point: Point, path: Path, lang: str) -> str | None:
         ax.set_title(_("{name}: loss over seeds").format(name=point.name))
         ax.grid(alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return path.name
+        return save(fig, path)
 
 
 def log_axis(key: str, values: list) -> bool:
@@ -479,6 +481,7 @@ def sweep_plot(points: list[Point], key: str, path: Path, lang: str) -> str | No
     numeric = all(_number(x) is not None for x in xs_all)
     categories = sorted({str(x) for x in xs_all}) if not numeric else []
     _, rc, _note = plot_language(lang)
+    plt = pyplot()
     with plt.rc_context(rc):
         fig, ax = plt.subplots(figsize=(7, 4))
         for combo, pts in lines.items():
@@ -499,10 +502,7 @@ def sweep_plot(points: list[Point], key: str, path: Path, lang: str) -> str | No
         ax.grid(alpha=0.3)
         if any(combo for combo in lines):
             ax.legend()
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return path.name
+        return save(fig, path)
 
 
 # --------------------------------------------------------------------------- the report

@@ -14,13 +14,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from pipeline.report import compare
 from pipeline.report.i18n import N_, Msg
 from pipeline.report.loader import Run
+
+if TYPE_CHECKING:
+    pass
+
+# pandas only where a frame is built (see loader.py: the index imports this module without reading frames).
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
@@ -462,6 +467,8 @@ def uncommitted_code(run: Run) -> Finding | None:
 
 def at_chance(run: Run, z: float = 2.0) -> Finding | None:
     """A multiple-choice score within `z` standard errors of guessing says nothing about the model."""
+    import pandas as pd
+
     rows = run.harness.dropna(subset=["chance", "value"]) if len(run.harness) else run.harness
     hits = []
     for r in rows.itertuples():

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from pipeline import records  # noqa: E402
-from pipeline.atomic import write_text  # noqa: E402
-from pipeline.errors import UserError  # noqa: E402
-from pipeline.report import compare, summary, tables  # noqa: E402
-from pipeline.report.aggregate import (  # noqa: E402
+from pipeline import records
+from pipeline.atomic import write_text
+from pipeline.errors import UserError
+from pipeline.report import compare, summary, tables
+from pipeline.report.aggregate import (
     aggregate_checks,
     is_aggregate,
     load_members,
@@ -28,10 +23,10 @@ from pipeline.report.aggregate import (  # noqa: E402
     points_of,
     runs_root,
 )
-from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix  # noqa: E402
-from pipeline.report.loader import Run, load_run  # noqa: E402
-from pipeline.report.plots import envelope, plot_language  # noqa: E402
-from pipeline.report.render import TEMPLATES, environment  # noqa: E402
+from pipeline.report.i18n import N_, SOURCE_LANGUAGE, STATUS, Msg, suffix
+from pipeline.report.loader import Run, load_run
+from pipeline.report.plots import envelope, plot_language, pyplot, save
+from pipeline.report.render import TEMPLATES, environment
 
 
 def summary_row(summary: records.Summary, reports: Path, link_from: Path, lang: str = SOURCE_LANGUAGE) -> dict:
@@ -217,12 +212,12 @@ def overlay(loaded: list[Run], path: Path, lang: str = SOURCE_LANGUAGE) -> str |
     if not any(len(r.validation) or len(r.metrics) for r in loaded):
         return None
     _, rc, _note = plot_language(lang)
-    with plt.rc_context(rc):
+    with pyplot().rc_context(rc):
         return _overlay(loaded, path, _)
 
 
 def _overlay(loaded: list[Run], path: Path, _) -> str:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     for r in loaded:
         frame, col = (r.validation, "val_loss") if len(r.validation) else (r.metrics, "loss")
         ax.plot(
@@ -235,7 +230,4 @@ def _overlay(loaded: list[Run], path: Path, _) -> str:
     ax.set_ylabel(_("loss (nats/token)"))
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return save(fig, path)

@@ -12,13 +12,19 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import yaml
 
 from pipeline import records
 from pipeline.rundir import RunDir
 from pipeline.stages import active_stages
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported where a frame is built, not with the module: `make index` reads current summaries through
+# summary.py -> this module and never a frame, and pandas is ≈ 0.8 s of its start-up.
 
 # Table columns: the keys each JSONL row declares (pipeline/records.py).
 METRIC_COLUMNS = [c for c in records.columns(records.MetricRow) if c != "time_utc"]
@@ -30,6 +36,12 @@ RECORD_FIELDS = {"done": records.TrainDone, "plan": records.Plan, "provenance": 
                  "resolve": records.Resolve, "prepared": records.PreparedStats, "perplexity": records.Perplexity,
                  "harness_timing": records.HarnessTiming, "bench": records.BenchSummary,
                  "imported": records.ImportRecord}  # fmt: skip
+
+
+def _frame(**kwargs) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(**kwargs)
 
 
 @dataclass
@@ -50,7 +62,7 @@ class Run:
     resolve: records.Resolve = field(default_factory=records.Resolve.missing)
     prepared: records.PreparedStats = field(default_factory=records.PreparedStats.missing)
     perplexity: records.Perplexity = field(default_factory=records.Perplexity.missing)
-    harness: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TASK_COLUMNS))
+    harness: pd.DataFrame = field(default_factory=lambda: _frame(columns=TASK_COLUMNS))
     harness_timing: records.HarnessTiming = field(default_factory=records.HarnessTiming.missing)
     samples: dict = field(default_factory=dict)  # task -> lm-eval's per-item rows (eval/samples/<task>.jsonl)
     ppl_items: list[dict] = field(default_factory=list)  # eval/perplexity_items.jsonl: per-sequence loss sums
@@ -146,6 +158,8 @@ def read_rows(spec: records.RunFile, run_root: Path, columns: list[str], problem
     """Rows sorted by step, one per step (a step logged twice keeps its last value); `raw`, when given,
     receives the frame in file order before that. Damaged lines: the one rule in pipeline/jsonl.py. `frame`:
     the file's rows when the caller has read them already."""
+    import pandas as pd
+
     frame = spec.frame(run_root, problems) if frame is None else frame
     for col in columns:
         if col not in frame:
@@ -166,6 +180,8 @@ def read_rows(spec: records.RunFile, run_root: Path, columns: list[str], problem
 
 
 def read_tasks(run_root: Path, problems: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame(records.TASKS.rows(run_root, problems, key="task"), columns=TASK_COLUMNS)
     for col in ("value", "stderr", "chance"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
@@ -175,6 +191,8 @@ def read_tasks(run_root: Path, problems: list[str]) -> pd.DataFrame:
 def read_validation(root: Path, problems: list[str]) -> dict:
     """`validation`: the rows without a `dataset` (or, when every row names one, the first set's), so curves and
     checks read one curve; `validation_sets`: every other eval set's rows (imports with several eval sets)."""
+    import pandas as pd
+
     rows = records.VALIDATION.frame(root, problems)
     named = rows["dataset"].map(lambda d: isinstance(d, str) and d != "") if "dataset" in rows else None
     sets = sorted(set(rows["dataset"][named])) if named is not None else []

@@ -45,11 +45,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from pipeline.report.i18n import N_
+
+if TYPE_CHECKING:
+    pass
+
+# pandas only where a frame is built (see loader.py: the index imports this module without reading frames).
 
 MAX_POINTS = 512  # longer curves are bin-averaged to this many points before segmenting
 BIC_PENALTY = 1.5  # x BIC's ln(n) per parameter; > 1 because breakpoint search overfits plain BIC
@@ -94,6 +99,8 @@ def smooth(values, window: int, method: str = "median") -> np.ndarray:
     it lags by about window/2 points, which shifts breakpoints later. NaN/inf are skipped inside the
     windows and come back as NaN. window=1 returns a copy.
     """
+    import pandas as pd
+
     if int(window) != window or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
     y = np.array(values, dtype=float)  # a copy: non-finite values become NaN

@@ -14,18 +14,27 @@ import logging
 import math
 from pathlib import Path
 
-import matplotlib
 import numpy as np
+from babel.support import NullTranslations
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-from babel.support import NullTranslations  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-
-from pipeline.report.i18n import N_, SOURCE_LANGUAGE, suffix, translations  # noqa: E402
-from pipeline.report.loader import Run  # noqa: E402
+from pipeline.report.i18n import N_, SOURCE_LANGUAGE, suffix, translations
+from pipeline.report.loader import Run
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def pyplot():
+    """matplotlib.pyplot on the file backend. Imported on the first plot, not with this module: it is ≈ 0.7 s of
+    start-up that `make index` (envelope, plot_language) only pays when it draws a comparison."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 ENGLISH = NullTranslations().gettext
 
 # Families with Japanese glyphs, most wanted first, and the font files they come in (for a font installed
@@ -38,6 +47,8 @@ NO_FONT_NOTE = N_("The plots are labelled in English: no font with Japanese glyp
 @functools.cache
 def cjk_font() -> str | None:
     """The first installed family of CJK_FAMILIES, or None."""
+    from matplotlib import font_manager
+
     names = {f.name for f in font_manager.fontManager.ttflist}
     if not any(n in names for n in CJK_FAMILIES):
         for path in font_manager.findSystemFonts():
@@ -87,10 +98,11 @@ def envelope(x, y, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray
     return np.column_stack([x[starts], x[ends]]).ravel(), np.column_stack([low, high]).ravel()
 
 
-def _save(fig, path: Path) -> str:
+def save(fig, path: Path) -> str:
+    """Write `fig` as PNG and close it."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    pyplot().close(fig)
     return path.name
 
 
@@ -103,6 +115,7 @@ def validation_curves(run: Run) -> list[tuple[str | None, object]]:
 
 
 def loss_plot(run: Run, out: Path, _=ENGLISH, sfx: str = "") -> str | None:
+    plt = pyplot()
     if not len(run.metrics):
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -117,12 +130,13 @@ def loss_plot(run: Run, out: Path, _=ENGLISH, sfx: str = "") -> str | None:
     ax.set_title(_("{name}: loss").format(name=run.name))
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, out / f"loss{sfx}.png")
+    return save(fig, out / f"loss{sfx}.png")
 
 
 def series_plot(
     run: Run, out: Path, column: str, ylabel: str, filename: str, log_y: bool = False, _=ENGLISH
 ) -> str | None:
+    plt = pyplot()
     frame = run.metrics[["step", column]].dropna() if len(run.metrics) else run.metrics
     if not len(frame):
         return None
@@ -135,10 +149,11 @@ def series_plot(
     ax.set_title(_("{name}: {what}").format(name=run.name, what=ylabel))
     ax.grid(alpha=0.3)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4)) if not log_y else None
-    return _save(fig, out / filename)
+    return save(fig, out / filename)
 
 
 def bench_bars(run: Run, out: Path, key: str, scale: float, ylabel: str, filename: str, _=ENGLISH) -> str | None:
+    plt = pyplot()
     variants = {n: v for n, v in run.bench.variants.items() if v.get("status") == "ok"}
     if not variants:
         return None
@@ -151,10 +166,11 @@ def bench_bars(run: Run, out: Path, key: str, scale: float, ylabel: str, filenam
     ax.set_ylabel(ylabel)
     ax.set_title(_("{name}: {what} (mean ± std over repeats)").format(name=run.name, what=ylabel))
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, out / filename)
+    return save(fig, out / filename)
 
 
 def overlay_plot(base: Run, run: Run, out: Path, lang: str = SOURCE_LANGUAGE) -> str | None:
+    plt = pyplot()
     if not len(run.metrics) or not len(base.metrics):
         return None
     _, rc, _note = plot_language(lang)
@@ -171,6 +187,7 @@ def _per_char(r: Run, split: str) -> float | None:
 
 
 def _overlay(base: Run, run: Run, path: Path, _) -> str | None:
+    plt = pyplot()
     from pipeline.report.compare import same_tokenizer
 
     one_unit = same_tokenizer(base, run)  # else every curve in bits per character: one unit for both tokenizers
@@ -208,12 +225,13 @@ def _overlay(base: Run, run: Run, path: Path, _) -> str | None:
     ax.set_title(_("{run} vs {baseline}").format(run=run.name, baseline=base.name))
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def make_plots(run: Run, out: Path, lang: str = SOURCE_LANGUAGE) -> tuple[dict[str, str | None], object]:
     """The report's plots in `lang` (file names with its suffix), and the note to print when their labels
     had to stay English."""
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     _, rc, note = plot_language(lang)
     sfx = suffix(lang)

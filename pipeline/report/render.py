@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
 from tabulate import tabulate
 
 from pipeline.atomic import write_text
-from pipeline.config.schema import Experiment
 from pipeline.errors import UserError
 from pipeline.report import sections, summary
 from pipeline.report.i18n import HEADLINE, IMPORT_HEADLINE, NO, SEVERITY, STATUS, YES, suffix, translate, translations
 from pipeline.report.loader import load_run
+
+if TYPE_CHECKING:  # the config schema's pydantic models are ≈ 0.2 s of the index's start-up; only annotations here
+    from pipeline.config.schema import Experiment
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 REPORTS_DIR = Path("reports")

@@ -16,15 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from pipeline import records
-from pipeline.config.schema import Experiment
 from pipeline.dotted import flatten
 from pipeline.report import compare, plots, tables
 from pipeline.report.checks import RULES, SEVERITY_ORDER, applicable, run_checks
 from pipeline.report.loader import Run, load_run
+
+if TYPE_CHECKING:  # the config schema's pydantic models are ≈ 0.2 s of the index's start-up; only annotations here
+    from pipeline.config.schema import Experiment
 
 log = logging.getLogger(__name__)
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from pipeline.report.i18n import N_, STATUS
 from pipeline.report.loader import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas only where a frame is built (see loader.py: the index imports this module without reading frames).
 
 
 def thin(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
@@ -111,6 +117,8 @@ def best_validation(run: Run) -> dict | None:
 
 def harness_table(run: Run) -> pd.DataFrame:
     """One row per (task, metric), stderr next to the value, chance where it is defined."""
+    import pandas as pd
+
     frame = run.harness.copy()
     if "is_group" in frame:  # lm-eval groups are shown as groups (harness_groups), never as tasks
         frame = frame[frame["is_group"] != True]  # noqa: E712 - a column of True/None

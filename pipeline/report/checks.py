@@ -69,17 +69,15 @@ def command_failed(run: Run) -> Finding | None:
     if not run.done.external or run.done.status != "failed":
         return None
     last = (run.done.stderr_tail or [""])[-1]
-    return Finding(
-        "command_failed",
-        "error",
-        N_(
-            "train.command exited with code {code} after {done:,d} of {planned} steps; last stderr line: {last}",
-            code=run.done.exit_code,
-            done=run.steps_done,
-            planned="?" if run.steps_planned is None else f"{run.steps_planned:,d}",
-            last=f"`{last}`" if last else "—",
-        ),
+    planned = "?" if run.steps_planned is None else format(run.steps_planned, ",d")
+    message = N_(
+        "train.command exited with code {code} after {done:,d} of {planned} steps; last stderr line: {last}",
+        code=run.done.exit_code,
+        done=run.steps_done,
+        planned=planned,
+        last="`" + last + "`" if last else "—",
     )
+    return Finding("command_failed", "error", message)
 
 
 def nonfinite_loss(run: Run) -> Finding | None:

@@ -10,8 +10,9 @@ imports it needs, given as `base MiB`). The growth exponent is the slope of log(
     python benchmarks/scale.py --full               # the issue's sizes (10M-1B tokens, 1M log lines, ...)
     python benchmarks/scale.py --parts report,index --sizes 10000,100000
 
-Another part's generator replaces its `make` function in `PARTS` (one edit each); results go into
-benchmarks/README.md with the machine named.
+Inputs come from benchmarks/synthetic.py (run directories), synthetic_sources.py (other tools' runs) and a
+word-paragraph text file, under the system temporary directory. `--readme benchmarks/README.md` rewrites the
+measured parts' rows of its table and keeps the others', so one part can be rerun alone.
 """
 
 from __future__ import annotations

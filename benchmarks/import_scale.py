@@ -40,12 +40,23 @@ GOAL_SOURCES = ("hf-trainer", "lightning", "lingua", "tensorboard")
 
 
 def time_import(source: str, entries: int, scratch: Path) -> dict:
+    """Write a source of `entries` entries (untimed), import it timed, delete both."""
+    fmt, writer = WRITERS[source]
+    src = writer(scratch / f"{source}-{entries}", entries)
+    try:
+        row = import_written(src, fmt, f"bench_{source}_{entries}", scratch)
+        return {"source": source, "entries": entries, **row, "us_per_entry": round(1e6 * row["total_s"] / entries, 1)}
+    finally:
+        shutil.rmtree(scratch / f"{source}-{entries}", ignore_errors=True)
+
+
+def import_written(src: Path, fmt: str, name: str, scratch: Path) -> dict:
+    """`make import` of an already written source into scratch/runs/<name>/, timed (read, write, CPU), then
+    deleted. `scale.py` calls this alone in a child process, so that its peak RSS is the import's, not the writer's."""
     from pipeline.importers import read_source
     from pipeline.importers.write import check_target, write_run
 
-    fmt, writer = WRITERS[source]
-    src = writer(scratch / f"{source}-{entries}", entries)
-    name = f"bench_{source.replace('-', '_')}_{entries}"
+    name = name.replace("-", "_")
     cwd = os.getcwd()
     os.chdir(scratch)  # runs/ is relative: the import lands in scratch/runs/<name>/
     try:
@@ -62,16 +73,12 @@ def time_import(source: str, entries: int, scratch: Path) -> dict:
     finally:
         os.chdir(cwd)
     shutil.rmtree(scratch / "runs" / name, ignore_errors=True)
-    shutil.rmtree(scratch / f"{source}-{entries}", ignore_errors=True)
     total = read_s + write_s
     return {
-        "source": source,
-        "entries": entries,
         "read_s": round(read_s, 3),
         "write_s": round(write_s, 3),
         "total_s": round(total, 3),
         "cpu_s": round(cpu_s, 3),
-        "us_per_entry": round(1e6 * total / entries, 1),
         "metrics_rows": len(imp.metrics),
         "metrics_lines_written": lines,
         "validation_rows": len(imp.validation),

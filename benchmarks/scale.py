@@ -10,8 +10,9 @@ imports it needs, given as `base MiB`). The growth exponent is the slope of log(
     python benchmarks/scale.py --full               # the issue's sizes (10M-1B tokens, 1M log lines, ...)
     python benchmarks/scale.py --parts report,index --sizes 10000,100000
 
-Another part's generator replaces its `make` function in `PARTS` (one edit each); results go into
-benchmarks/README.md with the machine named.
+Inputs come from benchmarks/synthetic.py (run directories), synthetic_sources.py (other tools' runs) and a
+word-paragraph text file, under the system temporary directory. `--readme benchmarks/README.md` rewrites the
+measured parts' rows of its table and keeps the others', so one part can be rerun alone.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # tests/import_fixtures.py: the importers' source layouts
+sys.path.insert(0, str(REPO / "benchmarks"))  # synthetic.py, synthetic_sources.py, import_scale.py
 
 _WORDS = (
     "the of and to in a is that for it as was with be by on not he this are or his from at which but have an they "
@@ -43,99 +44,66 @@ WORDS = _WORDS.split()
 
 
 # ---------------------------------------------------------------------------- synthetic inputs (untimed)
-def text_bytes(n: int, seed: int = 0) -> str:
-    """About `n` characters of English-looking words in paragraphs (one document per blank-line block)."""
+def write_text(path: Path, n: int, seed: int = 0) -> Path:
+    """`n` bytes of English-looking words in paragraphs (one document per blank-line block), written 1 MiB block
+    at a time: a 1B-token input need not fit in memory."""
     rng = random.Random(seed)
     block = []
-    while sum(map(len, block)) < min(n, 1 << 20):  # a 1 MiB block of paragraphs, repeated
+    while sum(map(len, block)) < min(n, 1 << 20):
         block.append(" ".join(rng.choices(WORDS, k=rng.randint(40, 200))) + ".\n\n")
-    one = "".join(block)
-    return (one * (n // len(one) + 1))[:n]
+    one = "".join(block).encode("ascii")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        for _ in range(n // len(one)):
+            fh.write(one)
+        fh.write(one[: n % len(one)])
+    return path
 
 
 def make_prepare(tokens: int, work: Path) -> dict:
-    """An experiment on local text files of `tokens` bytes (byte tokenizer: one token per byte), resolved."""
-    data = work / "data"
-    data.mkdir(parents=True)
-    for split, share in (("train", 0.9), ("validation", 0.05), ("test", 0.05)):
-        (data / f"{split}.txt").write_text(text_bytes(int(tokens * share), seed=len(split)), encoding="utf-8")
-    body = {
-        "model": {"arch": "llama", "dim": 32, "layers": 1, "heads": 2, "max_seq_len": 128},
-        "data": {"source": {"type": "files", **{s: [str(data / f"{s}.txt")] for s in ("train", "validation", "test")}},
-                 "tokenizer": {"type": "bytes"}, "seq_len": 128},
-        "train": {"steps": 10, "batch_size": 4},
-    }  # fmt: skip
-    _write_experiment(work, "scale", body)
-    _cli(work, "resolve", "scale")
-    return {"cwd": str(work), "argv": ["prepare", "runs/scale"]}
+    """A text file of `tokens` bytes (byte tokenizer: one token per byte, EOS after each document)."""
+    return {"text": str(write_text(work / "train.txt", tokens)), "out": str(work / "prepared")}
 
 
 def make_batch_plan(tokens: int, work: Path) -> dict:
     return {"sequences": tokens // 2048, "micro_batch": 32, "steps": 1000}
 
 
-def make_lingua_source(entries: int, work: Path) -> Path:
-    from import_fixtures import lingua_dump
-
-    steps = [(10 * i, 5.0 / (1 + i) ** 0.1, 2.0, 3e-4, 4.7e5, 0.123, 620.0) for i in range(1, entries + 1)]
-    return lingua_dump(work / "lingua", steps=steps, config_steps=10 * entries)
-
-
 def make_report(lines: int, work: Path) -> dict:
-    """An imported run (Lingua) whose train/metrics.jsonl has `lines` lines: the report of a long run."""
-    src = make_lingua_source(lines, work)
-    _cli(work, "import", str(src), "--from", "lingua", "--exp", "long")
+    """A finished native run of `lines` metric lines (benchmarks/synthetic.py): the report of a long run."""
+    from synthetic import make_run
+
+    make_run(work / "runs" / "long", lines)
     return {"cwd": str(work), "argv": ["report", "runs/long", "--out", "reports/long"]}
 
 
+INDEX_RUN_LINES = 1_000
+
+
 def make_index(runs: int, work: Path) -> dict:
-    """`runs` copies of one imported run (1,000 log lines each) with their reports in place."""
-    src = make_lingua_source(1000, work)
-    _cli(work, "import", str(src), "--from", "lingua", "--exp", "run0000")
-    _cli(work, "report", "runs/run0000", "--out", "reports/run0000")
-    for i in range(1, runs):
-        shutil.copytree(work / "runs" / "run0000", work / "runs" / f"run{i:04d}", symlinks=True)
-        shutil.copytree(work / "reports" / "run0000", work / "reports" / f"run{i:04d}", symlinks=True)
+    """`runs` finished runs of INDEX_RUN_LINES lines (every tenth compared to the first), each report rendered
+    (so each summary.json is current): the timed index reads summaries, not logs."""
+    from synthetic import make_run
+
+    from pipeline.config.resolve import load_resolved
+    from pipeline.report.render import run_report
+
+    for i in range(runs):
+        run_dir = make_run(work / "runs" / f"r{i:04d}", INDEX_RUN_LINES, validations=20,
+                           compare_to="r0000" if i % 10 == 1 else None)  # fmt: skip
+        run_report(load_resolved(run_dir), run_dir, work / "reports" / run_dir.name)
     return {"cwd": str(work), "argv": ["index"]}
 
 
-def make_import(fmt: str) -> Callable[[int, Path], dict]:
+def make_import(source: str) -> Callable[[int, Path], dict]:
     def make(entries: int, work: Path) -> dict:
-        if fmt == "lingua":
-            src = make_lingua_source(entries, work)
-        elif fmt == "hf-trainer":
-            from import_fixtures import hf_output_dir
+        from synthetic_sources import WRITERS
 
-            src = hf_output_dir(work / "hf", max_steps=10 * entries, logged=10 * entries)
-        elif fmt == "lightning":
-            from import_fixtures import lightning_version
-
-            src = lightning_version(work / "lightning", range(entries), val_every=50)
-        elif fmt == "tensorboard":
-            src = tensorboard_events(entries, work / "tb")
-        return {"cwd": str(work), "argv": ["import", str(src), "--from", fmt, "--exp", "imported"]}
+        fmt, writer = WRITERS[source]
+        src = writer(work / source, entries)
+        return {"src": str(src), "fmt": fmt, "name": f"bench_{source}", "scratch": str(work)}
 
     return make
-
-
-def tensorboard_events(entries: int, root: Path) -> Path:
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(root)) as writer:
-        for step in range(1, entries + 1):
-            writer.add_scalar("train/loss", 5.0 / step**0.1, step)
-    return root
-
-
-def _write_experiment(work: Path, name: str, body: dict) -> None:
-    import yaml
-
-    (work / "experiments").mkdir(parents=True, exist_ok=True)
-    (work / "experiments" / f"{name}.yaml").write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
-
-
-def _cli(work: Path, *argv: str) -> None:
-    subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=work, env=_env(), check=True, capture_output=True)
 
 
 def _env() -> dict:
@@ -152,6 +120,27 @@ def run_cli(spec: dict) -> None:
     rc = main(spec["argv"])
     if rc:
         raise SystemExit(f"pipeline {' '.join(spec['argv'])} exited {rc}")
+
+
+def run_prepare(spec: dict) -> dict:
+    """`prepare_text_file` with the byte tokenizer (built before the clock starts: milliseconds, no training)."""
+    from pipeline.config.schema import ByteTokenizer
+    from pipeline.data.prepare import prepare_text_file
+    from pipeline.data.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(ByteTokenizer(type="bytes"), [])
+    t0 = time.perf_counter()
+    stats = prepare_text_file(Path(spec["text"]), tokenizer, Path(spec["out"]), split="train")
+    seconds = time.perf_counter() - t0
+    return {"time_s": seconds, "tokens": stats["tokens"], "mb_per_s": stats["bytes"] / 1e6 / seconds}
+
+
+def run_import(spec: dict) -> dict:
+    """`make import` of the written source, in-process (`import_scale.import_written`: read_source + write_run)."""
+    from import_scale import import_written
+
+    row = import_written(Path(spec["src"]), spec["fmt"], spec["name"], Path(spec["scratch"]))
+    return {"time_s": row["total_s"], "cpu_s": row["cpu_s"], "metrics_rows": row["metrics_rows"]}
 
 
 def run_batch_plan(spec: dict) -> dict:
@@ -180,21 +169,22 @@ class Part:
 
 
 # One row per part: swapping in a faster generator, or another entry point, is one edit here.
-IMPORT = ("pipeline.importers", "pipeline.importers.write")
-ENTRIES = {"quick": (10_000, 30_000), "full": (10_000, 30_000, 100_000)}
+IMPORT = ("pipeline.importers", "pipeline.importers.write", "import_scale")
+ENTRIES = {"quick": (3_000, 10_000), "full": (10_000, 100_000)}
+REPORT = ("pipeline.report.render", "matplotlib.pyplot")
 PARTS: dict[str, Part] = {
-    "prepare": Part("tokens", (1_000_000, 3_000_000, 10_000_000), (10_000_000, 100_000_000, 1_000_000_000),
-                    make_prepare, warm=("pipeline.data.prepare", "transformers")),
+    "prepare": Part("tokens", (1_000_000, 10_000_000), (10_000_000, 100_000_000, 1_000_000_000),
+                    make_prepare, warm=("pipeline.data.prepare", "pipeline.data.tokenizer", "transformers"),
+                    run=run_prepare),
     "batch_plan": Part("tokens (seq 2048)", (10**7, 10**8, 10**9, 10**10), (10**7, 10**8, 10**9, 10**10),
                        make_batch_plan, warm=("pipeline.train.batches",), run=run_batch_plan, per_step=True),
-    "report": Part("log lines", (10_000, 30_000, 100_000), (10_000, 100_000, 1_000_000), make_report,
-                   warm=("pipeline.report.render", "matplotlib.pyplot")),
-    "index": Part("runs", (10, 30), (10, 30, 100), make_index, warm=("pipeline.report.index",)),
-    "import_lingua": Part("entries", *ENTRIES.values(), make_import("lingua"), warm=IMPORT),
-    "import_hf": Part("entries", *ENTRIES.values(), make_import("hf-trainer"), warm=IMPORT),
-    "import_lightning": Part("entries", *ENTRIES.values(), make_import("lightning"), warm=IMPORT),
-    "import_tensorboard": Part("entries", *ENTRIES.values(), make_import("tensorboard"),
-                               warm=(*IMPORT, "tensorboard.backend.event_processing.event_accumulator")),
+    "report": Part("log lines", (10_000, 100_000), (10_000, 100_000, 1_000_000), make_report, warm=REPORT),
+    "index": Part("runs", (3, 10), (10, 100), make_index, warm=("pipeline.report.index",)),
+    "import_lingua": Part("entries", *ENTRIES.values(), make_import("lingua"), warm=IMPORT, run=run_import),
+    "import_hf": Part("entries", *ENTRIES.values(), make_import("hf-trainer"), warm=IMPORT, run=run_import),
+    "import_lightning": Part("entries", *ENTRIES.values(), make_import("lightning"), warm=IMPORT, run=run_import),
+    "import_tensorboard": Part("entries", *ENTRIES.values(), make_import("tensorboard"), run=run_import,
+                               warm=(*IMPORT, "pipeline.importers.tensorboard")),
 }  # fmt: skip
 
 
@@ -208,7 +198,7 @@ def child(part: str, spec_path: Path) -> None:
     base = _rss_mib()
     t0 = time.perf_counter()
     extra = PARTS[part].run(spec) or {}
-    seconds = time.perf_counter() - t0
+    seconds = extra.pop("time_s", time.perf_counter() - t0)  # a part that times its own call, setup left out
     # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its
     # parent's peak whenever that was larger.
     peak = _status_kib("VmHWM") / 1024
@@ -258,8 +248,21 @@ def measure(name: str, size: int, keep: Path | None) -> dict:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def table(results: list[dict]) -> str:
-    lines = ["| part | size | unit | time | peak RSS MiB (base) | growth exponent |", "|---|---|---|---|---|---|"]
+# Issue #17's figures before its work (same VM), shown beside the row they compare with: (part, size) or part.
+BEFORE = {
+    ("report", 1_000_000): "35 s / 3.0 GiB",
+    ("import_hf", 10_000): "3.4 s",
+    ("import_hf", 100_000): "349 s (20K: 13.7 s, 40K: 54 s)",
+    ("batch_plan", 10**10): "77–133 ms/step",
+    ("index", 10): "13 runs: 21 s / 3 GiB",
+    "prepare": "1.2–1.7 MB/s",
+}
+HEADER = ["| part | size | unit | time | peak RSS MiB (base) | growth exponent | before (issue #17) |",
+          "|---|---|---|---|---|---|---|"]  # fmt: skip
+
+
+def table_rows(results: list[dict]) -> list[str]:
+    lines = []
     for name in dict.fromkeys(r["part"] for r in results):
         rows = [r for r in results if r["part"] == name]
         ok = [r for r in rows if "error" not in r]
@@ -270,10 +273,44 @@ def table(results: list[dict]) -> str:
                 cell, mem = f"error: {r['error'][:60]}", "—"
             else:
                 cell = f"{r['time_s'] * 1e3:.4f} ms/step" if part.per_step else f"{r['time_s']:.2f} s"
+                if "mb_per_s" in r:
+                    cell += f" ({r['mb_per_s']:.1f} MB/s)"
+                if "cpu_s" in r:
+                    cell += f" (CPU {r['cpu_s']:.2f} s)"
                 mem = f"{r['peak_rss_mib']:,.0f} ({r['base_rss_mib']:,.0f})"
             exp = (f"{k:.2f}" if k is not None else "—") if i == 0 else ""
-            lines.append(f"| {name} | {r['size']:,} | {part.unit} | {cell} | {mem} | {exp} |")
-    return "\n".join(lines)
+            before = BEFORE.get((name, r["size"])) or (BEFORE.get(name, "") if i == 0 else "")
+            lines.append(f"| {name} | {r['size']:,} | {part.unit} | {cell} | {mem} | {exp} | {before} |")
+    return lines
+
+
+def table(results: list[dict]) -> str:
+    return "\n".join([*HEADER, *table_rows(results)])
+
+
+BEGIN, END = "<!-- scale.py table: begin -->", "<!-- scale.py table: end -->"
+
+
+def update_readme(path: Path, results: list[dict]) -> None:
+    """Replace, in the table between BEGIN and END of `path`, the rows of the parts measured now; the other parts'
+    rows stay (so `--parts report,index --readme …` reruns two parts alone). Rows are kept in PARTS order."""
+    from pipeline.atomic import write_text
+
+    text = path.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path}: no {BEGIN} … {END} markers to write the table between")
+    head, rest = text.split(BEGIN, 1)
+    old, tail = rest.split(END, 1)
+    measured = {r["part"] for r in results}
+    rows: dict[str, list[str]] = {name: [] for name in PARTS}
+    for line in old.strip().splitlines()[len(HEADER) :]:
+        name = line.split("|")[1].strip()
+        if name in rows and name not in measured:
+            rows[name].append(line)
+    for line in table_rows(results):
+        rows[line.split("|")[1].strip()].append(line)
+    body = "\n".join([*HEADER, *(line for name in PARTS for line in rows[name])])
+    write_text(path, f"{head}{BEGIN}\n{body}\n{END}{tail}")
 
 
 def main(argv=None) -> list[dict]:
@@ -286,6 +323,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--max", type=float, help="skip sizes above this (e.g. --max 1e8)")
     p.add_argument("--keep", type=Path, help="keep the scratch inputs under this directory")
     p.add_argument("--out", type=Path, help="JSON of every measurement")
+    p.add_argument("--readme", type=Path, help="update these parts' rows of the table in this markdown file")
     p.add_argument("--child", nargs=2, metavar=("PART", "SPEC"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -311,6 +349,8 @@ def main(argv=None) -> list[dict]:
     print(table(results))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
+    if args.readme:
+        update_readme(args.readme, results)
     return results
 
 

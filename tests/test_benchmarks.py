@@ -140,3 +140,27 @@ def test_scale_measures_a_part_in_its_own_process(tmp_path: Path, capsys):
     assert "| batch_plan | 10,000,000 | tokens (seq 2048) |" in table and "ms/step" in table
     with pytest.raises(SystemExit):
         scale.main(["--parts", "no_such_part"])
+
+
+def test_scale_readme_rows_of_the_parts_measured_are_replaced_the_others_kept(tmp_path: Path):
+    """`--parts report --readme` reruns one part: its rows are rewritten in PARTS order, another part's stay."""
+    import scale
+
+    def result(part, size, t):
+        return {"part": part, "size": size, "time_s": t, "peak_rss_mib": 200.0, "base_rss_mib": 150.0}
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n\n{scale.BEGIN}\n{scale.END}\n\nafter\n", encoding="utf-8")
+    scale.update_readme(readme, [result("index", 10, 1.0), result("index", 100, 10.0), result("report", 10, 5.0)])
+    scale.update_readme(readme, [result("report", 10_000, 2.0), result("report", 1_000_000, 200.0)])
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("intro\n\n") and text.endswith("\n\nafter\n")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| part ")]
+    assert [(r.split("|")[1].strip(), r.split("|")[2].strip()) for r in rows] == [
+        ("report", "10,000"),
+        ("report", "1,000,000"),
+        ("index", "10"),
+        ("index", "100"),
+    ]
+    assert rows[0].split("|")[6].strip() == "1.00"  # 100× the lines, 100× the time: exponent 1
+    assert rows[2].split("|")[6].strip() == "1.00" and "35 s / 3.0 GiB" in rows[1]  # issue #17's figure beside

@@ -70,11 +70,22 @@ def make_batch_plan(tokens: int, work: Path) -> dict:
 
 
 def make_report(lines: int, work: Path) -> dict:
-    """A finished native run of `lines` metric lines (benchmarks/synthetic.py): the report of a long run."""
+    """A finished native run of `lines` metric lines (benchmarks/synthetic.py): the report of a long run, whose
+    train stage left the columnar cache of a long log (records.cache_logs)."""
     from synthetic import make_run
 
     make_run(work / "runs" / "long", lines)
     return {"cwd": str(work), "argv": ["report", "runs/long", "--out", "reports/long"]}
+
+
+def make_report_uncached(lines: int, work: Path) -> dict:
+    """The same run without the cache (a run from before it, or `rm -r runs/<EXP>/.cache`): the report parses
+    every line and writes the cache."""
+    from pipeline import records
+
+    spec = make_report(lines, work)
+    shutil.rmtree(records.FRAME_CACHE.at(work / "runs" / "long"), ignore_errors=True)
+    return spec
 
 
 INDEX_RUN_LINES = 1_000
@@ -179,6 +190,8 @@ PARTS: dict[str, Part] = {
     "batch_plan": Part("tokens (seq 2048)", (10**7, 10**8, 10**9, 10**10), (10**7, 10**8, 10**9, 10**10),
                        make_batch_plan, warm=("pipeline.train.batches",), run=run_batch_plan, per_step=True),
     "report": Part("log lines", (10_000, 100_000), (10_000, 100_000, 1_000_000), make_report, warm=REPORT),
+    "report_uncached": Part("log lines", (10_000, 100_000), (10_000, 100_000, 1_000_000), make_report_uncached,
+                            warm=REPORT),
     "index": Part("runs", (3, 10), (10, 100), make_index, warm=("pipeline.report.index",)),
     "import_lingua": Part("entries", *ENTRIES.values(), make_import("lingua"), warm=IMPORT, run=run_import),
     "import_hf": Part("entries", *ENTRIES.values(), make_import("hf-trainer"), warm=IMPORT, run=run_import),
@@ -251,6 +264,7 @@ def measure(name: str, size: int, keep: Path | None) -> dict:
 # Issue #17's figures before its work (same VM), shown beside the row they compare with: (part, size) or part.
 BEFORE = {
     ("report", 1_000_000): "35 s / 3.0 GiB",
+    ("report_uncached", 1_000_000): "35 s / 3.0 GiB",
     ("import_hf", 10_000): "3.4 s",
     ("import_hf", 100_000): "349 s (20K: 13.7 s, 40K: 54 s)",
     ("batch_plan", 10**10): "77–133 ms/step",

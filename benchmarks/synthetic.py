@@ -132,6 +132,7 @@ def make_run(
     records.PLAN.write(run_dir, plan)
     records.TRAIN_DONE.write(run_dir, {**plan, "status": "completed", "steps_done": lines, "parameters": params,
                                        "device": "cuda", "world_size": 1, "flops_per_token": 7.1e8})  # fmt: skip
+    records.cache_logs(run_dir)  # as the train stage does at its end: a long log's columns for the report
     final = float(val_loss[-1])
     records.PERPLEXITY.write(run_dir, {
         "checkpoint": f"checkpoints/{lines:010d}", "step": lines, "split": "test", "batch_size": 16, "seq_len": 2048,

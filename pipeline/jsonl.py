@@ -28,6 +28,7 @@ blank line, a missing `key`, a nested value) is read again line by line, so the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -194,8 +195,9 @@ def _tail(path: Path, size: int) -> tuple[int, bytes]:
 class _Prefix:
     """The first `limit` bytes of a file, as a file object pyarrow reads in blocks (never the whole file at once)."""
 
-    def __init__(self, path: Path, limit: int):
-        self.fh, self.left = open(path, "rb"), limit  # noqa: SIM115 - closed by read_frame
+    def __init__(self, path: Path, limit: int, start: int = 0):
+        self.fh, self.left = open(path, "rb"), limit - start  # noqa: SIM115 - closed by read_frame
+        self.fh.seek(start)
         self.lines = 0
 
     def read(self, n: int = -1) -> bytes:
@@ -216,8 +218,8 @@ class _Prefix:
 BLOCK = 1 << 22  # bytes pyarrow parses at a time
 
 
-def _arrow_table(path: Path, end: int):
-    """(pyarrow table of the file's first `end` bytes, newlines in them), or (None, 0) where pyarrow refuses it.
+def _arrow_table(path: Path, end: int, start: int = 0):
+    """(pyarrow table of the file's bytes `start`..`end`, newlines in them), or (None, 0) where pyarrow refuses it.
     The streaming reader holds one block at a time (a third of read_json's peak memory) but fixes the columns
     from its first block; a key first seen later sends the file to read_json."""
     import pyarrow as pa
@@ -225,7 +227,7 @@ def _arrow_table(path: Path, end: int):
 
     options = pj.ReadOptions(block_size=BLOCK)
     for whole in (False, True):
-        source = _Prefix(path, end)
+        source = _Prefix(path, end, start)
         try:
             if whole:
                 table = pj.read_json(source, read_options=options)
@@ -240,7 +242,42 @@ def _arrow_table(path: Path, end: int):
     return None, 0
 
 
-def _fast_frame(path: Path, key: str | None) -> tuple[pd.DataFrame, bool] | None:
+def _table(path: Path, end: int, cache: Path | None):
+    """`_arrow_table` of the first `end` bytes, through the columnar cache (pipeline/jsonl_cache.py) when given:
+    a cache of a shorter prefix has only the appended lines parsed."""
+    if cache is None:
+        return _arrow_table(path, end)
+    import pyarrow as pa
+
+    from pipeline import jsonl_cache
+
+    hit = jsonl_cache.load(cache, path)
+    if hit is not None and hit[1] == end:
+        return hit[0], hit[2]
+    table = None
+    if hit is not None and hit[1] < end:
+        old, start, old_lines = hit
+        new, new_lines = _arrow_table(path, end, start)
+        if new is not None and new.num_rows == new_lines:
+            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError):
+                table, lines = pa.concat_tables([old, new], promote_options="permissive"), old_lines + new_lines
+    if table is None:
+        table, lines = _arrow_table(path, end)
+    if table is None:
+        return None, 0
+    if table.num_rows == lines:  # else the line reader reads this file (and nothing is cached)
+        jsonl_cache.store(cache, path, table, end, lines)
+    return table, lines
+
+
+def warm_cache(path: Path, cache: Path) -> None:
+    """Parse `path` into its columnar cache now, without pandas (a stage's end: records.cache_logs)."""
+    body_end, _ = _tail(path, path.stat().st_size)
+    if body_end:
+        _table(path, body_end, cache)
+
+
+def _fast_frame(path: Path, key: str | None, cache: Path | None = None) -> tuple[pd.DataFrame, bool] | None:
     """(rows, whether a torn last line was dropped) parsed by pyarrow, or None when this file needs the line-by-line
     reader for its result to be read_lenient's."""
     import pandas as pd
@@ -259,7 +296,7 @@ def _fast_frame(path: Path, key: str | None) -> tuple[pd.DataFrame, bool] | None
                 return None
     frames = []
     if body_end:
-        table, lines = _arrow_table(path, body_end)
+        table, lines = _table(path, body_end, cache)
         if table is None:
             return None
         # One row per line: pyarrow skips blank lines and splits `{..}{..}`, which the line reader reports.
@@ -279,8 +316,10 @@ def _fast_frame(path: Path, key: str | None) -> tuple[pd.DataFrame, bool] | None
     return frame, torn
 
 
-def read_frame(path: Path, problems: list[str], label: str, key: str | None = None) -> pd.DataFrame:
+def read_frame(path: Path, problems: list[str], label: str, key: str | None = None,
+               cache: Path | None = None) -> pd.DataFrame:  # fmt: skip
     """`read_lenient`'s rows as a DataFrame in file order (a column per key any row has), and the same problems.
+    `cache`: where to keep the parsed columns for the next read (pipeline/jsonl_cache.py).
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.jsonl"
@@ -293,7 +332,7 @@ def read_frame(path: Path, problems: list[str], label: str, key: str | None = No
     """
     import pandas as pd
 
-    fast = _fast_frame(path, key)
+    fast = _fast_frame(path, key, cache)
     if fast is None:
         return pd.DataFrame([obj for _, obj in read_lenient(path, problems, label, key)])
     frame, torn = fast

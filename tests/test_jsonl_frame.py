@@ -65,3 +65,17 @@ def test_read_frame_long_file_in_blocks(tmp_path: Path, monkeypatch, late_key):
     want = pd.DataFrame(rows)
     pd.testing.assert_frame_equal(got, want)
     assert problems == ["m.jsonl: last line (truncated write?) is not valid JSON and was skipped"]
+
+
+@pytest.mark.parametrize("name,data,fast", CASES, ids=[c[0] for c in CASES])
+def test_read_frame_through_the_cache_is_read_lenient(tmp_path: Path, name, data, fast):
+    """The same rows and problems from a cold cache (parse + store) and from a warm one (pipeline/jsonl_cache.py)."""
+    path, cache = tmp_path / "metrics.jsonl", tmp_path / ".cache" / "metrics.jsonl.arrow"
+    path.write_bytes(data)
+    want_problems: list[str] = []
+    want = pd.DataFrame([obj for _, obj in jsonl.read_lenient(path, want_problems, "train/metrics.jsonl", "step")])
+    for _ in ("cold", "warm"):
+        problems: list[str] = []
+        got = jsonl.read_frame(path, problems, "train/metrics.jsonl", "step", cache=cache)
+        assert problems == want_problems
+        pd.testing.assert_frame_equal(got, want)

@@ -187,6 +187,7 @@ def write_run(imp: Imported, name: str, steps_from: str | None, runs: Path = RUN
             },
         )
         freeze(cfg, run)
+        records.cache_logs(tmp)  # renamed with the folder: same inodes, so the cache stays current
         records.IMPORT.write(tmp, record)  # last: its presence marks a complete import
         old = runs / f".{name}.replaced"
         if target.exists():

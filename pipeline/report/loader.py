@@ -172,8 +172,8 @@ def read_rows(spec: records.RunFile, run_root: Path, columns: list[str], problem
             frame = _number_segments(frame)
         if raw is not None:
             raw.append(frame)
-        steps = frame["step"]
-        if not (steps.is_monotonic_increasing and steps.is_unique):  # else already one row per step, in order: no copy
+        steps = frame["step"].to_numpy()
+        if not (steps[1:] > steps[:-1]).all():  # else already one row per step, in order: no copy
             frame = frame.sort_values("step", kind="stable").drop_duplicates("step", keep="last")
             frame = frame.reset_index(drop=True)
     return frame
@@ -211,8 +211,8 @@ def read_validation(root: Path, problems: list[str]) -> dict:
     return {"validation": frame(main), "validation_sets": {name: frame(name) for name in sets if name != main}}
 
 
-# Not part of what a run's files say: locks, the scheduler's folders, earlier outputs and the summary cache itself.
-UNREAD = (".lock", ".lock.info", "jobs", "archive", "logs", "summary.json")
+# Not part of what a run's files say: locks, the scheduler's folders, earlier outputs and the caches of the report.
+UNREAD = (".lock", ".lock.info", ".cache", "jobs", "archive", "logs", "summary.json")
 
 
 def fingerprint(run_dir: Path) -> list[list]:

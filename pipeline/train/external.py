@@ -357,6 +357,7 @@ def run_external(cfg, run_dir: Path) -> Path:
         summary["status_why"] = (summary["stderr_tail"] or [""])[-1]
         log.error("train.command exited %d at step %s of %s; see %s", exit_code, done, planned or "?", err_path)
     records.TRAIN_DONE.write(run.root, summary)
+    records.cache_logs(run.root)
     return run.train
 
 

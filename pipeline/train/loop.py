@@ -511,6 +511,7 @@ def run_train(cfg: Experiment, run_dir: Path) -> Path:
     )
     if rt.is_main and summary["status"] != "interrupted":
         records.TRAIN_DONE.write(run.root, summary)
+        records.cache_logs(run.root)
     rt.close()
     if summary["status"] == "interrupted":
         raise SystemExit(143)  # SIGTERM (scheduler time limit / preemption): checkpoint saved, rerun resumes

@@ -168,6 +168,15 @@ class DataConfig(Section):
 
 
 # --------------------------------------------------------------------------- train
+def known_importer(value: str) -> str:
+    """An importer name of `pipeline.importers.ADAPTERS` (train.logs.from, an imported run's format)."""
+    from pipeline.importers import ADAPTERS  # here, not at the top: the importers import this module
+
+    if value not in ADAPTERS:
+        raise ValueError(f"expected one of {', '.join(map(repr, ADAPTERS))}, got {value!r}")
+    return value
+
+
 class ExternalLogs(Section):
     """Where a `train.command` writes its metrics, read by the importer named in `from` (pipeline/importers/)."""
 
@@ -175,14 +184,7 @@ class ExternalLogs(Section):
     from_: str = Field(alias="from", description="an importer's FROM= name: jsonl, hf-trainer, lightning, …")
     path: str = Field(description="the file or folder that importer reads; placeholders as in train.command")
 
-    @field_validator("from_")
-    @classmethod
-    def _known_importer(cls, value: str) -> str:
-        from pipeline.importers import ADAPTERS  # here, not at the top: the importers import this module
-
-        if value not in ADAPTERS:
-            raise ValueError(f"expected one of {', '.join(map(repr, ADAPTERS))}, got {value!r}")
-        return value
+    _known_importer = field_validator("from_")(known_importer)
 
 
 ValidationMetric = Literal["val_loss", "val_perplexity", "val_accuracy"]  # train/validation.jsonl keys
@@ -506,14 +508,7 @@ class ImportInfo(Section):
     source: str = Field(description="file or directory the artefacts were read from")
     provides: list[Literal["train", "eval"]] = Field(description="which stages' outputs the import wrote")
 
-    @field_validator("format")
-    @classmethod
-    def _known_importer(cls, value: str) -> str:
-        from pipeline.importers import ADAPTERS  # here, not at the top: the importers import this module
-
-        if value not in ADAPTERS:
-            raise ValueError(f"expected one of {', '.join(map(repr, ADAPTERS))}, got {value!r}")
-        return value
+    _known_importer = field_validator("format")(known_importer)
 
 
 class Experiment(Section):

@@ -280,21 +280,13 @@ NATIVE: list[Section] = [
     Section("reproduce"),
 ]
 
-# A run trained by its own command (train.command): no model or data of ours to describe.
+# A run trained by its own command (train.command): NATIVE without our model, data, perplexity, bench and artifacts,
+# and the command after the checks.
+NOT_EXTERNAL = {"model", "data", "hyperparameters", "perplexity", "bench", "artifacts"}
 EXTERNAL: list[Section] = [
-    Section("status"),
-    Section("summary", summary),
-    Section("expectations", expectations),
-    Section("notes", notes),
-    Section("comparison", comparison),
-    Section("checks"),
-    Section("command", command),
-    Section("environment"),
-    Section("training", training),
-    Section("validation"),
-    Section("harness", harness),
-    Section("reproduce"),
-]
+    t for s in NATIVE if s.name not in NOT_EXTERNAL
+    for t in ((s, Section("command", command)) if s.name == "checks" else (s,))
+]  # fmt: skip
 
 IMPORTED: list[Section] = [
     Section("status"),

@@ -727,7 +727,7 @@ CHECKPOINTS = _f(
     "checkpoints/<step>/",
     "train",
     "dir",
-    "step with 10 digits: `model.safetensors` + `config.json` (`save_pretrained`; a `model.custom` model: its state dict + `custom_model.json`, the function, model section, vocabulary size and class), tokenizer files, `train_state.pt` (optimizer, scheduler, grad scaler, RNG states, data position), `config.yaml`, `checksums.json` (size and sha256 of each file, verified on resume); newest `train.keep_checkpoints` kept",
+    "step with 10 digits: `model.safetensors` + `config.json` (`save_pretrained`; a `model.custom` model: its state dict + `custom_model.json`, the function, model section, vocabulary size and class), tokenizer files, `train_state.pt` (optimizer, scheduler, grad scaler, RNG states, data position), `config.yaml`, `checksums.json` (size and sha256 of each file, verified on resume and by eval); newest `train.keep_checkpoints` kept",
 )
 DAMAGED_CHECKPOINTS = _f(
     "checkpoints/<step>.damaged/",

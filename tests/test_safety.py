@@ -247,3 +247,26 @@ def test_corrupt_newest_checkpoint_resumes_from_the_previous(secret_run: Path):
     assert (run / "checkpoints" / "0000000012.damaged").is_dir() and (run / "checkpoints" / "0000000012").is_dir()
     steps = [json.loads(line)["step"] for line in (run / "train" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8, 10, 12]
+
+
+@pytest.mark.parametrize("which", ["last", "best", 10])
+def test_eval_refuses_a_damaged_checkpoint(tmp_path: Path, which):
+    """The eval stage picks its checkpoint through its checksums: a changed file is one error naming it."""
+    from pipeline.errors import DataError
+    from pipeline.evaluate.perplexity import pick_checkpoint
+    from pipeline.rundir import RunDir
+    from pipeline.train.checkpoint import write_checksums
+
+    run = RunDir(tmp_path / "runs" / "x")
+    for name in ("0000000010", "best"):
+        folder = run.checkpoints / name
+        folder.mkdir(parents=True)
+        (folder / "train_state.pt").write_bytes(b"state")
+        (folder / "model.safetensors").write_bytes(b"weights" * 100)
+        write_checksums(folder)
+    chosen = pick_checkpoint(run, which)
+    assert chosen.name == ("best" if which == "best" else "0000000010")
+    weights = chosen / "model.safetensors"
+    weights.write_bytes(b"X" + weights.read_bytes()[1:])  # same size, one byte changed
+    with pytest.raises(DataError, match=r"model\.safetensors does not match its sha256: the checkpoint is damaged"):
+        pick_checkpoint(run, which)

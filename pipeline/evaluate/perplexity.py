@@ -26,30 +26,36 @@ from pipeline.errors import DataError
 from pipeline.evaluate.scoring import DTYPES, score
 from pipeline.rundir import RunDir
 from pipeline.train.batches import as_sequences
-from pipeline.train.checkpoint import checkpoint_step
+from pipeline.train.checkpoint import checkpoint_step, verify
 from pipeline.train.runtime import pick_device
 
 log = logging.getLogger(__name__)
 
 
 def pick_checkpoint(run: RunDir, step: int | str | None) -> Path:
-    """`eval.checkpoint`: a step, 'best' (checkpoints/best/, train.keep_best) or 'last'/None (the newest)."""
+    """`eval.checkpoint`: a step, 'best' (checkpoints/best/, train.keep_best) or 'last'/None (the newest), whose
+    files match their checksums (a damaged checkpoint is one clear error, never a silently wrong evaluation)."""
     found = run.checkpoint_dirs()
     if not found:
         raise DataError(f"{run.checkpoints}: no complete checkpoint; run 'make train EXP={run.root.name}' first")
     if step == "best":
-        best = run.checkpoints / "best"
-        if not (best / "train_state.pt").is_file():
-            raise DataError(f"eval.checkpoint: best: {best} does not exist (no validation pass after step 0 yet)")
-        return best
-    if step is None or step == "last":
-        return found[-1]
-    wanted = run.checkpoints / f"{step:010d}"
-    if wanted not in found:
+        chosen = run.checkpoints / "best"
+        if not (chosen / "train_state.pt").is_file():
+            raise DataError(f"eval.checkpoint: best: {chosen} does not exist (no validation pass after step 0 yet)")
+    elif step is None or step == "last":
+        chosen = found[-1]
+    else:
+        chosen = run.checkpoints / f"{step:010d}"
+        if chosen not in found:
+            have = ", ".join(str(int(p.name)) for p in found)
+            raise DataError(f"eval.checkpoint: no checkpoint for step {step} (have: {have})")
+    why = verify(chosen)  # sha256 of every file: ≈ 1 s per GB, small beside an evaluation
+    if why:
         raise DataError(
-            f"eval.checkpoint: no checkpoint for step {step} (have: {', '.join(str(int(p.name)) for p in found)})"
+            f"{chosen}: {why}: the checkpoint is damaged; 'make train EXP={run.root.name}' moves it aside and "
+            "trains again from the newest intact one, or set eval.checkpoint to an earlier step"
         )
-    return wanted
+    return chosen
 
 
 def token_bytes(run_root: Path) -> np.ndarray | None:

@@ -260,8 +260,23 @@ def run_targets(cfg, run_root=None) -> str:
     # A train.command is launched once; starting its processes (torchrun, srun) is the command's own business.
     nodes, nproc = (1, 1) if cfg.train.command else (hpc.nodes, max(1, hpc.gpus_per_node))
     lines += [f"TRAIN_NNODES := {nodes}", f"TRAIN_NPROC := {nproc}", f"RDZV_PORT := {hpc.rdzv_port}"]
-    # The baseline's stamps and outputs: re-running (or re-configuring) the baseline re-renders this report.
-    watched = f"runs/{base}/stamps/*.sha256 runs/{base}/*/DONE runs/{base}/import/import.json" if base else ""
+    # The baseline's stamps and outputs: re-running (or re-configuring) the baseline re-renders this report. A
+    # repeat/sweep baseline (members.json) holds its runs one (`seed-<n>`, `<point>`) or two (`<point>/seed-<n>`)
+    # folders down: their member.json changes with each member's outcome.
+    member = [
+        f"runs/{base}/{d}stamps/*.sha256 runs/{base}/{d}*/DONE runs/{base}/{d}member.json" for d in ("*/", "*/*/")
+    ]
+    watched = (
+        " ".join(
+            [
+                f"runs/{base}/stamps/*.sha256 runs/{base}/*/DONE runs/{base}/import/import.json",
+                *member,
+                f"runs/{base}/members.json",
+            ]
+        )  # fmt: skip
+        if base
+        else ""
+    )
     lines.append(f"COMPARE_INPUTS := {f'$(wildcard {watched})' if base else ''}".rstrip())
     return "\n".join(lines) + "\n"
 

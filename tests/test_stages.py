@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import re
 import subprocess
@@ -60,6 +61,15 @@ def test_run_targets_follow_the_active_stages_and_the_baseline(tiny_project, mon
     assert "DEPS_bench :=\n" in sweep and "DEPS_report := $(RUN)/bench/DONE\n" in sweep  # no prepare: synthetic data
     compared = run_targets(load_experiment("tiny", ["report.compare_to=sweep"]))
     assert "runs/sweep/stamps/*.sha256" in compared and "runs/sweep/*/DONE" in compared
+    # a repeat/sweep baseline: its members' stamps, DONE markers and outcomes, one or two folders down
+    for watched in ("runs/sweep/members.json", "runs/sweep/*/stamps/*.sha256", "runs/sweep/*/*/member.json",
+                    "runs/sweep/*/*/train/DONE"):  # fmt: skip
+        assert any(fnmatch.fnmatch(watched, glob) for glob in compare_globs(compared)), watched
+
+
+def compare_globs(targets: str) -> list[str]:
+    line = next(ln for ln in targets.splitlines() if ln.startswith("COMPARE_INPUTS :="))
+    return line.removeprefix("COMPARE_INPUTS := $(wildcard ").removesuffix(")").split()
 
 
 def test_make_dry_run_uses_the_generated_rules_before_any_resolve(tmp_path):

@@ -263,19 +263,10 @@ def run_targets(cfg, run_root=None) -> str:
     # The baseline's stamps and outputs: re-running (or re-configuring) the baseline re-renders this report. A
     # repeat/sweep baseline (members.json) holds its runs one (`seed-<n>`, `<point>`) or two (`<point>/seed-<n>`)
     # folders down: their member.json changes with each member's outcome.
-    member = [
-        f"runs/{base}/{d}stamps/*.sha256 runs/{base}/{d}*/DONE runs/{base}/{d}member.json" for d in ("*/", "*/*/")
-    ]
-    watched = (
-        " ".join(
-            [
-                f"runs/{base}/stamps/*.sha256 runs/{base}/*/DONE runs/{base}/import/import.json",
-                *member,
-                f"runs/{base}/members.json",
-            ]
-        )  # fmt: skip
-        if base
-        else ""
+    folders = ("", "*/", "*/*/")  # the run itself, a member, a member of a sweep point
+    watched = " ".join(
+        [f"runs/{base}/{d}stamps/*.sha256 runs/{base}/{d}*/DONE runs/{base}/{d}member.json" for d in folders]
+        + [f"runs/{base}/import/import.json runs/{base}/members.json"]
     )
     lines.append(f"COMPARE_INPUTS := {f'$(wildcard {watched})' if base else ''}".rstrip())
     return "\n".join(lines) + "\n"

@@ -749,7 +749,7 @@ MIRROR = _f(
 )
 FRAME_CACHE = _f(
     ".cache/",
-    "make report",
+    "train, import (a log over 16 MiB), make report",
     "dir",
     "derived, safe to delete: the columns of each JSON-lines log above as parsed by the report (`.cache/train/metrics.jsonl.arrow`: Arrow IPC, ≈ 1/3 of the log's size) with the log's inode, the byte offset covered and a hash of the bytes before it; a report reads it instead of parsing the log again, parses only lines appended since, and parses everything again when the log was rewritten (`pipeline/jsonl_cache.py`)",
 )

@@ -305,11 +305,15 @@ gpu-check: ## benchmarks/gpu_check.sh on this machine's GPU (GPU_CHECK_ARGS=--cp
 	PY=$(PY) benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 # ---------------------------------------------------------------------------- tests
-test: $(VENV_STAMP) ## the whole test suite, as CI runs it (PYTEST_ARGS=…)
-	$(PY) -m pytest $(PYTEST_ARGS)
+# pytest-xdist: TEST_JOBS worker processes (every core, at most 4), each test file on one worker (its module
+# fixtures built once). TEST_JOBS=0 runs in this process (pdb, -x).
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+XDIST = $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+test: $(VENV_STAMP) ## the whole test suite, as CI runs it (PYTEST_ARGS=…, TEST_JOBS=…)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(VENV_STAMP) ## the suite without the tests marked slow: the development loop
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # ruff: lint rules and formatting, configured in pyproject.toml. `make format` rewrites the files.
 lint: $(HOST_STAMP) ## ruff check + format check

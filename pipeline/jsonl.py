@@ -254,6 +254,7 @@ def _table(path: Path, end: int, cache: Path | None):
     hit = jsonl_cache.load(cache, path)
     if hit is not None and hit[1] == end:
         return hit[0], hit[2]
+    before = jsonl_cache.identity(path, end)
     table = None
     if hit is not None and hit[1] < end:
         old, start, old_lines = hit
@@ -265,8 +266,10 @@ def _table(path: Path, end: int, cache: Path | None):
         table, lines = _arrow_table(path, end)
     if table is None:
         return None, 0
-    if table.num_rows == lines:  # else the line reader reads this file (and nothing is cached)
-        jsonl_cache.store(cache, path, table, end, lines)
+    # Cached only when the rows are one per line (else the line reader reads this file) and the log is the same
+    # file, with the same bytes at both ends, after the parse as before it.
+    if table.num_rows == lines and before is not None and jsonl_cache.identity(path, end) == before:
+        jsonl_cache.store(cache, table, end, lines, before)
     return table, lines
 
 

@@ -42,14 +42,14 @@ def ends_hash(path: Path, end: int) -> str:
         return digest.hexdigest()
 
 
-def _meta(path: Path, end: int, lines: int) -> dict[bytes, bytes]:
-    return {
-        b"labnote.version": VERSION,
-        b"labnote.inode": str(path.stat().st_ino).encode(),
-        b"labnote.end": str(end).encode(),
-        b"labnote.lines": str(lines).encode(),
-        b"labnote.ends_sha256": ends_hash(path, end).encode(),
-    }
+def identity(path: Path, end: int) -> tuple[int, str] | None:
+    """(inode, ends_hash) of the log's first `end` bytes now; None when it is gone. Taken before and after a parse:
+    a log replaced meanwhile (an import or a `train.command` run rewrites it while a report or `make peek` reads
+    it) must not have the old rows cached under the new file's name."""
+    try:
+        return path.stat().st_ino, ends_hash(path, end)
+    except OSError:
+        return None
 
 
 def load(cache: Path, path: Path) -> tuple[pa.Table, int, int] | None:
@@ -71,13 +71,16 @@ def load(cache: Path, path: Path) -> tuple[pa.Table, int, int] | None:
     return table.replace_schema_metadata(None), end, lines
 
 
-def store(cache: Path, path: Path, table: pa.Table, end: int, lines: int) -> bool:
-    """Write the cache whole (pipeline/atomic.py); False (and nothing written) where the directory cannot be
-    written."""
+def store(cache: Path, table: pa.Table, end: int, lines: int, parsed: tuple[int, str]) -> bool:
+    """Write the cache whole (pipeline/atomic.py) for the log whose `identity` was `parsed` while it was read;
+    False (and nothing written) where the directory cannot be written."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    table = table.combine_chunks().replace_schema_metadata(_meta(path, end, lines))
+    inode, digest = parsed
+    meta = {b"labnote.version": VERSION, b"labnote.inode": str(inode).encode(), b"labnote.end": str(end).encode(),
+            b"labnote.lines": str(lines).encode(), b"labnote.ends_sha256": digest.encode()}  # fmt: skip
+    table = table.combine_chunks().replace_schema_metadata(meta)
     try:
         with atomic_path(cache) as tmp, pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as out:
             out.write_table(table)

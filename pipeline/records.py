@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 
 from pipeline import jsonl
 from pipeline.atomic import write_json, write_text
+
+log = logging.getLogger(__name__)
 
 
 class Record(BaseModel):
@@ -884,8 +887,11 @@ def cache_logs(run_root: Path) -> None:
     import), so the first report of a long run is as fast as the next (pipeline/jsonl_cache.py)."""
     for spec in LOGS:
         path = spec.at(run_root)
-        if path.is_file() and path.stat().st_size >= CACHE_MIN_BYTES:
-            jsonl.warm_cache(path, spec.cache_at(run_root))
+        try:
+            if path.is_file() and path.stat().st_size >= CACHE_MIN_BYTES:
+                jsonl.warm_cache(path, spec.cache_at(run_root))
+        except Exception as exc:  # noqa: BLE001 - derived data: the stage's work is done, the report parses instead
+            log.warning("%s: its columnar cache was not written (%s: %s)", spec.path, type(exc).__name__, exc)
 
 
 def samples_files(run_root: Path) -> list[Path]:

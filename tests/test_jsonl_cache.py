@@ -78,13 +78,17 @@ def test_a_torn_line_is_never_cached(log):
     assert read(path, cache)["step"].iloc[-1] == 301
 
 
-@pytest.mark.parametrize("how", ["replaced", "edited in place", "cut shorter", "cache damaged", "cache version"])
+@pytest.mark.parametrize(
+    "how",
+    ["replaced", "replaced by the same bytes", "edited in place", "cut shorter", "cache damaged", "cache version"],
+)
 def test_a_changed_log_is_parsed_again(log, parses, monkeypatch, how):
     path, cache = log
     read(path, cache)
     new = rows(1, 300)
-    if how == "replaced":  # a resume cutting the log back, a re-import: a new file under the same name
-        new = [dict(r, loss=r["loss"] + 1) for r in new]
+    if how.startswith("replaced"):  # a resume cutting the log back, a re-import: a new file under the same name
+        if how == "replaced":
+            new = [dict(r, loss=r["loss"] + 1) for r in new]
         tmp = path.with_suffix(".tmp")
         tmp.write_text(jsonl.text(new))
         os.replace(tmp, path)
@@ -105,6 +109,26 @@ def test_a_changed_log_is_parsed_again(log, parses, monkeypatch, how):
     got = read(path, cache)
     assert parses[-1] == (0, path.stat().st_size)
     pd.testing.assert_frame_equal(got, pd.DataFrame(new))
+
+
+def test_a_log_replaced_during_the_parse_is_not_cached(log, parses, monkeypatch):
+    """A report reading while an import or a train.command run replaces the log: the rows parsed are the old file's
+    and must not be stored under the new file's inode."""
+    path, cache = log
+    real = jsonl._arrow_table
+
+    def swap_after(p, end, start=0):
+        out = real(p, end, start)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(jsonl.text([dict(r, loss=9.0) for r in rows(1, 300)])[: path.stat().st_size])
+        os.replace(tmp, path)
+        return out
+
+    monkeypatch.setattr(jsonl, "_arrow_table", swap_after)
+    read(path, cache)
+    assert not cache.exists()
+    monkeypatch.setattr(jsonl, "_arrow_table", real)
+    assert set(read(path, cache)["loss"]) == {9.0}
 
 
 def test_a_cache_that_cannot_be_written_is_skipped(log, parses):

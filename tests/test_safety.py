@@ -267,6 +267,8 @@ def test_eval_refuses_a_damaged_checkpoint(tmp_path: Path, which):
     chosen = pick_checkpoint(run, which)
     assert chosen.name == ("best" if which == "best" else "0000000010")
     weights = chosen / "model.safetensors"
-    weights.write_bytes(b"X" + weights.read_bytes()[1:])  # same size, one byte changed
+    weights.write_bytes(b"X" + weights.read_bytes()[1:])  # same size, one byte changed, written later
+    later = weights.stat().st_mtime_ns + 10**9
+    os.utime(weights, ns=(later, later))
     with pytest.raises(DataError, match=r"model\.safetensors does not match its sha256: the checkpoint is damaged"):
         pick_checkpoint(run, which)

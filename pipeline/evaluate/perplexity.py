@@ -49,13 +49,26 @@ def pick_checkpoint(run: RunDir, step: int | str | None) -> Path:
         if chosen not in found:
             have = ", ".join(str(int(p.name)) for p in found)
             raise DataError(f"eval.checkpoint: no checkpoint for step {step} (have: {have})")
-    why = verify(chosen)  # sha256 of every file: ≈ 1 s per GB, small beside an evaluation
+    why = _damage(chosen)
     if why:
         raise DataError(
-            f"{chosen}: {why}: the checkpoint is damaged; 'make train EXP={run.root.name}' moves it aside and "
-            "trains again from the newest intact one, or set eval.checkpoint to an earlier step"
+            f"{chosen}: {why}: the checkpoint is damaged; evaluate another one (eval.checkpoint: <step>) or train "
+            "the run again"
         )
     return chosen
+
+
+_VERIFIED: dict[tuple, str | None] = {}
+
+
+def _damage(folder: Path) -> str | None:
+    """checkpoint.verify, once per folder as it is now (perplexity and lm-eval both pick it, and the eval stage holds
+    the run's lock: hashing a large model's files and optimizer state once is enough)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    key = (str(folder), *((str(p), p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino) for p in files))
+    if key not in _VERIFIED:
+        _VERIFIED[key] = verify(folder)
+    return _VERIFIED[key]
 
 
 def token_bytes(run_root: Path) -> np.ndarray | None:

@@ -336,13 +336,13 @@ def run_external(cfg, run_dir: Path) -> Path:
                 continue
             signature = _signature(Path(exp.logs))
             if signature != seen:
-                started = time.perf_counter()
+                read_from = time.perf_counter()
                 seen, latest = signature, read_logs(exp, quiet=True)
                 if latest is not None:
                     imp = latest
                     write_rows(run.root, imp)
                     _progress(bar, imp)
-                pacer.read(started, time.perf_counter())
+                pacer.read(read_from, time.perf_counter())
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
